@@ -1,0 +1,205 @@
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gorilla/securecookie"
+)
+
+// KeyPair is one signing key and an optional encryption key.
+//
+// Hash is the HMAC-SHA256 key: at least 32 bytes, 64 recommended. Block,
+// when set, turns on AES encryption (16, 24 or 32 bytes for AES-128,
+// AES-192 or AES-256).
+type KeyPair struct {
+	Hash  []byte
+	Block []byte
+}
+
+// GenerateKeyPair returns a key pair of a 64-byte hash key and, when
+// encrypt is set, a 32-byte AES-256 block key, from crypto/rand.
+func GenerateKeyPair(encrypt bool) KeyPair {
+	kp := KeyPair{Hash: securecookie.GenerateRandomKey(64)}
+	if encrypt {
+		kp.Block = securecookie.GenerateRandomKey(32)
+	}
+	return kp
+}
+
+func (kp KeyPair) validate() error {
+	if len(kp.Hash) < 32 {
+		return fmt.Errorf("%w: hash key is %d bytes, want at least 32", ErrBadKey, len(kp.Hash))
+	}
+	switch len(kp.Block) {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("%w: block key is %d bytes, want 16, 24 or 32", ErrBadKey, len(kp.Block))
+	}
+	return nil
+}
+
+// CodecOptions configures a Codec. The zero value is not usable: Keys
+// must hold at least one pair.
+type CodecOptions struct {
+	// Keys: the first pair encodes, every pair decodes (key rotation).
+	Keys []KeyPair
+	// MaxAge is the longest a cookie is accepted after it was issued.
+	// Default: 31 days.
+	MaxAge time.Duration
+	// AbsoluteTimeout, when set, refuses a session created longer ago than
+	// this, however recently its cookie was refreshed. Default: none.
+	AbsoluteTimeout time.Duration
+	// ClockSkew is how far in the future an issue time may lie before the
+	// cookie is refused as future-dated. Default: 0 (none allowed).
+	ClockSkew time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Codec signs (HMAC-SHA256) and optionally encrypts (AES) session
+// snapshots as cookie values with gorilla/securecookie, serialized as
+// JSON. The cookie name is part of the signature, so a value cannot be
+// moved to another cookie. A Codec is safe for concurrent use.
+type Codec struct {
+	codecs   []securecookie.Codec
+	maxAge   time.Duration
+	absolute time.Duration
+	skew     time.Duration
+	now      func() time.Time
+}
+
+// DefaultLifetime is Flask's PERMANENT_SESSION_LIFETIME default.
+const DefaultLifetime = 31 * 24 * time.Hour
+
+// NewCodec returns a codec for the given options.
+func NewCodec(opts CodecOptions) (*Codec, error) {
+	if len(opts.Keys) == 0 {
+		return nil, ErrNoKeys
+	}
+	c := &Codec{maxAge: opts.MaxAge, absolute: opts.AbsoluteTimeout, skew: opts.ClockSkew, now: opts.Now}
+	if c.maxAge <= 0 {
+		c.maxAge = DefaultLifetime
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	for i, kp := range opts.Keys {
+		if err := kp.validate(); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		var block []byte
+		if len(kp.Block) > 0 {
+			block = kp.Block
+		}
+		sc := securecookie.New(kp.Hash, block)
+		// MaxAge on every codec, not only the first: a cookie signed with an
+		// old key expires like any other.
+		sc.MaxAge(int(c.maxAge / time.Second))
+		sc.MaxLength(MaxCookieSize)
+		sc.SetSerializer(securecookie.JSONEncoder{})
+		c.codecs = append(c.codecs, sc)
+	}
+	return c, nil
+}
+
+// payload is what the cookie value carries, before signing.
+type payload struct {
+	ID        string                     `json:"i"`
+	Seq       uint64                     `json:"s,omitempty"`
+	Values    map[string]json.RawMessage `json:"v,omitempty"`
+	Permanent bool                       `json:"p,omitempty"`
+	Created   int64                      `json:"c,omitempty"`
+	Issued    int64                      `json:"t"`
+}
+
+// Encode returns the signed cookie value of snap for the cookie name.
+func (c *Codec) Encode(name string, snap Snapshot) (string, error) {
+	p := payload{ID: snap.ID, Seq: snap.Seq, Values: snap.Values, Permanent: snap.Permanent, Issued: c.now().Unix()}
+	if !snap.Created.IsZero() {
+		p.Created = snap.Created.Unix()
+	}
+	v, err := c.codecs[0].Encode(name, &p)
+	if err != nil {
+		if strings.Contains(err.Error(), "too long") {
+			return "", fmt.Errorf("%w: %v", ErrTooLarge, err)
+		}
+		return "", fmt.Errorf("session: encoding cookie: %w", err)
+	}
+	return v, nil
+}
+
+// Decode verifies and decodes a cookie value. Any failure is a
+// *DecodeError with the reason; the snapshot is then zero.
+func (c *Codec) Decode(name, value string) (Snapshot, error) {
+	if value == "" {
+		return Snapshot{}, &DecodeError{Reason: ReasonMissing}
+	}
+	if len(value) > MaxCookieSize {
+		return Snapshot{}, &DecodeError{Reason: ReasonTooLong}
+	}
+	var p payload
+	if err := securecookie.DecodeMulti(name, value, &p, c.codecs...); err != nil {
+		return Snapshot{}, &DecodeError{Reason: classify(err), Err: err}
+	}
+	now := c.now()
+	issued := time.Unix(p.Issued, 0)
+	switch {
+	case p.Issued <= 0:
+		return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("no issue time")}
+	case issued.After(now.Add(c.skew)):
+		return Snapshot{}, &DecodeError{Reason: ReasonFuture, Err: fmt.Errorf("issued %s, now %s", issued.UTC(), now.UTC())}
+	case now.Sub(issued) > c.maxAge:
+		return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("issued %s", issued.UTC())}
+	case !ValidID(p.ID):
+		return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad session id")}
+	}
+	snap := Snapshot{ID: p.ID, Seq: p.Seq, Values: p.Values, Permanent: p.Permanent}
+	if p.Created > 0 {
+		snap.Created = time.Unix(p.Created, 0)
+		if c.absolute > 0 && now.Sub(snap.Created) > c.absolute {
+			return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("absolute timeout: created %s", snap.Created.UTC())}
+		}
+	}
+	for k, v := range snap.Values {
+		if validKey(k) != nil || !json.Valid(v) {
+			return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad value for key %q", k)}
+		}
+	}
+	if snap.Values == nil {
+		snap.Values = map[string]json.RawMessage{}
+	}
+	return snap, nil
+}
+
+// classify maps securecookie's errors to a Reason. securecookie exports
+// only ErrMacInvalid, so the others are told apart by their text. With
+// several keys the most telling error wins: an error found after the MAC
+// matched (expired, future, malformed) beats a MAC mismatch.
+func classify(err error) Reason {
+	errs, ok := err.(securecookie.MultiError)
+	if !ok {
+		errs = securecookie.MultiError{err}
+	}
+	best := ReasonTampered
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		msg := e.Error()
+		switch {
+		case strings.Contains(msg, "expired timestamp"):
+			return ReasonExpired
+		case strings.Contains(msg, "too new"):
+			return ReasonFuture
+		case strings.Contains(msg, "too long"):
+			best = ReasonTooLong
+		case strings.HasPrefix(msg, "securecookie: error - caused by:"):
+			// Deserialization failed after the MAC matched.
+			return ReasonMalformed
+		}
+	}
+	return best
+}

@@ -1,0 +1,298 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// MaxCookieSize is the budget of one Set-Cookie: name, value and
+// attributes together. Browsers guarantee 4096 bytes; Flask warns past
+// 4093, sessionhub refuses.
+const MaxCookieSize = 4096
+
+// Options configures a Store. The Flask setting each field mirrors is in
+// brackets; the package documentation has the full table.
+type Options struct {
+	// Name of the cookie [SESSION_COOKIE_NAME]. Default: "session".
+	Name string
+	// Domain attribute [SESSION_COOKIE_DOMAIN]. Default: none (host-only).
+	Domain string
+	// Path attribute [SESSION_COOKIE_PATH]. Default: "/".
+	Path string
+	// Secure attribute [SESSION_COOKIE_SECURE]. Default: false; forced on
+	// by SameSite=None and by Partitioned.
+	Secure bool
+	// NoHTTPOnly drops the HttpOnly attribute [SESSION_COOKIE_HTTPONLY,
+	// inverted]. Default: false, so cookies are HttpOnly.
+	NoHTTPOnly bool
+	// SameSite attribute [SESSION_COOKIE_SAMESITE]. Default (zero):
+	// http.SameSiteLaxMode. http.SameSiteNoneMode forces Secure.
+	SameSite http.SameSite
+	// Partitioned attribute (CHIPS) [SESSION_COOKIE_PARTITIONED]. Forces
+	// Secure. Default: false.
+	Partitioned bool
+	// Lifetime of a permanent session's cookie, and the longest any cookie
+	// is accepted after it was issued [PERMANENT_SESSION_LIFETIME].
+	// Default: 31 days.
+	Lifetime time.Duration
+	// NoRefresh stops re-issuing a permanent session's cookie on every
+	// request [SESSION_REFRESH_EACH_REQUEST, inverted]. Default: false, so
+	// the cookie is refreshed.
+	NoRefresh bool
+	// AbsoluteTimeout ends a session this long after it was created,
+	// however active. Default: none.
+	AbsoluteTimeout time.Duration
+	// ClockSkew is how far in the future a cookie's issue time may be.
+	// Default: 0.
+	ClockSkew time.Duration
+	// Keys: the first pair signs, all pairs verify (rotation). Required.
+	Keys []KeyPair
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Store loads sessions from requests and writes them back as cookies, by
+// the rules of Flask's SecureCookieSessionInterface. A Store is safe for
+// concurrent use.
+type Store struct {
+	opts  Options
+	codec *Codec
+}
+
+// NewStore returns a store with the defaults filled in.
+func NewStore(opts *Options) (*Store, error) {
+	if opts == nil {
+		return nil, ErrNoKeys
+	}
+	o := *opts
+	if o.Name == "" {
+		o.Name = "session"
+	}
+	if !validCookieName(o.Name) {
+		return nil, fmt.Errorf("session: invalid cookie name %q", o.Name)
+	}
+	if o.Path == "" {
+		o.Path = "/"
+	}
+	if o.SameSite == 0 || o.SameSite == http.SameSiteDefaultMode {
+		o.SameSite = http.SameSiteLaxMode
+	}
+	if o.SameSite == http.SameSiteNoneMode || o.Partitioned {
+		o.Secure = true
+	}
+	if o.Lifetime <= 0 {
+		o.Lifetime = DefaultLifetime
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	codec, err := NewCodec(CodecOptions{Keys: o.Keys, MaxAge: o.Lifetime, AbsoluteTimeout: o.AbsoluteTimeout, ClockSkew: o.ClockSkew, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{opts: o, codec: codec}, nil
+}
+
+func validCookieName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || stringsContainsByte("()<>@,;:\\\"/[]?={}", c) {
+			return false
+		}
+	}
+	return name != ""
+}
+
+func stringsContainsByte(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Options returns the store's options with defaults filled in (keys
+// omitted).
+func (st *Store) Options() Options {
+	o := st.opts
+	o.Keys = nil
+	return o
+}
+
+// Name returns the cookie name.
+func (st *Store) Name() string { return st.opts.Name }
+
+// Codec returns the store's codec.
+func (st *Store) Codec() *Codec { return st.codec }
+
+// Load returns the session of the request. It never returns nil: a
+// missing or refused cookie yields a new empty session, and for a refused
+// one a *DecodeError telling why (log it, count it; do not fail the
+// request). A missing cookie is not an error.
+func (st *Store) Load(r *http.Request) (*Session, error) {
+	c, err := r.Cookie(st.opts.Name)
+	if err != nil {
+		return New(), nil
+	}
+	return st.Decode(c.Value)
+}
+
+// Decode returns the session a cookie value holds, or a new empty session
+// and a *DecodeError.
+func (st *Store) Decode(value string) (*Session, error) {
+	snap, err := st.codec.Decode(st.opts.Name, value)
+	if err != nil {
+		return New(), err
+	}
+	return FromSnapshot(snap), nil
+}
+
+// Encode returns the signed cookie value for snap.
+func (st *Store) Encode(snap Snapshot) (string, error) {
+	return st.codec.Encode(st.opts.Name, snap)
+}
+
+// Cookie returns the Set-Cookie cookie carrying snap, with every attribute
+// of the store. It fails with ErrTooLarge when it would not fit
+// MaxCookieSize.
+func (st *Store) Cookie(snap Snapshot) (*http.Cookie, error) {
+	v, err := st.Encode(snap)
+	if err != nil {
+		return nil, err
+	}
+	c := st.baseCookie()
+	c.Value = v
+	if snap.Permanent {
+		exp := st.opts.Now().Add(st.opts.Lifetime)
+		c.Expires = exp.UTC()
+		c.MaxAge = int(st.opts.Lifetime / time.Second)
+	}
+	if n := len(c.String()); n > MaxCookieSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	return c, nil
+}
+
+// DeletionCookie returns the cookie that deletes the session cookie: the
+// same name, Domain, Path and attributes, Max-Age 0 and Expires in 1970.
+func (st *Store) DeletionCookie() *http.Cookie {
+	c := st.baseCookie()
+	c.MaxAge = -1 // net/http writes "Max-Age=0"
+	c.Expires = time.Unix(0, 0).UTC()
+	return c
+}
+
+func (st *Store) baseCookie() *http.Cookie {
+	return &http.Cookie{
+		Name:        st.opts.Name,
+		Domain:      st.opts.Domain,
+		Path:        st.opts.Path,
+		Secure:      st.opts.Secure,
+		HttpOnly:    !st.opts.NoHTTPOnly,
+		SameSite:    st.opts.SameSite,
+		Partitioned: st.opts.Partitioned,
+	}
+}
+
+// Fits reports, before a change is accepted, whether the session's cookie
+// would still fit MaxCookieSize with ops folded in (ops with Seq 0 are
+// applied after the snapshot). It returns nil or an error wrapping
+// ErrTooLarge.
+func (st *Store) Fits(snap Snapshot, ops ...Op) error {
+	next := snap
+	if len(ops) > 0 {
+		staged := make([]Op, len(ops))
+		for i, op := range ops {
+			if op.Seq == 0 {
+				op.Seq = snap.Seq + uint64(i) + 1
+			}
+			staged[i] = op
+		}
+		next = snap.Fold(staged)
+	}
+	if next.ID == "" {
+		next.ID = NewID()
+	}
+	_, err := st.Cookie(next)
+	return err
+}
+
+// Decision is what Save does to the response.
+type Decision int
+
+// The decisions of Save.
+const (
+	Untouched Decision = iota // no Set-Cookie
+	Written                   // the cookie was set
+	Deleted                   // the cookie was deleted
+)
+
+// String returns a lower-case name for d.
+func (d Decision) String() string {
+	switch d {
+	case Written:
+		return "written"
+	case Deleted:
+		return "deleted"
+	}
+	return "untouched"
+}
+
+// Save applies Flask's save_session rules to the response headers h:
+//
+//   - Vary: Cookie whenever the session was accessed (or its cookie is set
+//     or deleted);
+//   - an empty session that was modified (emptied, or ended) deletes the
+//     cookie with the same Domain, Path and attributes; an empty
+//     unmodified one sets nothing;
+//   - otherwise the cookie is set when the session was modified, when log
+//     ops were folded in, or when it is permanent and refreshed on each
+//     request; Expires/Max-Age only on permanent sessions.
+//
+// It must run before the response header is written. When the cookie
+// would exceed MaxCookieSize, nothing is set and the error wraps
+// ErrTooLarge.
+func (st *Store) Save(h http.Header, s *Session) (Decision, error) {
+	s.mu.Lock()
+	empty := s.emptyLocked()
+	modified, advanced, accessed, pinned := s.modified, s.advanced, s.accessed, s.pinned
+	snap := Snapshot{ID: s.id, Seq: s.seq, Values: s.values, Permanent: s.permanent, Created: s.created}
+	s.mu.Unlock()
+
+	if empty {
+		if modified {
+			addVary(h)
+			h.Add("Set-Cookie", st.DeletionCookie().String())
+			return Deleted, nil
+		}
+		return Untouched, nil
+	}
+	if accessed {
+		addVary(h)
+	}
+	if !(modified || advanced || pinned || (snap.Permanent && !st.opts.NoRefresh)) {
+		return Untouched, nil
+	}
+	if snap.ID == "" {
+		return Untouched, errors.New("session: non-empty session without an ID")
+	}
+	c, err := st.Cookie(snap)
+	if err != nil {
+		return Untouched, err
+	}
+	h.Add("Set-Cookie", c.String())
+	addVary(h)
+	return Written, nil
+}
+
+func addVary(h http.Header) {
+	for _, v := range h.Values("Vary") {
+		if v == "Cookie" {
+			return
+		}
+	}
+	h.Add("Vary", "Cookie")
+}
