@@ -19,9 +19,11 @@ type Log interface {
 	// Pending returns the retained ops of session id with a sequence above
 	// after, in sequence order.
 	Pending(ctx context.Context, id string, after uint64) ([]session.Op, error)
-	// Append appends ops to the log of session id, durably, and returns
-	// them with their sequence numbers.
-	Append(ctx context.Context, id, source string, ops []session.Op) ([]session.Op, error)
+	// Append appends ops to the log of session id as one entry, durably,
+	// and returns every op of the log after the sequence after up to and
+	// including the new entry, in sequence order: the ops others appended
+	// in between, then ops with their sequence number.
+	Append(ctx context.Context, id, source string, after uint64, ops []session.Op) ([]session.Op, error)
 }
 
 // Options configures the middleware. A nil *Options uses the defaults.
@@ -73,10 +75,7 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := Load(r, store, &o)
 			sw := &saveWriter{ResponseWriter: w, save: func(h http.Header) {
-				Commit(r.Context(), store, &o, s, h, func() session.Snapshot {
-					fresh, _ := store.Load(r)
-					return fresh.Snapshot()
-				})
+				Commit(r.Context(), store, &o, s, h)
 			}}
 			next.ServeHTTP(sw, r.WithContext(NewContext(r.Context(), s)))
 			sw.commit()
@@ -108,36 +107,23 @@ func Load(r *http.Request, store *session.Store, o *Options) *session.Session {
 	return s
 }
 
-// Commit appends the session's recorded changes to the log (when there is
-// one and it is reachable), rebases the snapshot on the log so ops written
-// concurrently by sockets or other requests are kept, and writes the
-// cookie decision into h. base returns the snapshot the session was
-// loaded from (the cookie's), needed only when others wrote in between.
-func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header, base func() session.Snapshot) session.Decision {
+// Commit appends the session's recorded changes to the log as one entry
+// (when there is a log and it is reachable), folds the ops others appended
+// since the handler's view (sockets, parallel requests: nobody's keys are
+// overwritten), and writes the cookie decision into h.
+//
+// Folding the handler's own ops a second time, after the others', gives
+// the state of the log order: set, delete and clear re-applied on top of
+// their own effect change nothing.
+func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header) session.Decision {
 	if o.Log != nil && !s.Ended() {
-		seq := s.Seq()
 		if ops := s.TakeOps(); len(ops) > 0 {
-			id := s.ID()
-			appended, err := o.Log.Append(ctx, id, SourceHTTP, ops)
-			switch {
-			case err != nil:
+			logged, err := o.Log.Append(ctx, s.ID(), SourceHTTP, s.Seq(), ops)
+			if err != nil {
 				// The changes stay in the cookie: a plain cookie session.
 				o.Logger.Warn("session log unavailable, changes kept in the cookie only", "err", err)
-			case contiguous(seq, appended):
-				s.Fold(appended) // already applied locally; this advances the version
-			default:
-				// Others wrote in between: rebuild from the cookie and the
-				// whole log, in sequence order.
-				snap := base()
-				if snap.ID != id {
-					snap = session.Snapshot{ID: id}
-				}
-				pending, err := o.Log.Pending(ctx, id, snap.Seq)
-				if err != nil {
-					o.Logger.Warn("session log unavailable after append", "err", err)
-					break
-				}
-				s.Rebase(snap.Fold(pending))
+			} else {
+				s.Fold(logged)
 			}
 		}
 	}
@@ -146,15 +132,6 @@ func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Se
 		o.Logger.Error("session cookie not written", "err", err)
 	}
 	return d
-}
-
-func contiguous(base uint64, ops []session.Op) bool {
-	for i, op := range ops {
-		if op.Seq != base+uint64(i)+1 {
-			return false
-		}
-	}
-	return len(ops) > 0
 }
 
 // saveWriter runs save once, just before the header is written.

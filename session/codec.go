@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -140,6 +141,12 @@ func (c *Codec) Decode(name, value string) (Snapshot, error) {
 	if len(value) > MaxCookieSize {
 		return Snapshot{}, &DecodeError{Reason: ReasonTooLong}
 	}
+	if !canonical(value) {
+		// Not a spelling this codec writes: the MAC covers the decoded
+		// bytes only, and Go's base64 decoder skips line breaks and
+		// ignores padding bits, so a signed value could be respelled.
+		return Snapshot{}, &DecodeError{Reason: ReasonTampered, Err: errors.New("not canonical base64")}
+	}
 	var p payload
 	if err := securecookie.DecodeMulti(name, value, &p, c.codecs...); err != nil {
 		return Snapshot{}, &DecodeError{Reason: classify(err), Err: err}
@@ -202,4 +209,46 @@ func classify(err error) Reason {
 		}
 	}
 	return best
+}
+
+// b64 maps the characters of the URL-safe base64 alphabet to their value,
+// and every other byte to -1.
+var b64 = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// canonical reports whether v is in the one form securecookie writes:
+// padded URL-safe base64 (base64.URLEncoding), no other byte, and zero
+// padding bits in the last character before the padding.
+func canonical(v string) bool {
+	n := len(v)
+	if n == 0 || n%4 != 0 {
+		return false
+	}
+	pad := 0
+	if v[n-1] == '=' {
+		pad = 1
+		if v[n-2] == '=' {
+			pad = 2
+		}
+	}
+	for i := 0; i < n-pad; i++ {
+		if b64[v[i]] < 0 {
+			return false
+		}
+	}
+	switch pad {
+	case 1: // 3 characters carry 2 bytes: the last 2 bits are padding
+		return b64[v[n-2]]&0x3 == 0
+	case 2: // 2 characters carry 1 byte: the last 4 bits are padding
+		return b64[v[n-3]]&0xf == 0
+	}
+	return true
 }

@@ -79,8 +79,7 @@ func (s *Session) EnsureID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.id == "" {
-		s.id = NewID()
-		s.created = now()
+		s.ensureIDLocked()
 		s.pinned = true
 	}
 	return s.id
@@ -254,6 +253,7 @@ func (s *Session) ensureIDLocked() {
 	if s.id == "" {
 		s.id = NewID()
 		s.created = now()
+		s.ended = false // a write after End starts a new session
 	}
 }
 
@@ -336,6 +336,11 @@ func (s *Session) End() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.id
+	s.id = ""
+	s.seq = 0
+	s.created = time.Time{}
+	s.permanent = false
+	s.pinned = false
 	s.ended = true
 	s.accessed = true
 	s.modified = true
@@ -344,7 +349,8 @@ func (s *Session) End() string {
 	return id
 }
 
-// Ended reports whether End was called.
+// Ended reports whether End was called and no new session was started
+// since (by a write, EnsureID or Rotate).
 func (s *Session) Ended() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -371,7 +377,9 @@ func (s *Session) Rotate() string {
 
 // Fold applies the log ops that follow the snapshot's version, in sequence
 // order, and advances the version to the last one. Ops at or below Seq are
-// skipped, so folding the same ops again changes nothing. It returns how
+// skipped, so folding the same ops again changes nothing. Several ops may
+// share one sequence number (one log entry); a log entry is folded whole
+// or not at all. It returns how
 // many ops were applied. Fold does not record the ops in Ops: they are
 // already in the log.
 func (s *Session) Fold(ops []Op) int {
@@ -390,9 +398,11 @@ func foldInto(values map[string]json.RawMessage, seq *uint64, ops []Op) int {
 	if !slices.IsSortedFunc(ops, cmpSeq) {
 		ops = slices.SortedStableFunc(slices.Values(ops), cmpSeq)
 	}
-	n := 0
+	// Ops sharing a sequence number were appended as one log entry (one
+	// HTTP request's changes): they are applied together, in order.
+	base, n := *seq, 0
 	for _, op := range ops {
-		if op.Seq <= *seq {
+		if op.Seq <= base {
 			continue
 		}
 		op.apply(values)

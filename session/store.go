@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"net/http"
 	"time"
 )
@@ -199,22 +201,32 @@ func (st *Store) baseCookie() *http.Cookie {
 
 // Fits reports, before a change is accepted, whether the session's cookie
 // would still fit MaxCookieSize with ops folded in (ops with Seq 0 are
-// applied after the snapshot). It returns nil or an error wrapping
-// ErrTooLarge.
+// applied after the snapshot, as one log entry). It returns nil or an
+// error wrapping ErrTooLarge.
+//
+// The measure is on the safe side: the cookie of a session whose ops went
+// to a log carries the sequence number the log gave the last one, which
+// Fits cannot know (log sequence numbers are shared by every session), so
+// it counts the widest one. What Fits accepts, Save can write.
 func (st *Store) Fits(snap Snapshot, ops ...Op) error {
 	next := snap
 	if len(ops) > 0 {
 		staged := make([]Op, len(ops))
 		for i, op := range ops {
 			if op.Seq == 0 {
-				op.Seq = snap.Seq + uint64(i) + 1
+				op.Seq = math.MaxUint64
 			}
 			staged[i] = op
 		}
 		next = snap.Fold(staged)
 	}
 	if next.ID == "" {
+		// Measure the cookie the session will have: an ID and a creation
+		// time, as ensureIDLocked gives it on the first write.
 		next.ID = NewID()
+		if next.Created.IsZero() {
+			next.Created = now()
+		}
 	}
 	_, err := st.Cookie(next)
 	return err
@@ -259,9 +271,17 @@ func (st *Store) Save(h http.Header, s *Session) (Decision, error) {
 	s.mu.Lock()
 	empty := s.emptyLocked()
 	modified, advanced, accessed, pinned := s.modified, s.advanced, s.accessed, s.pinned
-	snap := Snapshot{ID: s.id, Seq: s.seq, Values: s.values, Permanent: s.permanent, Created: s.created}
+	// A copy: the cookie is encoded after the lock is released, while
+	// others may write to the session.
+	snap := Snapshot{ID: s.id, Seq: s.seq, Values: maps.Clone(s.values), Permanent: s.permanent, Created: s.created}
 	s.mu.Unlock()
 
+	// Vary first: a response that read an empty session depends on the
+	// cookie as much as one that read a full one (Flask adds it before its
+	// empty check too).
+	if accessed {
+		addVary(h)
+	}
 	if empty {
 		if modified {
 			addVary(h)
@@ -269,9 +289,6 @@ func (st *Store) Save(h http.Header, s *Session) (Decision, error) {
 			return Deleted, nil
 		}
 		return Untouched, nil
-	}
-	if accessed {
-		addVary(h)
 	}
 	if !(modified || advanced || pinned || (snap.Permanent && !st.opts.NoRefresh)) {
 		return Untouched, nil

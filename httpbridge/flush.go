@@ -1,0 +1,119 @@
+package httpbridge
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// Syncer is implemented by a Log that can bring its local view up to date
+// with everything acknowledged, in one round trip. The bridge calls it so
+// that a flush right after an ack always carries that ack's op.
+type Syncer interface {
+	Sync(ctx context.Context, id string) error
+}
+
+// FlushOptions configures the bridge endpoint.
+type FlushOptions struct {
+	// Log is the session log. Required for the endpoint to fold anything;
+	// nil makes it report the cookie alone.
+	Log Log
+	// Readable reports whether the client may read key; only those keys
+	// are in the response. Default: none.
+	Readable func(key string) bool
+	// AllowedOrigins: host patterns allowed besides the request's own host
+	// (see hub.Options.AllowedOrigins). Default: none.
+	AllowedOrigins []string
+	// Logger. Default: slog.Default().
+	Logger *slog.Logger
+	// OnFlush, when set, is called after each flush with the outcome.
+	OnFlush func(r *http.Request, status int)
+}
+
+// FlushResponse is the bridge's JSON response.
+type FlushResponse struct {
+	Seq    uint64                     `json:"seq"`
+	Values map[string]json.RawMessage `json:"values"`
+}
+
+// Flush returns the bridge endpoint (POST): it folds every pending op of
+// the session into the cookie and answers 200 with {"seq","values"} (the
+// client-readable values) and the refreshed Set-Cookie. A cross-site
+// request gets 403, any method but POST 405, both as JSON errors.
+func Flush(store *session.Store, opts *FlushOptions) http.Handler {
+	var o FlushOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Readable == nil {
+		o.Readable = func(string) bool { return false }
+	}
+	mo := Options{Log: o.Log, Logger: o.Logger}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status := http.StatusOK
+		defer func() {
+			if o.OnFlush != nil {
+				o.OnFlush(r, status)
+			}
+		}()
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			status = http.StatusMethodNotAllowed
+			WriteError(w, status, "method_not_allowed", "use POST")
+			return
+		}
+		if origin.CrossSite(r, o.AllowedOrigins) {
+			status = http.StatusForbidden
+			WriteError(w, status, "forbidden", "cross-site request")
+			return
+		}
+		s, err := store.Load(r)
+		if err != nil {
+			o.Logger.Debug("session cookie refused", "reason", session.ReasonOf(err), "err", err)
+		}
+		if id := s.ID(); id != "" && o.Log != nil {
+			if sy, ok := o.Log.(Syncer); ok {
+				if err := sy.Sync(r.Context(), id); err != nil {
+					o.Logger.Warn("session log unavailable, flushing the cookie alone", "err", err)
+				}
+			}
+			if ops, err := o.Log.Pending(r.Context(), id, s.Seq()); err != nil {
+				o.Logger.Warn("session log unavailable, flushing the cookie alone", "err", err)
+			} else {
+				s.Fold(ops)
+			}
+		}
+		if s.ID() != "" {
+			s.MarkModified() // the bridge always re-issues the cookie
+		}
+		Commit(r.Context(), store, &mo, s, w.Header())
+		snap := s.Snapshot()
+		resp := FlushResponse{Seq: snap.Seq, Values: map[string]json.RawMessage{}}
+		for k, v := range snap.Values {
+			if o.Readable(k) {
+				resp.Values[k] = v
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, resp)
+	})
+}
+
+// WriteError writes a JSON error body {"error":{"code","message"}}.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

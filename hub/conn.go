@@ -1,0 +1,350 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// conn is one WebSocket of a session on this instance.
+type conn struct {
+	h       *Hub
+	ws      *websocket.Conn
+	v       *view
+	id      string // session ID
+	limiter *rate.Limiter
+	send    chan []byte
+
+	ctx    context.Context // cancelled when the socket closes
+	cancel context.CancelFunc
+
+	closing   atomic.Bool
+	closeCode websocket.StatusCode
+	closeMsg  string
+	closeOnce sync.Once
+	closed    chan struct{} // closed by close(): the writer sends the close frame
+
+	mu   sync.Mutex
+	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq
+}
+
+// deliver folds a change into the socket's snapshot and queues its
+// message. It never blocks: a socket whose buffer is full is closed with
+// CloseTooSlow, everyone else keeps receiving. Called under the view's lock.
+func (c *conn) deliver(ch Change, msg []byte) {
+	c.mu.Lock()
+	if ch.Seq > c.snap.Seq {
+		c.snap = c.snap.Fold(ch.Ops)
+	}
+	c.mu.Unlock()
+	if msg != nil {
+		c.queue(msg)
+	}
+}
+
+// queue sends msg to the writer without blocking.
+func (c *conn) queue(msg []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	select {
+	case c.send <- msg:
+		return true
+	default:
+		c.close(CloseTooSlow, "too slow: send buffer full")
+		return false
+	}
+}
+
+// close asks the writer to close the socket with code. Safe to call many
+// times and from any goroutine; the first code wins.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeMsg = code, reason
+		c.closing.Store(true)
+		close(c.closed)
+	})
+}
+
+// writeLoop writes queued messages and pings, then the close frame.
+func (c *conn) writeLoop() {
+	defer c.cancel()
+	ping := time.NewTicker(c.h.opts.PingInterval)
+	defer ping.Stop()
+	pinging := atomic.Bool{}
+	for {
+		select {
+		case msg := <-c.send:
+			if err := c.write(msg); err != nil {
+				c.close(CloseInternal, "write failed")
+				_ = c.ws.CloseNow()
+				return
+			}
+		case <-ping.C:
+			if pinging.Swap(true) {
+				continue
+			}
+			go func() {
+				defer pinging.Store(false)
+				ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
+				defer cancel()
+				if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
+					c.close(ClosePingTimeout, "no pong")
+				}
+			}()
+		case <-c.closed:
+			// Drain what is already queued (a final error or change) when the
+			// close is orderly, then say goodbye.
+			if c.closeCode != CloseTooSlow {
+				for done := false; !done; {
+					select {
+					case msg := <-c.send:
+						if c.write(msg) != nil {
+							done = true
+						}
+					default:
+						done = true
+					}
+				}
+			}
+			_ = c.ws.Close(c.closeCode, c.closeMsg)
+			return
+		}
+	}
+}
+
+func (c *conn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteWait)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, msg)
+}
+
+// readLoop reads and handles client messages until the socket closes.
+func (c *conn) readLoop() {
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			switch websocket.CloseStatus(err) {
+			case -1:
+				if errors.Is(err, websocket.ErrMessageTooBig) || isTooBig(err) {
+					c.close(CloseTooBig, "message too big")
+				} else {
+					c.close(CloseNormal, "")
+				}
+			default:
+				c.close(CloseNormal, "")
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			c.close(ClosePolicy, "binary frames are not part of the protocol")
+			return
+		}
+		c.handle(data)
+	}
+}
+
+func isTooBig(err error) bool {
+	return err != nil && (errors.Is(err, websocket.ErrMessageTooBig))
+}
+
+// handle processes one client frame; every id'd message gets an ack or an
+// error. Errors never close the socket.
+func (c *conn) handle(data []byte) {
+	m, err := DecodeClientMessage(data)
+	if err != nil {
+		c.fail(m.ID, err)
+		return
+	}
+	if !c.limiter.Allow() {
+		c.fail(m.ID, ErrRateLimited)
+		return
+	}
+	switch m.Type {
+	case TypeSet, TypeDelete:
+		seq, err := c.clientWrite(m)
+		if err != nil {
+			c.fail(m.ID, err)
+			return
+		}
+		c.queue(mustJSON(ackMsg{Type: TypeAck, ID: m.ID, Seq: seq}))
+	case TypeEvent:
+		c.event(m)
+	case TypeResume:
+		c.resume(m.ID, *m.After)
+	}
+}
+
+func (c *conn) fail(id uint64, err error) {
+	code, msg := publicError(err)
+	if code == CodeInternal {
+		c.h.opts.Logger.Error("socket request failed", "session", c.id, "id", id, "err", err)
+	}
+	c.h.opts.Metrics.Error(code)
+	c.queue(mustJSON(errorMsg{Type: TypeError, ID: id, Code: code, Message: msg}))
+}
+
+// clientWrite checks a browser's set or delete against the key policy and
+// the cookie budget, then stages it.
+func (c *conn) clientWrite(m ClientMessage) (uint64, error) {
+	p, ok := c.h.opts.Keys[m.Key]
+	if !ok || !p.Write {
+		return 0, Errorf(CodeForbidden, "key %q is not writable by the client", truncate(m.Key, 64))
+	}
+	var op session.Op
+	if m.Type == TypeSet {
+		if err := p.Validate(m.Value); err != nil {
+			return 0, Errorf(CodeForbidden, "invalid value for %q: %v", truncate(m.Key, 64), err)
+		}
+		op = session.Op{Type: session.OpSet, Key: m.Key, Value: m.Value}
+	} else {
+		op = session.Op{Type: session.OpDelete, Key: m.Key}
+	}
+	return c.stage(c.ctx, SourceWS, []session.Op{op})
+}
+
+// stage checks the cookie budget and appends ops as one entry.
+func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint64, error) {
+	c.mu.Lock()
+	snap := c.snap
+	c.mu.Unlock()
+	if err := c.h.opts.Store.Fits(snap, ops...); err != nil {
+		if errors.Is(err, session.ErrTooLarge) {
+			return 0, wrapErr(ErrTooLarge, err)
+		}
+		return 0, wrapErr(ErrInternal, err)
+	}
+	return c.h.stage(ctx, c.id, source, nil, ops)
+}
+
+// event runs the application's handler for a client event.
+func (c *conn) event(m ClientMessage) {
+	fn := c.h.handler(m.Name)
+	if fn == nil {
+		c.fail(m.ID, Errorf(CodeNotFound, "no handler for event %q", truncate(m.Name, 64)))
+		return
+	}
+	s := &Socket{c: c}
+	reply, err := safeCall(c.ctx, fn, &Event{Name: m.Name, Data: m.Data, Socket: s})
+	if err != nil {
+		c.fail(m.ID, err)
+		return
+	}
+	var data json.RawMessage
+	if reply != nil {
+		if data, err = json.Marshal(reply); err != nil {
+			c.fail(m.ID, wrapErr(ErrInternal, fmt.Errorf("event %q reply: %w", m.Name, err)))
+			return
+		}
+	}
+	c.queue(mustJSON(ackMsg{Type: TypeAck, ID: m.ID, Seq: s.lastSeq(), Data: data}))
+}
+
+func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = wrapErr(ErrInternal, fmt.Errorf("event %q handler panicked: %v", ev.Name, r))
+		}
+	}()
+	return fn(ctx, ev)
+}
+
+// resume replays every retained change after the given sequence, in
+// order, then "resumed"; when the log no longer holds them all, "reset"
+// with the current values.
+func (c *conn) resume(id uint64, after uint64) {
+	v := c.v
+	v.mu.Lock()
+	changes, ok := v.sinceLocked(after)
+	v.mu.Unlock()
+	if !ok {
+		complete, err := c.h.log.complete(c.ctx, after, time.Time{}, c.h.opts.Retention)
+		if err != nil {
+			c.fail(id, err)
+			return
+		}
+		var fetched []Change
+		if complete {
+			if fetched, err = c.h.log.fetch(c.ctx, c.id, after, 0); err != nil {
+				c.fail(id, err)
+				return
+			}
+		}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if !complete {
+			c.resetLocked()
+			return
+		}
+		// Everything up to what the view has delivered; newer entries reach
+		// the socket live.
+		tail, _ := v.sinceLocked(after)
+		changes = mergeChanges(fetched, tail, v.last)
+		c.replayLocked(changes)
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	changes, ok = v.sinceLocked(after)
+	if !ok { // trimmed meanwhile
+		c.resetLocked()
+		return
+	}
+	c.replayLocked(changes)
+}
+
+func (c *conn) replayLocked(changes []Change) {
+	for _, ch := range changes {
+		c.queue(c.h.changeMessage(ch))
+	}
+	c.queue(mustJSON(seqMsg{Type: TypeResumed, Seq: c.v.last}))
+}
+
+// resetLocked sends the socket's whole current state: the log no longer
+// holds the changes asked for.
+func (c *conn) resetLocked() {
+	snap := c.snapshot()
+	c.queue(mustJSON(resetMsg{Type: TypeReset, Seq: snap.Seq, Values: c.h.readable(snap.Values)}))
+}
+
+func (c *conn) snapSeq() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap.Seq
+}
+
+// mergeChanges returns a and b merged by sequence without duplicates, up
+// to and including upTo.
+func mergeChanges(a, b []Change, upTo uint64) []Change {
+	out := make([]Change, 0, len(a)+len(b))
+	seen := map[uint64]bool{}
+	for _, list := range [][]Change{a, b} {
+		for _, ch := range list {
+			if ch.Seq <= upTo && !seen[ch.Seq] {
+				seen[ch.Seq] = true
+				out = append(out, ch)
+			}
+		}
+	}
+	sortChanges(out)
+	return out
+}
+
+// snapshotValues returns a copy of the socket's snapshot values.
+func (c *conn) snapshot() session.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.snap
+	s.Values = maps.Clone(s.Values)
+	return s
+}

@@ -1,0 +1,161 @@
+package hub
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/sessionhub/sessionhub/httpbridge"
+	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// ServeHTTP serves the socket at <Prefix>/ws and the bridge at
+// <Prefix>/flush; anything else under the prefix is 404. Mount the hub
+// at the prefix, e.g. mux.Handle("/hub/", h).
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case h.opts.Prefix + "/ws":
+		h.serveWS(w, r)
+	case h.opts.Prefix + "/flush":
+		h.FlushHandler(nil).ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// FlushHandler returns the bridge endpoint bound to this hub. opts may set
+// OnFlush and Logger; Log, Readable and AllowedOrigins come from the hub.
+func (h *Hub) FlushHandler(opts *httpbridge.FlushOptions) http.Handler {
+	var o httpbridge.FlushOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Log = h
+	o.Readable = h.Readable
+	o.AllowedOrigins = h.opts.AllowedOrigins
+	if o.Logger == nil {
+		o.Logger = h.opts.Logger
+	}
+	return httpbridge.Flush(h.opts.Store, &o)
+}
+
+// serveWS upgrades the request to a session socket. The handshake's
+// cookie names the session; without a valid one the hub creates a session
+// and sets its cookie on the 101 response, and a cookie behind the log is
+// refreshed there too.
+func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
+	if h.closing.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if !origin.Allowed(r, h.opts.AllowedOrigins) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s, err := h.opts.Store.Load(r)
+	if err != nil {
+		h.opts.Logger.Debug("session cookie refused at handshake", "reason", session.ReasonOf(err), "err", err)
+	}
+	id := s.EnsureID()
+	v := h.acquire(r.Context(), id, s.Seq())
+	// Fold what the view holds after the cookie's version; older entries
+	// come from JetStream.
+	v.mu.Lock()
+	changes, ok := v.sinceLocked(s.Seq())
+	v.mu.Unlock()
+	if !ok {
+		if fetched, err := h.log.fetch(r.Context(), id, s.Seq(), 0); err == nil {
+			changes = fetched
+		}
+	}
+	s.Fold(flatten(changes))
+	if _, err := h.opts.Store.Save(w.Header(), s); err != nil {
+		h.opts.Logger.Error("session cookie not written at handshake", "session", id, "err", err)
+	}
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns: h.opts.AllowedOrigins,
+	})
+	if err != nil {
+		v.release()
+		return // Accept wrote the HTTP error
+	}
+	ws.SetReadLimit(h.opts.ReadLimit)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		h:       h,
+		ws:      ws,
+		v:       v,
+		id:      id,
+		limiter: rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
+		send:    make(chan []byte, h.opts.SendBuffer),
+		ctx:     ctx,
+		cancel:  cancel,
+		closed:  make(chan struct{}),
+		snap:    s.Snapshot(),
+	}
+	h.conns.Add(1)
+	h.opts.Metrics.SocketOpened()
+	defer func() {
+		cancel()
+		v.mu.Lock()
+		delete(v.conns, c)
+		v.mu.Unlock()
+		v.release()
+		h.opts.Metrics.SocketClosed(int(c.closeCode))
+		h.conns.Done()
+	}()
+
+	// Register and welcome under the view's lock: no change slips between
+	// the welcome's seq and the first change message.
+	v.mu.Lock()
+	if after, ok := v.sinceLocked(c.snap.Seq); ok {
+		for _, ch := range after {
+			c.snap = c.snap.Fold(ch.Ops)
+		}
+	}
+	c.send <- mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)})
+	v.conns[c] = struct{}{}
+	closing := h.closing.Load()
+	v.mu.Unlock()
+	if closing {
+		c.close(CloseGoingAway, "server shutting down")
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.writeLoop()
+	}()
+	c.readLoop()
+	c.cancelAfterClose(done)
+}
+
+// cancelAfterClose waits for the writer to send the close frame (bounded
+// by WriteWait), then tears the socket down.
+func (c *conn) cancelAfterClose(done <-chan struct{}) {
+	<-done
+	_ = c.ws.CloseNow()
+}
+
+func sortChanges(cs []Change) {
+	slices.SortFunc(cs, func(a, b Change) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+}

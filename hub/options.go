@@ -1,0 +1,189 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// KeyPolicy says what the browser may do with one session key. Server-side
+// Go code (HTTP handlers, event handlers) may write any key; the browser
+// only keys declared here.
+type KeyPolicy struct {
+	// Read: the key's value is sent to the browser (welcome, change,
+	// reset, the bridge's response).
+	Read bool
+	// Write: the browser may set and delete the key over the socket.
+	Write bool
+	// Validate checks a value the browser sets; a non-nil error refuses it
+	// with the code forbidden (the error text is shown to the client).
+	// Required when Write is set.
+	Validate func(value json.RawMessage) error
+}
+
+// Options configures a Hub. Store and Conn are required; every other
+// field has a default, written in its comment.
+type Options struct {
+	// Store is the session cookie store the hub reads the handshake's cookie
+	// with and writes the 101 response's cookie with. Required.
+	Store *session.Store
+	// Conn is the NATS connection (JetStream enabled on its server).
+	// Required. The hub does not close it.
+	Conn *nats.Conn
+	// Keys lists the keys the browser may read or write. Default: none,
+	// so the browser reads nothing and every client set is forbidden.
+	Keys map[string]KeyPolicy
+
+	// Prefix is the path prefix of the socket and the bridge.
+	// Default: "/hub" (so "/hub/ws" and "/hub/flush").
+	Prefix string
+	// AllowedOrigins are host patterns (path.Match syntax, matched against
+	// the Origin's host, or against scheme://host when the pattern holds
+	// "://") allowed to open sockets and call the bridge. The request's own
+	// host is always allowed. Default: none other.
+	AllowedOrigins []string
+
+	// Stream is the JetStream stream holding the logs. Default: "SESSIONHUB".
+	Stream string
+	// Subject is the subject prefix: logs on <Subject>.ops.<id>, live
+	// changes on <Subject>.live.<id>, control on <Subject>.ctl.<id>.
+	// Default: "sessionhub".
+	Subject string
+	// Replicas of the stream (3 on a NATS cluster). Default: 1.
+	Replicas int
+	// MemoryStorage keeps the stream in memory (tests). Default: false
+	// (file storage).
+	MemoryStorage bool
+	// Retention is how long an op stays in the log after it was written,
+	// flushed or not, so a stale cookie still finds it. Default: 24h.
+	Retention time.Duration
+	// MaxOpsPerSession bounds the entries one session's log holds within
+	// the retention window; past it, writes fail with too_many_pending.
+	// Default: 10000.
+	MaxOpsPerSession int
+	// MaxEntrySize bounds one log entry in bytes. Default: 64 KiB.
+	MaxEntrySize int
+	// WriteTimeout bounds one JetStream round trip. Default: 5s.
+	WriteTimeout time.Duration
+
+	// ReadLimit is the largest client frame; a larger one closes the
+	// socket with 1009. Default: 32 KiB.
+	ReadLimit int64
+	// RateLimit is the sustained messages per second one socket may send;
+	// RateBurst the burst. Past it: the error rate_limited. Default: 50
+	// per second, burst 100.
+	RateLimit float64
+	RateBurst int
+	// SendBuffer is how many messages may wait for one socket; a socket
+	// whose buffer is full is closed with 4002 (too slow) while everyone
+	// else keeps receiving. Default: 256.
+	SendBuffer int
+	// PingInterval is how often the hub pings an idle socket; a pong must
+	// arrive within PingTimeout. Default: 25s and 10s.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// WriteWait bounds writing one frame to a socket. Default: 10s.
+	WriteWait time.Duration
+	// ViewIdle is how long a session's view (its cached log tail and NATS
+	// subscription) outlives its last socket or request. Default: 2m.
+	ViewIdle time.Duration
+	// ViewTail is how many recent entries a view keeps in memory to serve
+	// folds and resumes without JetStream. Default: 64.
+	ViewTail int
+
+	// Logger receives the hub's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics, when set, receives the hub's counters. Default: none.
+	Metrics Metrics
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Store == nil {
+		return out, errors.New("hub: Options.Store is required")
+	}
+	if out.Conn == nil {
+		return out, errors.New("hub: Options.Conn is required")
+	}
+	for k, p := range out.Keys {
+		if p.Write && p.Validate == nil {
+			return out, fmt.Errorf("hub: client-writable key %q needs a Validate function", k)
+		}
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if out.Prefix == "" {
+		out.Prefix = "/hub"
+	}
+	out.Prefix = "/" + strings.Trim(out.Prefix, "/")
+	if out.Stream == "" {
+		out.Stream = "SESSIONHUB"
+	}
+	if out.Subject == "" {
+		out.Subject = "sessionhub"
+	}
+	def(&out.Replicas, 1)
+	defDur(&out.Retention, 24*time.Hour)
+	def(&out.MaxOpsPerSession, 10000)
+	def(&out.MaxEntrySize, 64<<10)
+	defDur(&out.WriteTimeout, 5*time.Second)
+	if out.ReadLimit <= 0 {
+		out.ReadLimit = 32 << 10
+	}
+	if out.RateLimit <= 0 {
+		out.RateLimit = 50
+	}
+	def(&out.RateBurst, 100)
+	def(&out.SendBuffer, 256)
+	defDur(&out.PingInterval, 25*time.Second)
+	defDur(&out.PingTimeout, 10*time.Second)
+	defDur(&out.WriteWait, 10*time.Second)
+	defDur(&out.ViewIdle, 2*time.Minute)
+	def(&out.ViewTail, 64)
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.Metrics == nil {
+		out.Metrics = nopMetrics{}
+	}
+	return out, nil
+}
+
+// Metrics receives the hub's events. cmd/sessionhub implements it with
+// Prometheus; every method must be cheap and safe for concurrent use.
+type Metrics interface {
+	SocketOpened()
+	SocketClosed(code int)
+	ViewOpened()
+	ViewClosed()
+	Staged(source string, d time.Duration) // an entry acknowledged by JetStream, and how long it took
+	Error(code Code)                       // an error answered to a client
+	Delivered(n int)                       // change messages queued to sockets
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) SocketOpened()                {}
+func (nopMetrics) SocketClosed(int)             {}
+func (nopMetrics) ViewOpened()                  {}
+func (nopMetrics) ViewClosed()                  {}
+func (nopMetrics) Staged(string, time.Duration) {}
+func (nopMetrics) Error(Code)                   {}
+func (nopMetrics) Delivered(int)                {}

@@ -1,0 +1,234 @@
+package hub
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// view is one instance's picture of one session's log: a subscription to
+// its live changes, the recent tail of entries, and the sockets of the
+// session on this instance. Reads on the hot path (a request's fold, a
+// socket's welcome) are served from the tail without a NATS round trip;
+// only what the tail lacks is fetched from JetStream.
+type view struct {
+	h  *Hub
+	id string
+
+	ready chan struct{} // closed once load finished (ok or not)
+
+	mu     sync.Mutex
+	sub    *nats.Subscription
+	loaded bool     // tail and from are valid
+	from   uint64   // every entry of the session above from is in tail
+	last   uint64   // the highest sequence seen
+	tail   []Change // ascending, all above from
+	early  []*nats.Msg
+	conns  map[*conn]struct{}
+	refs   int
+	idle   time.Time
+	closed bool
+}
+
+// acquire returns the view of session id, creating and loading it when
+// needed; after is the caller's version (its cookie's seq), created its
+// creation time. The caller must release it.
+func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
+	h.mu.Lock()
+	v, ok := h.views[id]
+	if !ok {
+		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}}
+		h.views[id] = v
+	}
+	v.mu.Lock()
+	v.refs++
+	v.mu.Unlock()
+	h.mu.Unlock()
+	if !ok {
+		h.opts.Metrics.ViewOpened()
+		v.load(ctx, after)
+	} else {
+		select {
+		case <-v.ready:
+		case <-ctx.Done():
+		}
+	}
+	return v
+}
+
+// release drops a reference; the janitor closes views idle past ViewIdle.
+func (v *view) release() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.refs--
+	if v.refs == 0 {
+		v.idle = time.Now()
+	}
+}
+
+// load subscribes to the live changes, then reads the log after the
+// given sequence from JetStream. Changes that arrive meanwhile are
+// buffered and merged by sequence. A view whose load failed still serves
+// its sockets; it catches up at the next change (a gap) or Sync.
+func (v *view) load(ctx context.Context, after uint64) {
+	defer close(v.ready)
+	log := v.h.log
+	sub, err := log.nc.ChanSubscribe(log.liveSubject(v.id), v.h.shard(v.id))
+	if err == nil {
+		v.mu.Lock()
+		v.sub = sub
+		v.mu.Unlock()
+		fctx, cancel := context.WithTimeout(ctx, log.timeout)
+		err = log.nc.FlushWithContext(fctx) // the server has the subscription
+		cancel()
+	}
+	var changes []Change
+	if err == nil {
+		changes, err = log.fetch(ctx, v.id, after, 0)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.from, v.last = after, after
+	if err != nil {
+		v.h.opts.Logger.Warn("session view not loaded; serving the cookie alone", "session", v.id, "err", err)
+		v.early = nil
+		v.loaded = true // tail empty above after: gaps are detected and fetched later
+		return
+	}
+	v.tail = changes
+	if n := len(changes); n > 0 {
+		v.last = changes[n-1].Seq
+	}
+	v.loaded = true
+	early := v.early
+	v.early = nil
+	for _, m := range early {
+		v.applyLocked(context.Background(), m)
+	}
+}
+
+// onLive receives a republished log entry, from the dispatcher goroutine
+// of the view's shard, one message at a time.
+func (v *view) onLive(m *nats.Msg) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
+	if !v.loaded {
+		v.early = append(v.early, m)
+		return
+	}
+	v.applyLocked(context.Background(), m)
+}
+
+// applyLocked merges one republished entry: duplicates are dropped, a gap
+// (the entry's predecessor is newer than what the view has) is fetched
+// from JetStream first, so changes reach sockets complete and in order.
+func (v *view) applyLocked(ctx context.Context, m *nats.Msg) {
+	seq, err := strconv.ParseUint(m.Header.Get(hdrNatsSeq), 10, 64)
+	if err != nil || seq <= v.last {
+		return
+	}
+	prev, _ := strconv.ParseUint(m.Header.Get(hdrNatsLastSeq), 10, 64)
+	if prev > v.last {
+		// Missed entries (a reconnect, a slow subscription): read them.
+		missed, err := v.h.log.fetch(ctx, v.id, v.last, prev)
+		if err != nil {
+			v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "after", v.last, "upto", prev, "err", err)
+		}
+		for _, c := range missed {
+			v.appendLocked(c)
+		}
+	}
+	ops, err := decodeEntry(m.Data, seq)
+	if err != nil {
+		v.h.opts.Logger.Error("session view: bad log entry", "session", v.id, "seq", seq, "err", err)
+		return
+	}
+	v.appendLocked(Change{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
+}
+
+// appendLocked adds an entry above last to the tail and delivers it to
+// every socket of the session on this instance.
+func (v *view) appendLocked(c Change) {
+	if c.Seq <= v.last {
+		return
+	}
+	v.last = c.Seq
+	v.tail = append(v.tail, c)
+	if max := v.h.opts.ViewTail; len(v.tail) > max {
+		drop := len(v.tail) - max
+		v.from = v.tail[drop-1].Seq
+		v.tail = append(v.tail[:0:0], v.tail[drop:]...)
+	}
+	if len(v.conns) == 0 {
+		return
+	}
+	msg := v.h.changeMessage(c)
+	for cn := range v.conns {
+		cn.deliver(c, msg)
+	}
+	v.h.opts.Metrics.Delivered(len(v.conns))
+}
+
+// since returns the entries above after that the tail holds, and whether
+// the tail covers everything above after.
+func (v *view) sinceLocked(after uint64) ([]Change, bool) {
+	if !v.loaded || after < v.from {
+		return nil, false
+	}
+	i := 0
+	for i < len(v.tail) && v.tail[i].Seq <= after {
+		i++
+	}
+	return v.tail[i:], true
+}
+
+// sync reads from JetStream whatever the view lacks, so that it holds
+// every entry acknowledged before the call.
+func (v *view) sync(ctx context.Context) error {
+	v.mu.Lock()
+	after := v.last
+	v.mu.Unlock()
+	changes, err := v.h.log.fetch(ctx, v.id, after, 0)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, c := range changes {
+		v.appendLocked(c)
+	}
+	return nil
+}
+
+// close unsubscribes; with code > 0 it also closes every socket.
+func (v *view) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
+	v.closed = true
+	if v.sub != nil {
+		_ = v.sub.Unsubscribe()
+	}
+	v.tail = nil
+}
+
+func flatten(changes []Change) []session.Op {
+	n := 0
+	for _, c := range changes {
+		n += len(c.Ops)
+	}
+	ops := make([]session.Op, 0, n)
+	for _, c := range changes {
+		ops = append(ops, c.Ops...)
+	}
+	return ops
+}

@@ -1,0 +1,118 @@
+// Package natsserver runs an embedded nats-server with JetStream for
+// sessionhub: the server's default engine, and the engine of tests.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Durability is how JetStream persists an append before acknowledging it.
+type Durability string
+
+const (
+	// DurabilityDefault: JetStream acknowledges an append once written to
+	// the OS, fsyncing every two minutes (nats-server's default
+	// sync_interval). A power loss can lose acknowledged appends.
+	DurabilityDefault Durability = "default"
+	// DurabilityStrict: sync_interval always, fsync before every
+	// acknowledgement. Slower; survives power loss.
+	DurabilityStrict Durability = "strict"
+)
+
+// ParseDurability parses "default" or "strict".
+func ParseDurability(s string) (Durability, error) {
+	switch Durability(s) {
+	case DurabilityDefault, "":
+		return DurabilityDefault, nil
+	case DurabilityStrict:
+		return DurabilityStrict, nil
+	}
+	return "", fmt.Errorf("durability %q: want default or strict", s)
+}
+
+// Options configures an embedded server.
+type Options struct {
+	// StoreDir is the JetStream store directory. Required.
+	StoreDir string
+	// Host and Port for client connections. Default: 127.0.0.1 and a
+	// random port; Port -1 (DontListen) serves in-process connections only.
+	Host string
+	Port int
+	// DontListen serves in-process connections only.
+	DontListen bool
+	// Durability. Default: DurabilityDefault.
+	Durability Durability
+	// ServerName. Default: "sessionhub".
+	ServerName string
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts a nats-server with JetStream and waits until it is ready.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("natsserver: StoreDir is required")
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = server.RANDOM_PORT
+	}
+	if o.ServerName == "" {
+		o.ServerName = "sessionhub"
+	}
+	opts := &server.Options{
+		ServerName: o.ServerName,
+		Host:       o.Host,
+		Port:       o.Port,
+		DontListen: o.DontListen,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if o.Durability == DurabilityStrict {
+		opts.SyncAlways = true
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: %w", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("natsserver: not ready within 10s")
+	}
+	return &Server{s}, nil
+}
+
+// Connect returns a client connection: in-process when the server does
+// not listen, else over TCP. It reconnects forever.
+func (s *Server) Connect(name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+	if s.Server.ClientURL() == "" || s.Server.Addr() == nil {
+		opts = append(opts, nats.InProcessServer(inProcess{s.Server}))
+		return nats.Connect("", opts...)
+	}
+	return nats.Connect(s.ClientURL(), opts...)
+}
+
+type inProcess struct{ s *server.Server }
+
+func (p inProcess) InProcessConn() (net.Conn, error) { return p.s.InProcessConn() }
+
+// Close shuts the server down and waits for it.
+func (s *Server) Close() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
