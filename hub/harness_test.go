@@ -66,7 +66,7 @@ var demoKeys = map[string]hub.KeyPolicy{
 		}
 		return nil
 	}},
-	"note": {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
+	"note":  {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
 	"theme": {Read: true},
 	// user_id is neither readable nor writable by the browser.
 }

@@ -44,8 +44,8 @@ type Hub struct {
 	ctlSub  *nats.Subscription
 	liveSub []*nats.Subscription
 
-	conns   sync.WaitGroup
-	workers sync.WaitGroup
+	conns     sync.WaitGroup
+	workers   sync.WaitGroup
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
