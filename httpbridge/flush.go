@@ -91,7 +91,10 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 			}
 		}
 		if s.ID() != "" {
-			s.MarkModified() // the bridge always re-issues the cookie
+			// The bridge always re-issues the cookie, and keeps the ID even
+			// while the session is empty: sockets may be using it.
+			s.EnsureID()
+			s.MarkModified()
 		}
 		Commit(r.Context(), store, &mo, s, w.Header())
 		snap := s.Snapshot()

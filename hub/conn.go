@@ -83,6 +83,13 @@ func (c *conn) writeLoop() {
 	defer ping.Stop()
 	pinging := atomic.Bool{}
 	for {
+		// A close wins over queued messages.
+		select {
+		case <-c.closed:
+			c.finish()
+			return
+		default:
+		}
 		select {
 		case msg := <-c.send:
 			if err := c.write(msg); err != nil {
@@ -103,24 +110,30 @@ func (c *conn) writeLoop() {
 				}
 			}()
 		case <-c.closed:
-			// Drain what is already queued (a final error or change) when the
-			// close is orderly, then say goodbye.
-			if c.closeCode != CloseTooSlow {
-				for done := false; !done; {
-					select {
-					case msg := <-c.send:
-						if c.write(msg) != nil {
-							done = true
-						}
-					default:
-						done = true
-					}
-				}
-			}
-			_ = c.ws.Close(c.closeCode, c.closeMsg)
+			c.finish()
 			return
 		}
 	}
+}
+
+// finish sends what is already queued when the close is orderly (a final
+// error or change), then the close frame.
+func (c *conn) finish() {
+	if c.closeCode != CloseTooSlow {
+		for {
+			select {
+			case msg := <-c.send:
+				if c.write(msg) != nil {
+					_ = c.ws.Close(c.closeCode, c.closeMsg)
+					return
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+	_ = c.ws.Close(c.closeCode, c.closeMsg)
 }
 
 func (c *conn) write(msg []byte) error {

@@ -70,6 +70,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Fold what the view holds after the cookie's version; older entries
 	// come from JetStream.
 	v.mu.Lock()
+	v.catchUpLocked(r.Context())
 	changes, ok := v.sinceLocked(s.Seq())
 	v.mu.Unlock()
 	if !ok {

@@ -180,10 +180,11 @@ func (c *client) setCookie(in *instance, value string) {
 
 // sock is a test WebSocket client speaking the protocol.
 type sock struct {
-	t  testing.TB
-	ws *websocket.Conn
-	id uint64
-	in chan map[string]any
+	t       testing.TB
+	backlog []map[string]any // messages skipped by reply, read first by next
+	ws      *websocket.Conn
+	id      uint64
+	in      chan map[string]any
 }
 
 func (c *client) dial(in *instance) *sock {
@@ -208,6 +209,7 @@ func (c *client) tryDial(in *instance, hdr http.Header) (*sock, *http.Response, 
 		pu, _ := url.Parse(in.srv.URL)
 		c.jar.SetCookies(pu, resp.Cookies())
 	}
+	ws.SetReadLimit(1 << 20)
 	s := &sock{t: c.t, ws: ws, in: make(chan map[string]any, 1024)}
 	go s.readLoop()
 	c.t.Cleanup(func() { _ = ws.CloseNow() })
@@ -234,6 +236,11 @@ func (s *sock) readLoop() {
 // next returns the next message, failing after 10 seconds.
 func (s *sock) next() map[string]any {
 	s.t.Helper()
+	if len(s.backlog) > 0 {
+		m := s.backlog[0]
+		s.backlog = s.backlog[1:]
+		return m
+	}
 	select {
 	case m, ok := <-s.in:
 		if !ok {
@@ -284,6 +291,8 @@ func (s *sock) sendRaw(frame string) {
 // reply waits for the ack or error of id.
 func (s *sock) reply(id uint64) map[string]any {
 	s.t.Helper()
+	var skipped []map[string]any
+	defer func() { s.backlog = append(skipped, s.backlog...) }()
 	for {
 		m := s.next()
 		if (m["type"] == "ack" || m["type"] == "error") && uint64(num(m["id"])) == id {
@@ -292,6 +301,7 @@ func (s *sock) reply(id uint64) map[string]any {
 		if m["type"] == "closed" {
 			s.t.Fatalf("socket closed while waiting for reply %d: %v", id, m)
 		}
+		skipped = append(skipped, m)
 	}
 }
 

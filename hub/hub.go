@@ -225,6 +225,7 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 		return 0, err
 	}
 	h.opts.Metrics.Staged(source, time.Since(start))
+	h.acked(id, seq)
 	return seq, nil
 }
 
@@ -253,6 +254,7 @@ func (h *Hub) Pending(ctx context.Context, id string, after uint64) ([]session.O
 	v := h.acquire(ctx, id, after)
 	defer v.release()
 	v.mu.Lock()
+	v.catchUpLocked(ctx)
 	changes, ok := v.sinceLocked(after)
 	ops := flatten(changes)
 	v.mu.Unlock()

@@ -29,6 +29,8 @@ type view struct {
 	tail   []Change // ascending, all above from
 	early  []*nats.Msg
 	conns  map[*conn]struct{}
+	want   uint64        // the highest sequence this instance acknowledged
+	moved  chan struct{} // closed and replaced whenever last advances
 	refs   int
 	idle   time.Time
 	closed bool
@@ -41,7 +43,7 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 	h.mu.Lock()
 	v, ok := h.views[id]
 	if !ok {
-		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}}
+		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}, moved: make(chan struct{})}
 		h.views[id] = v
 	}
 	v.mu.Lock()
@@ -160,6 +162,8 @@ func (v *view) appendLocked(c Change) {
 		return
 	}
 	v.last = c.Seq
+	close(v.moved)
+	v.moved = make(chan struct{})
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max
@@ -174,6 +178,57 @@ func (v *view) appendLocked(c Change) {
 		cn.deliver(c, msg)
 	}
 	v.h.opts.Metrics.Delivered(len(v.conns))
+}
+
+// acked records that this instance acknowledged entry seq of the session,
+// so reads through this instance wait for it (read your writes).
+func (h *Hub) acked(id string, seq uint64) {
+	h.mu.Lock()
+	v := h.views[id]
+	h.mu.Unlock()
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	v.want = max(v.want, seq)
+	v.mu.Unlock()
+}
+
+// catchUpLocked waits until the view holds every entry this instance
+// acknowledged. The republished copy normally arrives within a
+// millisecond; after a short wait the view reads JetStream instead.
+func (v *view) catchUpLocked(ctx context.Context) {
+	if v.last >= v.want || !v.loaded {
+		return
+	}
+	deadline := time.NewTimer(250 * time.Millisecond)
+	defer deadline.Stop()
+	for v.last < v.want {
+		moved := v.moved
+		v.mu.Unlock()
+		select {
+		case <-moved:
+			v.mu.Lock()
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+		v.mu.Lock()
+		break
+	}
+	if v.last < v.want {
+		after := v.last
+		v.mu.Unlock()
+		changes, err := v.h.log.fetch(ctx, v.id, after, 0)
+		v.mu.Lock()
+		if err != nil {
+			v.h.opts.Logger.Warn("session view: catching up failed", "session", v.id, "err", err)
+			return
+		}
+		for _, c := range changes {
+			v.appendLocked(c)
+		}
+	}
 }
 
 // since returns the entries above after that the tail holds, and whether

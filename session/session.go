@@ -78,10 +78,8 @@ func (s *Session) ID() string {
 func (s *Session) EnsureID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.id == "" {
-		s.ensureIDLocked()
-		s.pinned = true
-	}
+	s.ensureIDLocked()
+	s.pinned = true
 	return s.id
 }
 

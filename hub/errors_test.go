@@ -1,0 +1,298 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// Every error code of the protocol, each from the situation that causes
+// it, and none of them closes the socket.
+func TestErrorCodes(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.MaxOpsPerSession = 3
+		o.RateLimit, o.RateBurst = 1000, 1000
+	})
+	in.hub.Handle("boom", func(ctx context.Context, ev *hub.Event) (any, error) {
+		return nil, errors.New("database password is hunter2") // must not leak
+	})
+	in.hub.Handle("refuse", func(ctx context.Context, ev *hub.Event) (any, error) {
+		return nil, hub.Errorf(hub.CodeForbidden, "not today")
+	})
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+
+	big := strings.Repeat("x", 4000)
+	cases := []struct {
+		name, frame, code string
+	}{
+		{"not JSON", `{"id":1,"type":`, "invalid"},
+		{"not an object", `[1,2]`, "invalid"},
+		{"unknown type", `{"id":2,"type":"explode"}`, "invalid"},
+		{"missing type", `{"id":3}`, "invalid"},
+		{"missing id", `{"type":"set","key":"colour","value":"red"}`, "invalid"},
+		{"set without key", `{"id":4,"type":"set","value":"red"}`, "invalid"},
+		{"set without value", `{"id":5,"type":"set","key":"colour"}`, "invalid"},
+		{"resume without after", `{"id":6,"type":"resume"}`, "invalid"},
+		{"event without name", `{"id":7,"type":"event"}`, "invalid"},
+		{"key not client-writable", `{"id":8,"type":"set","key":"user_id","value":"admin"}`, "forbidden"},
+		{"delete not client-writable", `{"id":9,"type":"delete","key":"user_id"}`, "forbidden"},
+		{"readable but not writable", `{"id":10,"type":"set","key":"theme","value":"dark"}`, "forbidden"},
+		{"validator refuses", `{"id":11,"type":"set","key":"colour","value":42}`, "forbidden"},
+		{"cookie would not fit", fmt.Sprintf(`{"id":12,"type":"set","key":"note","value":%q}`, big), "too_large"},
+		{"unknown event", `{"id":13,"type":"event","name":"nope"}`, "not_found"},
+		{"handler error is internal", `{"id":14,"type":"event","name":"boom"}`, "internal"},
+		{"handler error keeps its code", `{"id":15,"type":"event","name":"refuse"}`, "forbidden"},
+	}
+	for _, tc := range cases {
+		s.sendRaw(tc.frame)
+		m := s.expect("error")
+		if m["code"] != tc.code {
+			t.Errorf("%s: code %v, want %s (%v)", tc.name, m["code"], tc.code, m)
+		}
+		if strings.Contains(fmt.Sprint(m["message"]), "hunter2") {
+			t.Errorf("%s: internal detail leaked: %v", tc.name, m)
+		}
+	}
+	// Nothing was staged by any of them.
+	if _, body := c.do(in, "POST", "/hub/flush", nil); uint64(num(body["seq"])) != 0 {
+		t.Fatalf("a refused write was staged: %v", body)
+	}
+
+	// too_many_pending: the log holds 3 entries of this session at most.
+	for i := range 3 {
+		s.set("colour", fmt.Sprintf("c%d", i))
+	}
+	r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": "c3"}))
+	if r["code"] != "too_many_pending" {
+		t.Fatalf("4th write: %v", r)
+	}
+	// The socket is still open and the acknowledged writes are all there.
+	if _, body := c.do(in, "POST", "/hub/flush", nil); values(body)["colour"] != "c2" {
+		t.Fatalf("after too_many_pending: %v", body)
+	}
+}
+
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst = 0.001, 2 })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.set("colour", "a")
+	s.set("colour", "b")
+	r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": "c"}))
+	if r["code"] != "rate_limited" {
+		t.Fatalf("third write: %v", r)
+	}
+}
+
+// NATS unreachable: the socket answers unavailable, HTTP keeps working as
+// a plain cookie session.
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.WriteTimeout = time.Second })
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("colour", "before")
+	ns.Close()
+	r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": "during"}))
+	if r["code"] != "unavailable" {
+		t.Fatalf("write with NATS down: %v", r)
+	}
+	if st, _ := c.do(in, "POST", "/app/set?theme=dark", nil); st != http.StatusNoContent {
+		t.Fatalf("HTTP write with NATS down: %d", st)
+	}
+	_, got := c.do(in, "GET", "/app/get", nil)
+	if values(got)["theme"] != "dark" {
+		t.Fatalf("plain cookie session: %v", got)
+	}
+}
+
+func TestForeignOriginRefused(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.AllowedOrigins = []string{"app.example.com"} })
+	c := newClient(t)
+	_, resp, err := c.tryDial(in, http.Header{"Origin": {"https://evil.example.net"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin: err=%v resp=%v", err, resp)
+	}
+	if _, _, err := c.tryDial(in, http.Header{"Origin": {"https://app.example.com"}}); err != nil {
+		t.Fatalf("allowed origin: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		method string
+		hdr    http.Header
+		status int
+	}{
+		{"foreign origin", "POST", http.Header{"Origin": {"https://evil.example.net"}}, 403},
+		{"cross-site fetch without origin", "POST", http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403},
+		{"allowed origin", "POST", http.Header{"Origin": {"https://app.example.com"}, "Sec-Fetch-Site": {"cross-site"}}, 200},
+		{"same origin", "POST", http.Header{"Origin": {in.srv.URL}, "Sec-Fetch-Site": {"same-origin"}}, 200},
+		{"GET", "GET", nil, 405},
+	} {
+		if st, _ := c.do(in, tc.method, "/hub/flush", tc.hdr); st != tc.status {
+			t.Errorf("flush, %s: %d, want %d", tc.name, st, tc.status)
+		}
+	}
+}
+
+func TestOversizeFrameCloses1009(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.ReadLimit = 1024 })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.sendRaw(fmt.Sprintf(`{"id":1,"type":"set","key":"note","value":%q}`, strings.Repeat("y", 2048)))
+	m := s.expect("closed")
+	if websocket.StatusCode(num(m["code"])) != websocket.StatusMessageTooBig {
+		t.Fatalf("close: %v", m)
+	}
+}
+
+func TestBinaryFrameCloses1008(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.ws.Write(ctx, websocket.MessageBinary, []byte{1, 2, 3})
+	if m := s.expect("closed"); websocket.StatusCode(num(m["code"])) != websocket.StatusPolicyViolation {
+		t.Fatalf("close: %v", m)
+	}
+}
+
+// A socket that stops reading is closed with 4002 once its buffer is full,
+// while another socket of the same session keeps receiving every change
+// and the writer is never blocked.
+func TestSlowReaderClosed(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.SendBuffer = 64; o.WriteWait = 30 * time.Second })
+	c := newClient(t)
+	fast := c.dial(in)
+	fast.expect("welcome")
+	// The slow socket reads its welcome, then nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u := "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/hub/ws"
+	slow, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.http(in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.CloseNow()
+	slow.SetReadLimit(1 << 20)
+	if _, _, err := slow.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := sessionID(t, in.store, c.cookie(in))
+	// Server-side writes skip the cookie budget: 60 KB entries fill the
+	// slow socket's TCP buffers and then its send buffer quickly.
+	value := strings.Repeat("z", 60000)
+	const writes = 400
+	for i := range writes {
+		op, _ := session.SetOp("note", json.RawMessage(fmt.Sprintf(`"%s-%d"`, value, i)))
+		if _, err := in.hub.Write(ctx, id, op); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	// The fast socket got every change, in order.
+	var last float64
+	for range writes {
+		m := fast.expect("change")
+		if num(m["seq"]) <= last {
+			t.Fatalf("out of order: %v after %v", m["seq"], last)
+		}
+		last = num(m["seq"])
+	}
+	// The slow one was closed with 4002: reading what it buffered ends in
+	// that close.
+	for {
+		_, _, err := slow.Read(ctx)
+		if err != nil {
+			if code := websocket.CloseStatus(err); code != hub.CloseTooSlow {
+				t.Fatalf("slow socket: %v (code %d)", err, code)
+			}
+			break
+		}
+	}
+}
+
+func sessionID(t testing.TB, st *session.Store, cookie string) string {
+	t.Helper()
+	s, err := st.Decode(cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.ID()
+}
+
+// Logout closes every socket of the session on every instance with 4000,
+// a rotation with 4001.
+func TestEndAndRotateCloseSockets(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a := newInstance(t, ns, nil)
+	b := newInstance(t, ns, nil)
+	c := newClient(t)
+	sa := c.dial(a)
+	sa.expect("welcome")
+	c.setCookie(b, c.cookie(a))
+	sb := c.dial(b)
+	sb.expect("welcome")
+	id := sessionID(t, a.store, c.cookie(a))
+	if err := a.hub.End(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*sock{"A": sa, "B": sb} {
+		if m := s.expect("closed"); websocket.StatusCode(num(m["code"])) != hub.CloseSessionEnded {
+			t.Errorf("%s: %v", name, m)
+		}
+	}
+
+	c2 := newClient(t)
+	s2 := c2.dial(b)
+	s2.expect("welcome")
+	if err := a.hub.Rotated(context.Background(), sessionID(t, b.store, c2.cookie(b))); err != nil {
+		t.Fatal(err)
+	}
+	if m := s2.expect("closed"); websocket.StatusCode(num(m["code"])) != hub.CloseSessionRotated {
+		t.Errorf("rotated: %v", m)
+	}
+}
+
+// Shutdown closes sockets with 1001 Going Away.
+func TestShutdownGoingAway(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.hub.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.expect("closed"); websocket.StatusCode(num(m["code"])) != websocket.StatusGoingAway {
+		t.Fatalf("close: %v", m)
+	}
+}
