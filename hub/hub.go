@@ -44,6 +44,8 @@ type Hub struct {
 	ctlSub  *nats.Subscription
 	liveSub []*nats.Subscription
 
+	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
+
 	conns     sync.WaitGroup
 	workers   sync.WaitGroup
 	closing   atomic.Bool

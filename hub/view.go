@@ -23,7 +23,8 @@ type view struct {
 
 	mu     sync.Mutex
 	sub    *nats.Subscription
-	loaded bool     // tail and from are valid
+	loaded bool     // load finished
+	stale  bool     // the tail may lack entries (a failed load, a NATS reconnect): reads go to JetStream
 	from   uint64   // every entry of the session above from is in tail
 	last   uint64   // the highest sequence seen
 	tail   []Change // ascending, all above from
@@ -40,6 +41,7 @@ type view struct {
 // needed; after is the caller's version (its cookie's seq), created its
 // creation time. The caller must release it.
 func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
+	h.checkReconnect()
 	h.mu.Lock()
 	v, ok := h.views[id]
 	if !ok {
@@ -60,6 +62,24 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 		}
 	}
 	return v
+}
+
+// checkReconnect marks every view stale after the NATS connection
+// reconnected: republished entries may have been missed while it was down.
+// Reads then go to JetStream until the next live entry fills the gap.
+func (h *Hub) checkReconnect() {
+	n := h.opts.Conn.Stats().Reconnects
+	if n == h.reconnects.Load() {
+		return
+	}
+	h.reconnects.Store(n)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range h.views {
+		v.mu.Lock()
+		v.stale = true
+		v.mu.Unlock()
+	}
 }
 
 // release drops a reference; the janitor closes views idle past ViewIdle.
@@ -96,9 +116,9 @@ func (v *view) load(ctx context.Context, after uint64) {
 	defer v.mu.Unlock()
 	v.from, v.last = after, after
 	if err != nil {
-		v.h.opts.Logger.Warn("session view not loaded; serving the cookie alone", "session", v.id, "err", err)
+		v.h.opts.Logger.Warn("session view not loaded; reading JetStream until it is", "session", v.id, "err", err)
 		v.early = nil
-		v.loaded = true // tail empty above after: gaps are detected and fetched later
+		v.loaded, v.stale = true, true // the next live entry fills the gap
 		return
 	}
 	v.tail = changes
@@ -142,10 +162,15 @@ func (v *view) applyLocked(ctx context.Context, m *nats.Msg) {
 		missed, err := v.h.log.fetch(ctx, v.id, v.last, prev)
 		if err != nil {
 			v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "after", v.last, "upto", prev, "err", err)
+			v.stale = true
+		} else {
+			v.stale = false
 		}
 		for _, c := range missed {
 			v.appendLocked(c)
 		}
+	} else {
+		v.stale = false
 	}
 	ops, err := decodeEntry(m.Data, seq)
 	if err != nil {
@@ -198,7 +223,7 @@ func (h *Hub) acked(id string, seq uint64) {
 // acknowledged. The republished copy normally arrives within a
 // millisecond; after a short wait the view reads JetStream instead.
 func (v *view) catchUpLocked(ctx context.Context) {
-	if v.last >= v.want || !v.loaded {
+	if v.last >= v.want || !v.loaded || v.stale {
 		return
 	}
 	deadline := time.NewTimer(250 * time.Millisecond)
@@ -234,7 +259,7 @@ func (v *view) catchUpLocked(ctx context.Context) {
 // since returns the entries above after that the tail holds, and whether
 // the tail covers everything above after.
 func (v *view) sinceLocked(after uint64) ([]Change, bool) {
-	if !v.loaded || after < v.from {
+	if !v.loaded || v.stale || after < v.from {
 		return nil, false
 	}
 	i := 0
