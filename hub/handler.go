@@ -105,7 +105,15 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		closed:  make(chan struct{}),
 		snap:    s.Snapshot(),
 	}
+	h.mu.Lock()
+	if h.closing.Load() {
+		h.mu.Unlock()
+		v.release()
+		_ = ws.Close(CloseGoingAway, "server shutting down")
+		return
+	}
 	h.conns.Add(1)
+	h.mu.Unlock()
 	h.opts.Metrics.SocketOpened()
 	defer func() {
 		cancel()
@@ -127,9 +135,8 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.send <- mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)})
 	v.conns[c] = struct{}{}
-	closing := h.closing.Load()
 	v.mu.Unlock()
-	if closing {
+	if h.closing.Load() { // Shutdown may have collected the sockets before this one
 		c.close(CloseGoingAway, "server shutting down")
 	}
 

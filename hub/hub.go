@@ -444,8 +444,8 @@ func (h *Hub) changeMessage(c Change) []byte {
 // resume) and waits for them, or for ctx. Register it with
 // http.Server.RegisterOnShutdown, which does not see hijacked connections.
 func (h *Hub) Shutdown(ctx context.Context) error {
-	h.closing.Store(true)
 	h.mu.Lock()
+	h.closing.Store(true) // under h.mu: no socket registers after this
 	var conns []*conn
 	for _, v := range h.views {
 		v.mu.Lock()
