@@ -23,7 +23,7 @@ type conn struct {
 	v       *view
 	id      string // session ID
 	limiter *rate.Limiter
-	send    chan []byte
+	out     outbox
 
 	ctx    context.Context // cancelled when the socket closes
 	cancel context.CancelFunc
@@ -52,18 +52,55 @@ func (c *conn) deliver(ch Change, msg []byte) {
 	}
 }
 
-// queue sends msg to the writer without blocking.
+// queue hands msg to the writer without blocking.
 func (c *conn) queue(msg []byte) bool {
 	if c.closing.Load() {
 		return false
 	}
-	select {
-	case c.send <- msg:
-		return true
-	default:
+	if !c.out.push(msg) {
 		c.close(CloseTooSlow, "too slow: send buffer full")
 		return false
 	}
+	return true
+}
+
+// outbox is a socket's bounded send queue. An idle socket holds no buffer:
+// the queue's slice is allocated when messages wait and dropped once the
+// writer took them.
+type outbox struct {
+	mu     sync.Mutex
+	q      [][]byte
+	max    int
+	notify chan struct{} // capacity 1: "the queue is not empty"
+}
+
+func newOutbox(max int) outbox {
+	return outbox{max: max, notify: make(chan struct{}, 1)}
+}
+
+// push appends msg, or reports false when max messages already wait.
+func (o *outbox) push(msg []byte) bool {
+	o.mu.Lock()
+	if len(o.q) >= o.max {
+		o.mu.Unlock()
+		return false
+	}
+	o.q = append(o.q, msg)
+	o.mu.Unlock()
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the waiting messages and empties the queue.
+func (o *outbox) take() [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.q
+	o.q = nil
+	return q
 }
 
 // close asks the writer to close the socket with code. Safe to call many
@@ -91,11 +128,16 @@ func (c *conn) writeLoop() {
 		default:
 		}
 		select {
-		case msg := <-c.send:
-			if err := c.write(msg); err != nil {
-				c.close(CloseInternal, "write failed")
-				_ = c.ws.CloseNow()
-				return
+		case <-c.out.notify:
+			for _, msg := range c.out.take() {
+				if c.closing.Load() {
+					break // finish decides what still goes out
+				}
+				if err := c.write(msg); err != nil {
+					c.close(CloseInternal, "write failed")
+					_ = c.ws.CloseNow()
+					return
+				}
 			}
 		case <-ping.C:
 			if pinging.Swap(true) {
@@ -120,17 +162,10 @@ func (c *conn) writeLoop() {
 // error or change), then the close frame.
 func (c *conn) finish() {
 	if c.closeCode != CloseTooSlow {
-		for {
-			select {
-			case msg := <-c.send:
-				if c.write(msg) != nil {
-					_ = c.ws.Close(c.closeCode, c.closeMsg)
-					return
-				}
-				continue
-			default:
+		for _, msg := range c.out.take() {
+			if c.write(msg) != nil {
+				break
 			}
-			break
 		}
 	}
 	_ = c.ws.Close(c.closeCode, c.closeMsg)

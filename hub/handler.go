@@ -99,7 +99,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		v:       v,
 		id:      id,
 		limiter: rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
-		send:    make(chan []byte, h.opts.SendBuffer),
+		out:     newOutbox(h.opts.SendBuffer),
 		ctx:     ctx,
 		cancel:  cancel,
 		closed:  make(chan struct{}),
@@ -133,7 +133,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 			c.snap = c.snap.Fold(ch.Ops)
 		}
 	}
-	c.send <- mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)})
+	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)}))
 	v.conns[c] = struct{}{}
 	v.mu.Unlock()
 	if h.closing.Load() { // Shutdown may have collected the sockets before this one
