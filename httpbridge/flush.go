@@ -5,16 +5,20 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/sessionhub/sessionhub/internal/origin"
 	"github.com/sessionhub/sessionhub/session"
 )
 
 // Syncer is implemented by a Log that can bring its local view up to date
-// with everything acknowledged, in one round trip. The bridge calls it so
-// that a flush right after an ack always carries that ack's op.
+// with everything acknowledged. The bridge calls it so that a flush right
+// after an ack always carries that ack's op. With atLeast > 0 (the highest
+// sequence the client has seen, the bridge's "seq" query parameter), a
+// view that already holds it answers without a round trip; with 0 the
+// Log reads everything acknowledged (one round trip).
 type Syncer interface {
-	Sync(ctx context.Context, id string) error
+	Sync(ctx context.Context, id string, atLeast uint64) error
 }
 
 // FlushOptions configures the bridge endpoint.
@@ -80,7 +84,8 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 		}
 		if id := s.ID(); id != "" && o.Log != nil {
 			if sy, ok := o.Log.(Syncer); ok {
-				if err := sy.Sync(r.Context(), id); err != nil {
+				atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+				if err := sy.Sync(r.Context(), id, atLeast); err != nil {
 					o.Logger.Warn("session log unavailable, flushing the cookie alone", "err", err)
 				}
 			}

@@ -78,7 +78,9 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 				Commit(r.Context(), store, &o, s, h)
 			}}
 			next.ServeHTTP(sw, r.WithContext(NewContext(r.Context(), s)))
-			sw.commit()
+			if !sw.commit() {
+				late(r.Context(), &o, s)
+			}
 		})
 	}
 }
@@ -146,8 +148,15 @@ var (
 	_ http.Flusher        = (*saveWriter)(nil)
 )
 
-func (w *saveWriter) commit() {
-	w.once.Do(func() { w.save(w.ResponseWriter.Header()) })
+// commit saves the session unless that was done already; it reports
+// whether this call did it.
+func (w *saveWriter) commit() bool {
+	did := false
+	w.once.Do(func() {
+		did = true
+		w.save(w.ResponseWriter.Header())
+	})
+	return did
 }
 
 func (w *saveWriter) WriteHeader(code int) {
@@ -171,3 +180,20 @@ func (w *saveWriter) Flush() {
 // Unwrap returns the wrapped ResponseWriter (for http.ResponseController
 // and WebSocket hijacking).
 func (w *saveWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// late appends changes a handler made after its response header was
+// written: the cookie can no longer carry them, the log still can, and the
+// next request folds them.
+func late(ctx context.Context, o *Options, s *session.Session) {
+	ops := s.TakeOps()
+	if len(ops) == 0 {
+		return
+	}
+	if o.Log == nil || s.Ended() {
+		o.Logger.Warn("session changed after the response header was written; the change is lost", "ops", len(ops))
+		return
+	}
+	if _, err := o.Log.Append(ctx, s.ID(), SourceHTTP, s.Seq(), ops); err != nil {
+		o.Logger.Warn("session changed after the response header was written and the log is unavailable; the change is lost", "err", err)
+	}
+}

@@ -313,7 +313,7 @@ func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err e
 func (c *conn) resume(id uint64, after uint64) {
 	v := c.v
 	v.mu.Lock()
-	changes, ok := v.sinceLocked(after)
+	_, ok := v.sinceLocked(after)
 	v.mu.Unlock()
 	if !ok {
 		complete, err := c.h.log.complete(c.ctx, after, time.Time{}, c.h.opts.Retention)
@@ -337,13 +337,12 @@ func (c *conn) resume(id uint64, after uint64) {
 		// Everything up to what the view has delivered; newer entries reach
 		// the socket live.
 		tail, _ := v.sinceLocked(after)
-		changes = mergeChanges(fetched, tail, v.last)
-		c.replayLocked(changes)
+		c.replayLocked(mergeChanges(fetched, tail, v.last))
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	changes, ok = v.sinceLocked(after)
+	changes, ok := v.sinceLocked(after)
 	if !ok { // trimmed meanwhile
 		c.resetLocked()
 		return

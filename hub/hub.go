@@ -40,9 +40,8 @@ type Hub struct {
 	views    map[string]*view
 	handlers map[string]EventHandler
 
-	live    [shards]chan *nats.Msg
-	ctlSub  *nats.Subscription
-	liveSub []*nats.Subscription
+	live   [shards]chan *nats.Msg
+	ctlSub *nats.Subscription
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
 
@@ -271,14 +270,24 @@ func (h *Hub) Pending(ctx context.Context, id string, after uint64) ([]session.O
 }
 
 // Sync makes the view of session id on this instance hold every entry
-// JetStream acknowledged before the call (one round trip), so the next
-// Pending reads them: the bridge calls it before folding.
-func (h *Hub) Sync(ctx context.Context, id string) error {
+// JetStream acknowledged before the call, so the next Pending reads them:
+// the bridge calls it before folding (httpbridge.Syncer). With atLeast > 0
+// (the highest sequence the client saw), a view already past it answers at
+// once; otherwise one round trip reads what the view lacks.
+func (h *Hub) Sync(ctx context.Context, id string, atLeast uint64) error {
 	if !session.ValidID(id) {
 		return nil
 	}
 	v := h.acquire(ctx, id, 0)
 	defer v.release()
+	if atLeast > 0 {
+		v.mu.Lock()
+		fresh := v.loaded && !v.stale && v.last >= atLeast
+		v.mu.Unlock()
+		if fresh {
+			return nil
+		}
+	}
 	return v.sync(ctx)
 }
 

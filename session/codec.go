@@ -113,12 +113,13 @@ type payload struct {
 	Values    map[string]json.RawMessage `json:"v,omitempty"`
 	Permanent bool                       `json:"p,omitempty"`
 	Created   int64                      `json:"c,omitempty"`
+	Pinned    bool                       `json:"k,omitempty"`
 	Issued    int64                      `json:"t"`
 }
 
 // Encode returns the signed cookie value of snap for the cookie name.
 func (c *Codec) Encode(name string, snap Snapshot) (string, error) {
-	p := payload{ID: snap.ID, Seq: snap.Seq, Values: snap.Values, Permanent: snap.Permanent, Issued: c.now().Unix()}
+	p := payload{ID: snap.ID, Seq: snap.Seq, Values: snap.Values, Permanent: snap.Permanent, Pinned: snap.Pinned, Issued: c.now().Unix()}
 	if !snap.Created.IsZero() {
 		p.Created = snap.Created.Unix()
 	}
@@ -163,16 +164,19 @@ func (c *Codec) Decode(name, value string) (Snapshot, error) {
 	case !ValidID(p.ID):
 		return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad session id")}
 	}
-	snap := Snapshot{ID: p.ID, Seq: p.Seq, Values: p.Values, Permanent: p.Permanent}
+	snap := Snapshot{ID: p.ID, Seq: p.Seq, Values: p.Values, Permanent: p.Permanent, Pinned: p.Pinned}
 	if p.Created > 0 {
 		snap.Created = time.Unix(p.Created, 0)
 		if c.absolute > 0 && now.Sub(snap.Created) > c.absolute {
 			return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("absolute timeout: created %s", snap.Created.UTC())}
 		}
 	}
-	for k, v := range snap.Values {
-		if validKey(k) != nil || !json.Valid(v) {
-			return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad value for key %q", k)}
+	// The values need no json.Valid: encoding/json's Decoder scans the
+	// whole payload before it unmarshals, so every json.RawMessage it
+	// fills is one valid JSON value. The keys it does not check.
+	for k := range snap.Values {
+		if validKey(k) != nil {
+			return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad key %q", k)}
 		}
 	}
 	if snap.Values == nil {

@@ -73,13 +73,17 @@ func (s *Session) ID() string {
 }
 
 // EnsureID gives the session an ID if it has none and returns it. The
-// session is then written to the cookie even while it holds no values, so
-// that a socket and later HTTP requests share one ID.
+// session is then pinned: its cookie is kept even while it holds no
+// values (the pin travels in the cookie), so that a socket and later HTTP
+// requests share one ID. Pinning an unpinned session marks it modified.
 func (s *Session) EnsureID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ensureIDLocked()
-	s.pinned = true
+	if !s.pinned {
+		s.pinned = true
+		s.modified = true
+	}
 	return s.id
 }
 
@@ -431,6 +435,7 @@ func (s *Session) Snapshot() Snapshot {
 		Values:    maps.Clone(s.values),
 		Permanent: s.permanent,
 		Created:   s.created,
+		Pinned:    s.pinned,
 	}
 }
 
@@ -441,6 +446,9 @@ type Snapshot struct {
 	Values    map[string]json.RawMessage
 	Permanent bool
 	Created   time.Time
+	// Pinned: the ID is kept even while the session holds no values
+	// (a socket may be using it). See Session.EnsureID.
+	Pinned bool
 }
 
 // FromSnapshot returns a session holding snap, unmodified and not accessed.
@@ -449,7 +457,7 @@ func FromSnapshot(snap Snapshot) *Session {
 	if v == nil {
 		v = map[string]json.RawMessage{}
 	}
-	return &Session{id: snap.ID, seq: snap.Seq, values: v, permanent: snap.Permanent, created: snap.Created}
+	return &Session{id: snap.ID, seq: snap.Seq, values: v, permanent: snap.Permanent, created: snap.Created, pinned: snap.Pinned}
 }
 
 // Fold applies ops after snap.Seq to a copy of the snapshot's values and

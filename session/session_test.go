@@ -396,8 +396,13 @@ func TestValidID(t *testing.T) {
 			t.Errorf("ValidID(%q) = %v", id, got)
 		}
 	}
-	if session.NewID() == session.NewID() {
-		t.Error("NewID repeats")
+	seen := map[string]bool{}
+	for range 1000 {
+		id := session.NewID()
+		if seen[id] || !session.ValidID(id) {
+			t.Fatalf("NewID gave %q (repeated or invalid)", id)
+		}
+		seen[id] = true
 	}
 }
 

@@ -136,7 +136,7 @@ func (st *Store) Codec() *Codec { return st.codec }
 // request). A missing cookie is not an error.
 func (st *Store) Load(r *http.Request) (*Session, error) {
 	c, err := r.Cookie(st.opts.Name)
-	if err != nil {
+	if err != nil || c.Value == "" { // absent, or emptied by a deletion
 		return New(), nil
 	}
 	return st.Decode(c.Value)
@@ -270,10 +270,10 @@ func (d Decision) String() string {
 func (st *Store) Save(h http.Header, s *Session) (Decision, error) {
 	s.mu.Lock()
 	empty := s.emptyLocked()
-	modified, advanced, accessed, pinned := s.modified, s.advanced, s.accessed, s.pinned
+	modified, advanced, accessed := s.modified, s.advanced, s.accessed
 	// A copy: the cookie is encoded after the lock is released, while
 	// others may write to the session.
-	snap := Snapshot{ID: s.id, Seq: s.seq, Values: maps.Clone(s.values), Permanent: s.permanent, Created: s.created}
+	snap := Snapshot{ID: s.id, Seq: s.seq, Values: maps.Clone(s.values), Permanent: s.permanent, Created: s.created, Pinned: s.pinned}
 	s.mu.Unlock()
 
 	// Vary first: a response that read an empty session depends on the
@@ -290,7 +290,7 @@ func (st *Store) Save(h http.Header, s *Session) (Decision, error) {
 		}
 		return Untouched, nil
 	}
-	if !(modified || advanced || pinned || (snap.Permanent && !st.opts.NoRefresh)) {
+	if !(modified || advanced || (snap.Permanent && !st.opts.NoRefresh)) {
 		return Untouched, nil
 	}
 	if snap.ID == "" {

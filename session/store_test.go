@@ -522,7 +522,7 @@ func TestLoad(t *testing.T) {
 		{"other cookie only", &http.Cookie{Name: "other", Value: good.Value}, ""},
 		{"garbage", &http.Cookie{Name: "session", Value: "garbage"}, session.ReasonTampered},
 		{"truncated", &http.Cookie{Name: "session", Value: good.Value[:len(good.Value)/2]}, session.ReasonTampered},
-		{"empty value", &http.Cookie{Name: "session", Value: ""}, session.ReasonMissing},
+		{"empty value (a deleted cookie) is missing, not an error", &http.Cookie{Name: "session", Value: ""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -550,4 +550,44 @@ func TestLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPinSurvivesRoundTrip: a pinned empty session (a socket's) keeps its
+// cookie across requests, even when a later request modifies it.
+func TestPinSurvivesRoundTrip(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, session.Options{})
+	s := session.New()
+	id := s.EnsureID()
+	h := http.Header{}
+	if d, err := st.Save(h, s); err != nil || d != session.Written {
+		t.Fatalf("pinned new session: %v %v", d, err)
+	}
+	loaded, err := st.Load(request(cookieFrom(t, h)))
+	if err != nil || loaded.ID() != id {
+		t.Fatalf("reload: %v %q", err, loaded.ID())
+	}
+	if loaded.Empty() {
+		t.Fatal("the pin was lost in the cookie")
+	}
+	loaded.MarkModified()
+	h2 := http.Header{}
+	if d, _ := st.Save(h2, loaded); d != session.Written {
+		t.Fatalf("modified pinned session: %v, want written (a socket uses its ID)", d)
+	}
+	// Re-pinning an already pinned session is not a modification.
+	again, _ := st.Load(request(cookieFrom(t, h2)))
+	again.EnsureID()
+	if again.Modified() {
+		t.Fatal("EnsureID on a pinned session marked it modified")
+	}
+}
+
+func cookieFrom(t *testing.T, h http.Header) *http.Cookie {
+	t.Helper()
+	cs := (&http.Response{Header: h}).Cookies()
+	if len(cs) != 1 {
+		t.Fatalf("want one Set-Cookie, got %v", h.Values("Set-Cookie"))
+	}
+	return cs[0]
 }
