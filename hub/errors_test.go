@@ -192,7 +192,7 @@ func TestSlowReaderClosed(t *testing.T) {
 	fast := c.dial(in)
 	fast.expect("welcome")
 	// The slow socket reads its welcome, then nothing.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	u := "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/hub/ws"
 	slow, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.http(in)})
