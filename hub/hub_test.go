@@ -167,6 +167,11 @@ func TestTwoInstances(t *testing.T) {
 	if _, body := c.do(b, "POST", "/hub/flush", nil); values(body)["colour"] != "teal" {
 		t.Fatalf("flush at B: %v", body)
 	}
+	// With the client's seq, B's view answers without a round trip.
+	seqB := sa.set("colour", "olive")
+	if _, body := c.do(b, "POST", fmt.Sprintf("/hub/flush?seq=%d", seqB), nil); values(body)["colour"] != "olive" || uint64(num(body["seq"])) != seqB {
+		t.Fatalf("flush at B with seq: %v", body)
+	}
 
 	// Kill A right after an ack: its HTTP server, hub and NATS connection.
 	seq2 := sa.set("note", "after-kill")
