@@ -1,0 +1,172 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionhub/sessionhub/internal/natsserver"
+)
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	def := DefaultConfig()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    func(c *Config) // changes from the defaults
+		rest    []string
+		wantErr string
+	}{
+		{name: "defaults", want: func(c *Config) {}},
+		{
+			name: "every flag",
+			args: []string{
+				"-addr", "0.0.0.0:9000", "-nats", "nats://a:4222, nats://b:4222", "-data", "/var/lib/sh",
+				"-allowed-origins", "*.example.com,https://app.test", "-cookie-name", "sid", "-cookie-domain", "example.com",
+				"-cookie-path", "/app", "-cookie-secure", "-cookie-samesite", "strict", "-cookie-partitioned",
+				"-lifetime", "12h", "-refresh=false", "-durability", "strict", "-replicas", "3", "-retention", "1h",
+				"-max-ops-per-session", "50", "-read-limit", "4096", "-rate-limit", "5.5", "-rate-burst", "7",
+				"-send-buffer", "16", "-keys-file", "/etc/sh/keys", "-log-json", "-log-level", "debug", "-shutdown-timeout", "3s",
+			},
+			want: func(c *Config) {
+				c.Addr, c.NATS, c.DataDir = "0.0.0.0:9000", []string{"nats://a:4222", "nats://b:4222"}, "/var/lib/sh"
+				c.AllowedOrigins = []string{"*.example.com", "https://app.test"}
+				c.CookieName, c.CookieDomain, c.CookiePath, c.CookieSecure = "sid", "example.com", "/app", true
+				c.CookieSameSite, c.CookiePartitioned, c.Lifetime, c.Refresh = http.SameSiteStrictMode, true, 12*time.Hour, false
+				c.Durability, c.Replicas, c.Retention, c.MaxOpsPerSession = natsserver.DurabilityStrict, 3, time.Hour, 50
+				c.ReadLimit, c.RateLimit, c.RateBurst, c.SendBuffer = 4096, 5.5, 7, 16
+				c.KeysFile, c.LogJSON, c.LogLevel, c.ShutdownTimeout = "/etc/sh/keys", true, slog.LevelDebug, 3*time.Second
+			},
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"SESSIONHUB_ADDR": "127.0.0.1:0", "SESSIONHUB_NATS": "nats://n:4222", "SESSIONHUB_COOKIE_SAMESITE": "None",
+				"SESSIONHUB_REFRESH": "false", "SESSIONHUB_DURABILITY": "strict", "SESSIONHUB_LOG_JSON": "true",
+				"SESSIONHUB_MAX_OPS_PER_SESSION": "9", "SESSIONHUB_KEYS": " a2V5 ",
+			},
+			want: func(c *Config) {
+				c.Addr, c.NATS, c.CookieSameSite, c.Refresh = "127.0.0.1:0", []string{"nats://n:4222"}, http.SameSiteNoneMode, false
+				c.Durability, c.LogJSON, c.MaxOpsPerSession, c.Keys = natsserver.DurabilityStrict, true, 9, "a2V5"
+			},
+		},
+		{
+			name: "flags win over the environment",
+			args: []string{"-addr", "127.0.0.1:1", "-refresh"},
+			env:  map[string]string{"SESSIONHUB_ADDR": "127.0.0.1:2", "SESSIONHUB_REFRESH": "false"},
+			want: func(c *Config) { c.Addr = "127.0.0.1:1" },
+		},
+		{
+			name: "arguments after the flags",
+			args: []string{"-data", "d", "cookie-value"},
+			want: func(c *Config) { c.DataDir = "d" },
+			rest: []string{"cookie-value"},
+		},
+		{name: "bad samesite", args: []string{"-cookie-samesite", "sometimes"}, wantErr: "want lax, strict or none"},
+		{name: "bad durability", env: map[string]string{"SESSIONHUB_DURABILITY": "paranoid"}, wantErr: "SESSIONHUB_DURABILITY"},
+		{name: "bad env number", env: map[string]string{"SESSIONHUB_READ_LIMIT": "lots"}, wantErr: "SESSIONHUB_READ_LIMIT"},
+		{name: "bad addr", args: []string{"-addr", "8080"}, wantErr: "-addr"},
+		{name: "bad origin pattern", args: []string{"-allowed-origins", "[x"}, wantErr: "-allowed-origins"},
+		{name: "bad replicas", args: []string{"-replicas", "0"}, wantErr: "-replicas"},
+		{name: "bad cookie path", args: []string{"-cookie-path", "app"}, wantErr: "-cookie-path"},
+		{name: "bad rate", args: []string{"-rate-limit", "0"}, wantErr: "-rate-limit"},
+		{name: "keys twice", args: []string{"-keys-file", "k"}, env: map[string]string{"SESSIONHUB_KEYS": "a2V5"}, wantErr: "use one"},
+		{name: "unknown flag", args: []string{"-colour", "red"}, wantErr: "not defined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			getenv := func(k string) string { return tc.env[k] }
+			var out bytes.Buffer
+			got, rest, err := ParseConfig("sessionhub", tc.args, getenv, &out)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				if !strings.Contains(out.String(), tc.wantErr) {
+					t.Errorf("the error was not printed: %q", out.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := def
+			tc.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("config:\n got %+v\nwant %+v", got, want)
+			}
+			if !reflect.DeepEqual(rest, tc.rest) && len(rest)+len(tc.rest) > 0 {
+				t.Errorf("rest = %q, want %q", rest, tc.rest)
+			}
+		})
+	}
+}
+
+// -help lists every flag with its environment variable, and returns
+// flag.ErrHelp.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	_, _, err := ParseConfig("sessionhub", []string{"-help"}, func(string) string { return "" }, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, f := range Flags() {
+		if !strings.Contains(out.String(), "-"+f.Name+" ") || !strings.Contains(out.String(), f.Env) {
+			t.Errorf("help lacks -%s / %s", f.Name, f.Env)
+		}
+	}
+	for _, want := range []string{"keygen", "inspect", EnvKeys} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %s", want)
+		}
+	}
+	// Every flag the issue names is there.
+	names := map[string]bool{}
+	for _, f := range Flags() {
+		names[f.Name] = true
+	}
+	for _, n := range []string{"addr", "nats", "data", "allowed-origins", "cookie-name", "cookie-domain", "cookie-path",
+		"cookie-secure", "cookie-samesite", "cookie-partitioned", "lifetime", "refresh", "durability", "retention",
+		"max-ops-per-session", "read-limit", "rate-limit", "send-buffer", "keys-file", "log-json", "replicas"} {
+		if !names[n] {
+			t.Errorf("no flag -%s", n)
+		}
+	}
+}
+
+func TestSessionOptions(t *testing.T) {
+	t.Parallel()
+	c := DefaultConfig()
+	c.Refresh = false
+	c.CookieSameSite = http.SameSiteNoneMode
+	o := c.SessionOptions(nil)
+	if !o.NoRefresh || o.SameSite != http.SameSiteNoneMode || o.Name != "session" || o.Lifetime != 31*24*time.Hour {
+		t.Fatalf("%+v", o)
+	}
+}
+
+func TestLogger(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	c := DefaultConfig()
+	NewLogger(&buf, &c).Debug("hidden")
+	NewLogger(&buf, &c).Info("shown")
+	if s := buf.String(); strings.Contains(s, "hidden") || !strings.Contains(s, "msg=shown") {
+		t.Fatalf("text logger wrote %q", s)
+	}
+	buf.Reset()
+	c.LogJSON = true
+	NewLogger(&buf, &c).Info("shown")
+	if !strings.HasPrefix(buf.String(), "{") {
+		t.Fatalf("JSON logger wrote %q", buf.String())
+	}
+}

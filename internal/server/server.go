@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/httpbridge"
+	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/demo"
+	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// ListeningMessage starts the log line that tells where the server
+// listens; the URL follows it. Scripts and tests parse it.
+const ListeningMessage = "sessionhub listening on "
+
+// Server is the sessionhub server: NATS (embedded or external), the hub at
+// /hub/, the demo app, /healthz and /metrics on one HTTP listener. Start
+// it, then Shutdown (or Close) it.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	store   *session.Store
+	ns      *natsserver.Server // nil with external NATS
+	nc      *nats.Conn
+	ncDone  chan struct{} // closed once nc is closed
+	ncOnce  sync.Once
+	js      jetstream.JetStream
+	hub     *hub.Hub
+	metrics *Metrics
+	http    *http.Server
+	ln      net.Listener
+	url     string
+
+	serveErr  chan error
+	closing   atomic.Bool
+	stopOnce  sync.Once
+	stopErr   error
+	hubMu     sync.Mutex
+	hubCtx    context.Context // bounds the hub's shutdown, set by Shutdown
+	hubClosed chan struct{}   // closed once the hub's sockets are closed
+}
+
+// New returns a server for cfg; logger receives its logs (default
+// slog.Default()).
+func New(cfg Config, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Server{cfg: cfg, log: logger, serveErr: make(chan error, 1), hubClosed: make(chan struct{})}
+}
+
+// Start starts NATS, the hub and the HTTP server, and returns once the
+// server accepts connections (URL tells where). On failure, everything
+// started is stopped again.
+func (s *Server) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.cleanup(ctx)
+		}
+	}()
+	if err := s.cfg.Validate(); err != nil {
+		return err
+	}
+	keys, src, err := LoadKeys(&s.cfg, true, s.log)
+	if err != nil {
+		return err
+	}
+	s.log.Debug("signing keys loaded", "source", src, "keys", len(keys))
+	if s.store, err = session.NewStore(s.cfg.SessionOptions(keys)); err != nil {
+		return err
+	}
+	if err := s.startNATS(); err != nil {
+		return err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.metrics = NewMetrics()
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s.hub, err = hub.New(hctx, &hub.Options{
+		Store:            s.store,
+		Conn:             s.nc,
+		Keys:             demo.Keys(),
+		AllowedOrigins:   s.cfg.AllowedOrigins,
+		Replicas:         s.cfg.Replicas,
+		Retention:        s.cfg.Retention,
+		MaxOpsPerSession: s.cfg.MaxOpsPerSession,
+		ReadLimit:        s.cfg.ReadLimit,
+		RateLimit:        s.cfg.RateLimit,
+		RateBurst:        s.cfg.RateBurst,
+		SendBuffer:       s.cfg.SendBuffer,
+		Logger:           s.log,
+		Metrics:          s.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := s.routes()
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	// http.Server.Shutdown does not see hijacked connections: the hub
+	// closes its sockets with 1001 itself.
+	s.http.RegisterOnShutdown(func() {
+		defer close(s.hubClosed)
+		s.hubMu.Lock()
+		ctx := s.hubCtx
+		s.hubMu.Unlock()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if err := s.hub.Shutdown(ctx); err != nil {
+			s.log.Warn("hub shutdown", "err", err)
+		}
+	})
+	if s.ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		return err
+	}
+	s.url = "http://" + displayAddr(s.ln.Addr())
+	go func() {
+		err := s.http.Serve(s.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.serveErr <- err
+	}()
+	s.log.Info(ListeningMessage+s.url, "addr", s.ln.Addr().String(), "nats", s.natsDescription(), "durability", s.cfg.Durability)
+	return nil
+}
+
+// startNATS starts the embedded server, or connects to the external ones.
+func (s *Server) startNATS() error {
+	s.ncDone = make(chan struct{})
+	opts := []nats.Option{
+		nats.Name("sessionhub"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DrainTimeout(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				s.log.Warn("NATS disconnected; HTTP serves plain cookie sessions, socket writes answer unavailable", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { s.ncClosed() }),
+	}
+	if len(s.cfg.NATS) > 0 {
+		s.log.Info("durability is the external NATS servers' setting: strict needs sync_interval: always in their JetStream configuration",
+			"requested", s.cfg.Durability)
+		nc, err := nats.Connect(strings.Join(s.cfg.NATS, ","), opts...)
+		if err != nil {
+			s.ncClosed()
+			return fmt.Errorf("nats %s: %w", strings.Join(s.cfg.NATS, ","), err)
+		}
+		s.nc = nc
+		return nil
+	}
+	ns, err := natsserver.Start(natsserver.Options{
+		StoreDir:   filepath.Join(s.cfg.DataDir, "nats"),
+		DontListen: true,
+		Durability: s.cfg.Durability,
+	})
+	if err != nil {
+		s.ncClosed()
+		return err
+	}
+	s.ns = ns
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+	if err != nil {
+		s.ncClosed()
+		return fmt.Errorf("nats: in-process connection: %w", err)
+	}
+	s.nc = nc
+	return nil
+}
+
+func (s *Server) ncClosed() { s.ncOnce.Do(func() { close(s.ncDone) }) }
+
+func (s *Server) natsDescription() string {
+	if s.ns != nil {
+		return "embedded (" + filepath.Join(s.cfg.DataDir, "nats") + ")"
+	}
+	return s.nc.ConnectedUrlRedacted()
+}
+
+// routes returns the server's handler: the hub, the bridge, the demo,
+// health and metrics, each counted under its route name.
+func (s *Server) routes() (http.Handler, error) {
+	app, err := demo.New(&demo.Options{
+		Store:          s.store,
+		Hub:            s.hub,
+		AllowedOrigins: s.cfg.AllowedOrigins,
+		Logger:         s.log,
+		OnLoad:         s.metrics.CookieLoaded,
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := s.metrics
+	mux := http.NewServeMux()
+	mux.Handle("/hub/ws", m.Instrument("ws", s.hub))
+	mux.Handle("/hub/flush", m.Instrument("flush", s.hub.FlushHandler(&httpbridge.FlushOptions{OnFlush: m.Flushed})))
+	mux.Handle("/hub/", m.Instrument("hub", s.hub))
+	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
+	mux.Handle("GET /metrics", m.Instrument("metrics", m.Handler()))
+	mux.Handle("/static/", m.Instrument("static", app))
+	mux.Handle("/api/", m.Instrument("api", app))
+	mux.Handle("/login", m.Instrument("login", app))
+	mux.Handle("/logout", m.Instrument("logout", app))
+	mux.Handle("/", m.Instrument("page", app))
+	return mux, nil
+}
+
+// Health is the body of /healthz.
+type Health struct {
+	Status     string `json:"status"` // ok, unavailable or shutting_down
+	NATS       string `json:"nats"`   // embedded or external, and the connection's state
+	JetStream  string `json:"jetstream"`
+	Durability string `json:"durability"`
+	Error      string `json:"error,omitempty"`
+}
+
+// healthz answers 200 when NATS is connected and JetStream answers, 503
+// otherwise (and while shutting down).
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	h := Health{Status: "ok", NATS: "external", JetStream: "ok", Durability: string(s.cfg.Durability)}
+	if s.ns != nil {
+		h.NATS = "embedded"
+	}
+	h.NATS += ", " + strings.ToLower(s.nc.Status().String())
+	status := http.StatusOK
+	switch {
+	case s.closing.Load():
+		h.Status, status = "shutting_down", http.StatusServiceUnavailable
+	case !s.nc.IsConnected():
+		h.Status, h.JetStream, status = "unavailable", "unknown", http.StatusServiceUnavailable
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			h.Status, h.JetStream, h.Error, status = "unavailable", "unavailable", err.Error(), http.StatusServiceUnavailable
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+// URL returns the server's base URL, e.g. http://127.0.0.1:8080.
+func (s *Server) URL() string { return s.url }
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Hub returns the server's hub.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Store returns the server's session store.
+func (s *Server) Store() *session.Store { return s.store }
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Err returns a channel that receives the HTTP server's error if it stops
+// serving by itself (nil after Shutdown).
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// Shutdown stops the server gracefully within ctx: it stops accepting
+// connections, closes every socket with 1001 (clients reconnect and
+// resume), waits for HTTP requests in flight, drains the NATS connection
+// and shuts the embedded NATS server down. Past ctx's deadline, what is
+// left is closed at once. Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+// Close stops the server at once, within a second for what needs one.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	start := time.Now()
+	var errs []error
+	if s.http != nil {
+		s.hubMu.Lock()
+		s.hubCtx = ctx
+		s.hubMu.Unlock()
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+			_ = s.http.Close()
+		}
+		select {
+		case <-s.hubClosed:
+		case <-ctx.Done():
+		}
+	}
+	s.cleanup(ctx)
+	if ctx.Err() != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", ctx.Err()))
+	}
+	s.log.Info("sessionhub stopped", "took", time.Since(start).Round(time.Millisecond))
+	return errors.Join(errs...)
+}
+
+// cleanup closes the hub, drains NATS and stops the embedded server;
+// past ctx, it closes rather than waits.
+func (s *Server) cleanup(ctx context.Context) {
+	if s.hub != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = s.hub.Close()
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("hub did not close in time")
+		}
+	}
+	if s.nc != nil {
+		if ctx.Err() != nil || s.nc.Drain() != nil {
+			s.nc.Close()
+		}
+		select {
+		case <-s.ncDone:
+		case <-ctx.Done():
+			s.nc.Close()
+		}
+	}
+	if s.ns != nil {
+		s.ns.Close()
+	}
+}
+
+// displayAddr spells a listener's address for a URL: an unspecified host
+// (all interfaces) as 127.0.0.1, so that the URL can be opened.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
