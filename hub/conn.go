@@ -50,6 +50,11 @@ func (c *conn) deliver(ch Change, msg []byte) {
 	if msg != nil {
 		c.queue(msg)
 	}
+	for _, op := range ch.Ops {
+		if op.Type == session.OpEnd {
+			c.close(CloseSessionEnded, "session ended")
+		}
+	}
 }
 
 // queue hands msg to the writer without blocking.

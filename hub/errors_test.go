@@ -296,3 +296,51 @@ func TestShutdownGoingAway(t *testing.T) {
 		t.Fatalf("close: %v", m)
 	}
 }
+
+// After End, no copy of the session's cookie brings it back: a stale
+// cookie's flush deletes it, a request sees an empty session, and a
+// handshake starts a new session.
+func TestEndedSessionStaysEnded(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a := newInstance(t, ns, nil)
+	b := newInstance(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(a)
+	s.expect("welcome")
+	s.set("colour", "secret-blue")
+	stale := c.cookie(a)
+	id := sessionID(t, a.store, stale)
+	if err := a.hub.End(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+
+	// A flush in flight at logout, at another instance, with the old cookie.
+	req, _ := http.NewRequest("POST", b.srv.URL+"/hub/flush", nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: stale})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var deleted bool
+	for _, ck := range resp.Cookies() {
+		deleted = deleted || (ck.Name == "session" && ck.MaxAge < 0)
+	}
+	if !deleted {
+		t.Fatalf("flush of an ended session did not delete the cookie: %v", resp.Header.Values("Set-Cookie"))
+	}
+	other := newClient(t)
+	other.setCookie(b, stale)
+	if _, got := other.do(b, "GET", "/app/get", nil); len(values(got)) != 0 {
+		t.Fatalf("ended session still readable: %v", got)
+	}
+	other.setCookie(b, stale)
+	s2 := other.dial(b)
+	if w := s2.expect("welcome"); len(values(w)) != 0 {
+		t.Fatalf("handshake with an ended session's cookie: %v", w)
+	}
+	if newID := sessionID(t, b.store, other.cookie(b)); newID == id {
+		t.Fatal("the handshake kept the ended session's ID")
+	}
+}

@@ -79,6 +79,12 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.Fold(flatten(changes))
+	if s.Ended() {
+		// The cookie names a session that was logged out: start a new one.
+		v.release()
+		id = s.EnsureID()
+		v = h.acquire(r.Context(), id, 0)
+	}
 	if _, err := h.opts.Store.Save(w.Header(), s); err != nil {
 		h.opts.Logger.Error("session cookie not written at handshake", "session", id, "err", err)
 	}

@@ -187,8 +187,20 @@ func (h *Hub) closeSession(id string, code websocket.StatusCode, reason string) 
 // End closes every socket of session id, on every instance, with
 // CloseSessionEnded (logout: the client must not resume). Call it with
 // the ID session.Session.End returned.
+//
+// The end is also appended to the session's log (an end op), so that any
+// cookie of the session that folds it later (a flush in flight, a stale
+// copy, an instance that missed the control message) is deleted instead
+// of bringing the session back.
 func (h *Hub) End(ctx context.Context, id string) error {
-	return h.control(ctx, id, ctlEnd, CloseSessionEnded, "session ended")
+	if !session.ValidID(id) {
+		return nil
+	}
+	_, logErr := h.stage(ctx, id, SourceHTTP, nil, []session.Op{{Type: session.OpEnd}})
+	if err := h.control(ctx, id, ctlEnd, CloseSessionEnded, "session ended"); err != nil {
+		return err
+	}
+	return logErr
 }
 
 // Rotated closes every socket of the old session ID, on every instance,
@@ -438,6 +450,9 @@ func (h *Hub) Readable(key string) bool { return h.opts.Keys[key].Read }
 func (h *Hub) changeMessage(c Change) []byte {
 	ops := make([]WireOp, 0, len(c.Ops))
 	for _, op := range c.Ops {
+		if op.Type == session.OpEnd {
+			continue // the socket is closed with CloseSessionEnded instead
+		}
 		if op.Type == session.OpClear || h.opts.Keys[op.Key].Read {
 			ops = append(ops, WireOp{Type: op.Type, Key: op.Key, Value: op.Value})
 		}

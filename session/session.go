@@ -239,6 +239,10 @@ func (s *Session) Apply(op Op) error {
 	op.Seq = 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if op.Type == OpEnd {
+		s.endLocked()
+		return nil
+	}
 	s.applyLocked(op)
 	return nil
 }
@@ -337,6 +341,10 @@ func (s *Session) emptyLocked() bool {
 func (s *Session) End() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.endLocked()
+}
+
+func (s *Session) endLocked() string {
 	id := s.id
 	s.id = ""
 	s.seq = 0
@@ -387,22 +395,26 @@ func (s *Session) Rotate() string {
 func (s *Session) Fold(ops []Op) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := foldInto(s.values, &s.seq, ops)
+	n, ended := foldInto(s.values, &s.seq, ops)
 	if n > 0 {
 		s.advanced = true
+	}
+	if ended {
+		s.endLocked() // logged out elsewhere: the cookie is deleted
 	}
 	return n
 }
 
 // foldInto applies the ops with a sequence above *seq to values in
 // sequence order and advances *seq.
-func foldInto(values map[string]json.RawMessage, seq *uint64, ops []Op) int {
+// An end op stops the fold: the session is over, and it reports ended.
+func foldInto(values map[string]json.RawMessage, seq *uint64, ops []Op) (n int, ended bool) {
 	if !slices.IsSortedFunc(ops, cmpSeq) {
 		ops = slices.SortedStableFunc(slices.Values(ops), cmpSeq)
 	}
 	// Ops sharing a sequence number were appended as one log entry (one
 	// HTTP request's changes): they are applied together, in order.
-	base, n := *seq, 0
+	base := *seq
 	for _, op := range ops {
 		if op.Seq <= base {
 			continue
@@ -410,8 +422,11 @@ func foldInto(values map[string]json.RawMessage, seq *uint64, ops []Op) int {
 		op.apply(values)
 		*seq = op.Seq
 		n++
+		if op.Type == OpEnd {
+			return n, true
+		}
 	}
-	return n
+	return n, false
 }
 
 func cmpSeq(a, b Op) int {
@@ -480,6 +495,10 @@ const (
 	OpSet    OpType = "set"
 	OpDelete OpType = "delete"
 	OpClear  OpType = "clear"
+	// OpEnd ends the session (logout, hub.End): folding it clears the
+	// values and ends the session, so any cookie that folds it, however
+	// stale, is deleted. It is written to the log by the server only.
+	OpEnd OpType = "end"
 )
 
 // Op is one change to a session. Seq is its position in the session's log
@@ -523,9 +542,9 @@ func (op Op) Validate() error {
 		}
 	case OpDelete:
 		return validKey(op.Key)
-	case OpClear:
+	case OpClear, OpEnd:
 		if op.Key != "" || op.Value != nil {
-			return fmt.Errorf("%w: clear takes no key or value", ErrInvalidOp)
+			return fmt.Errorf("%w: %s takes no key or value", ErrInvalidOp, op.Type)
 		}
 	default:
 		return fmt.Errorf("%w: type %q", ErrInvalidOp, op.Type)
@@ -539,7 +558,7 @@ func (op Op) apply(values map[string]json.RawMessage) {
 		values[op.Key] = op.Value
 	case OpDelete:
 		delete(values, op.Key)
-	case OpClear:
+	case OpClear, OpEnd:
 		clear(values)
 	}
 }

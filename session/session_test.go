@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -431,5 +432,29 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if s.Len() != 5 {
 		t.Errorf("%d keys after concurrent writes, want 5", s.Len())
+	}
+}
+
+// TestFoldEnd: an end op in the log ends the session and stops the fold:
+// the cookie is deleted, and ops after it do not revive it.
+func TestFoldEnd(t *testing.T) {
+	t.Parallel()
+	st := newStore(t, session.Options{})
+	s := session.New()
+	_ = s.Set("user", "ada")
+	s.Fold([]session.Op{
+		{Seq: 3, Type: session.OpSet, Key: "colour", Value: json.RawMessage(`"red"`)},
+		{Seq: 5, Type: session.OpEnd},
+		{Seq: 7, Type: session.OpSet, Key: "late", Value: json.RawMessage(`1`)},
+	})
+	if !s.Ended() || s.Len() != 0 || s.ID() != "" {
+		t.Fatalf("after an end op: ended %v, %d values, id %q", s.Ended(), s.Len(), s.ID())
+	}
+	h := http.Header{}
+	if d, _ := st.Save(h, s); d != session.Deleted {
+		t.Fatalf("save after an end op: %v, want deleted", d)
+	}
+	if err := (session.Op{Type: session.OpEnd, Key: "x"}).Validate(); err == nil {
+		t.Error("an end op with a key validated")
 	}
 }
