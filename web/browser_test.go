@@ -5,7 +5,9 @@ package web_test
 // see it, what the project is for: a change made over the WebSocket shows
 // live in every tab of the session, lands in the signed cookie so that a
 // reload (rendered on the server) shows it, survives a restart of the
-// server under the page, and a logout closes every tab's socket.
+// server under the page; a login moves every tab to the new session ID, a
+// logout closes every tab's socket; and the page cannot write what the
+// server did not declare client-writable.
 //
 // Each test starts its own server (a subprocess, see server_test.go) and
 // its own browser. They do not run in parallel: each is a few seconds, and
@@ -341,6 +343,57 @@ func TestLoginRotatesSession(t *testing.T) {
 	if got := rendered(t, tab1, doc, "#name-value"); got != name {
 		t.Errorf("after login and a reload the server rendered name %q, want %q", got, name)
 	}
+}
+
+// TestClientCannotWriteServerKeys: through window.sessionhub, the page can
+// write only the keys the server declares client-writable, and only values
+// their validators accept; the rest is refused with forbidden and never
+// reaches the session.
+func TestClientCannotWriteServerKeys(t *testing.T) {
+	d := newDemo(t)
+	tab := d.open("tab")
+	for _, tc := range []struct{ key, value string }{
+		{"name", "Mallory"},      // readable, set by POST /login only
+		{"user_id", "admin"},     // not declared at all
+		{"colour", "notacolour"}, // writable, refused by its validator
+		{"theme", "neon"},
+	} {
+		var code string
+		tab.Eval(`window.sessionhub.set(`+jsonString(tc.key)+`, `+jsonString(tc.value)+`).then(() => "acknowledged", (e) => e.code)`, &code)
+		if code != "forbidden" {
+			t.Errorf("set(%q, %q): %s, want forbidden", tc.key, tc.value, code)
+		}
+	}
+	var code string
+	tab.Eval(`window.sessionhub.set("colour", "olive").then(() => "acknowledged", (e) => e.code)`, &code)
+	if code != "acknowledged" {
+		t.Fatalf("set(colour, olive): %s, want acknowledged", code)
+	}
+	tab.WaitText("#colour-value", "olive")
+
+	doc := tab.Reload()
+	for sel, want := range map[string]string{"#name-value": "", "#colour-value": "olive", "#theme-value": ""} {
+		if got := rendered(t, tab, doc, sel); got != want {
+			t.Errorf("after the refused writes the server rendered %s %q, want %q", sel, got, want)
+		}
+	}
+	snap, ok := d.cookieSession(tab)
+	if !ok || stringValue(t, snap, "colour") != "olive" {
+		t.Errorf("the cookie holds %v, want colour olive", snap.Values)
+	}
+	for _, key := range []string{"name", "user_id", "theme"} {
+		if raw, ok := snap.Values[key]; ok {
+			t.Errorf("the cookie holds %s = %s, written by the page", key, raw)
+		}
+	}
+}
+
+func jsonString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
 }
 
 // TestScreenshot saves a screenshot of the demo page as a test artifact

@@ -33,15 +33,20 @@ var ModuleRoot = sync.OnceValues(func() (string, error) {
 	return filepath.Dir(gomod), nil
 })
 
-// ArtifactsDir returns where test artifacts go: $ARTIFACTS_DIR when set,
-// else .artifacts under the module root.
+// ArtifactsDir returns where test artifacts go: $ARTIFACTS_DIR when set
+// (a relative path is taken from the module root, not from the test's
+// package directory), else .artifacts under the module root.
 func ArtifactsDir() (string, error) {
-	if d := os.Getenv("ARTIFACTS_DIR"); d != "" {
+	d := os.Getenv("ARTIFACTS_DIR")
+	if filepath.IsAbs(d) {
 		return d, nil
 	}
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
+	}
+	if d != "" {
+		return filepath.Join(root, d), nil
 	}
 	return filepath.Join(root, ".artifacts"), nil
 }

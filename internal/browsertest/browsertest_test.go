@@ -114,6 +114,7 @@ func TestBrowser(t *testing.T) {
 	tab1.WaitText("#rendered", "script")
 
 	t.Run("cookies are shared by tabs", func(t *testing.T) {
+		tab2 := tab2.For(t)
 		doc := tab2.Navigate(srv.URL + "/cookie")
 		if got, _ := tab2.TextIn(doc.HTML, "#cookie"); got != "yes" {
 			t.Errorf("tab2 sent cookie %q, want the one tab1 got", got)
@@ -125,6 +126,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("watch sees transient texts", func(t *testing.T) {
+		tab1 := tab1.For(t)
 		w := tab1.Watch("#state")
 		tab1.Click("#go")
 		w.Wait("pending", "done")
@@ -141,6 +143,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("typing and selecting fire a user's events", func(t *testing.T) {
+		tab1 := tab1.For(t)
 		tab1.Type("#in", "new")
 		tab1.Select("#sel", "b")
 		got := strings.Fields(tab1.Text("#events"))
@@ -152,6 +155,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("sockets are recorded", func(t *testing.T) {
+		tab1 := tab1.For(t)
 		tab1.WaitText("#ws", "closed 4000")
 		s := tab1.Sockets()
 		if len(s) != 1 || !s[0].Opened || !s[0].Closed || s[0].Code != 4000 || s[0].Reason != "bye" || !strings.HasSuffix(s[0].URL, "/ws") {
@@ -159,28 +163,60 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("blocked URLs fail", func(t *testing.T) {
-		tab1.BlockURLs(srv.URL + "/ping")
+	t.Run("offline URLs fail", func(t *testing.T) {
+		tab1 := tab1.For(t)
+		host := strings.TrimPrefix(srv.URL, "http://")
+		tab1.Offline("http://"+host+"/ping", "ws://"+host+"/ws")
 		var res string
-		tab1.Eval(`fetch("/ping").then(r => r.text(), e => "blocked: " + e.name)`, &res)
-		if res != "blocked: TypeError" {
-			t.Errorf("fetch while blocked: %q", res)
+		tab1.Eval(`fetch("/ping").then(r => r.text(), e => "failed: " + e.name)`, &res)
+		if res != "failed: TypeError" {
+			t.Errorf("fetch while offline: %q", res)
 		}
-		tab1.BlockURLs()
-		tab1.Eval(`fetch("/ping").then(r => r.text(), e => "blocked: " + e.name)`, &res)
+		var ws browsertest.Socket
+		tab1.Eval(`new Promise((resolve) => {
+			const ws = new WebSocket("ws://" + location.host + "/ws");
+			ws.onclose = () => resolve(globalThis.__browsertest.sockets.at(-1));
+		})`, &ws)
+		if ws.Opened || ws.Code != 1006 {
+			t.Errorf("socket while offline: %+v, want never opened, closed with 1006", ws)
+		}
+		tab1.Eval(`fetch("/cookie").then(r => r.ok ? "ok" : "status " + r.status, e => "failed: " + e.name)`, &res)
+		if res != "ok" {
+			t.Errorf("fetch of another URL while offline: %q", res)
+		}
+
+		tab1.Offline()
+		tab1.Eval(`fetch("/ping").then(r => r.text(), e => "failed: " + e.name)`, &res)
 		if res != "pong" {
-			t.Errorf("fetch after unblocking: %q", res)
+			t.Errorf("fetch back online: %q", res)
+		}
+		tab1.Eval(`new Promise((resolve) => {
+			const ws = new WebSocket("ws://" + location.host + "/ws");
+			ws.onclose = () => resolve(globalThis.__browsertest.sockets.at(-1));
+		})`, &ws)
+		if !ws.Opened || ws.Code != 4000 {
+			t.Errorf("socket back online: %+v, want opened, closed with 4000", ws)
 		}
 	})
 
 	t.Run("reload returns the server's document", func(t *testing.T) {
+		tab1 := tab1.For(t)
 		doc := tab1.Reload()
 		if got, _ := tab1.TextIn(doc.HTML, "#rendered"); got != "server" || doc.Status != http.StatusOK {
 			t.Errorf("reloaded document: status %d, #rendered %q", doc.Status, got)
 		}
 	})
 
+	t.Run("a page from no server", func(t *testing.T) {
+		tab2 := tab2.For(t)
+		doc := tab2.Navigate("about:blank")
+		if doc.Status != 0 || doc.HTML != "" || doc.URL != "about:blank" {
+			t.Errorf("Navigate(about:blank) = %+v", doc)
+		}
+	})
+
 	t.Run("screenshot", func(t *testing.T) {
+		tab1 := tab1.For(t)
 		t.Setenv("ARTIFACTS_DIR", t.TempDir())
 		shot := tab1.Screenshot()
 		st, err := browsertest.NotBlank(shot, 8)
@@ -234,5 +270,26 @@ func TestNotBlank(t *testing.T) {
 				t.Errorf("NotBlank = %+v, %v; want error %v", st, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestArtifactsDir(t *testing.T) {
+	root, err := browsertest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("ModuleRoot = %s: %v", root, err)
+	}
+	abs := t.TempDir()
+	for _, tc := range []struct{ env, want string }{
+		{"", filepath.Join(root, ".artifacts")},
+		{"ci/artifacts", filepath.Join(root, "ci/artifacts")},
+		{abs, abs},
+	} {
+		t.Setenv("ARTIFACTS_DIR", tc.env)
+		if got, err := browsertest.ArtifactsDir(); err != nil || got != tc.want {
+			t.Errorf("ARTIFACTS_DIR=%q: ArtifactsDir = %q, %v; want %q", tc.env, got, err, tc.want)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
 )
 
@@ -90,36 +92,40 @@ func Launch(t testing.TB) *Browser {
 	b.ctx = ctx
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("chromium output (last %d bytes):\n%s", b.out.max, b.out.String())
+			t.Logf("chromium output (last %d bytes, D-Bus noise left out):\n%s", b.out.max, b.out.Filtered("dbus/"))
 		}
 		// Close the browser gracefully, then free the allocator; neither
 		// may hang the test run.
-		done := make(chan struct{})
+		done := make(chan error, 1)
 		go func() {
-			defer close(done)
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 			defer ccancel()
-			if err := chromedp.Cancel(cctx); err != nil && !errors.Is(err, context.Canceled) {
-				t.Logf("browsertest: closing chromium: %v", err)
-			}
+			err := chromedp.Cancel(cctx)
 			cancel()
 			cancelAlloc()
+			killLeftovers(dataDir)
+			done <- err
 		}()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Logf("browsertest: closing chromium: %v", err)
+			}
 		case <-time.After(Timeout):
 			t.Errorf("browsertest: chromium did not stop within %v", Timeout)
 		}
 	})
 
 	if err := firstRun(ctx, cancel); err != nil {
-		t.Fatalf("browsertest: starting %s: %v\nchromium output:\n%s", path, err, b.out.String())
+		t.Fatalf("browsertest: starting %s: %v\nchromium output:\n%s", path, err, b.out.Filtered("dbus/"))
 	}
-	version, err := chromedp.Run(ctx, chromedp.Evaluate[string]("navigator.userAgent"))
+	vctx, vcancel := context.WithTimeout(ctx, Timeout)
+	defer vcancel()
+	version, err := chromedp.CallBrowser(vctx, browser.GetVersion, cdp.Empty{})
 	if err != nil {
-		t.Fatalf("browsertest: reading the user agent: %v", err)
+		t.Fatalf("browsertest: reading the browser's version: %v", err)
 	}
-	t.Logf("browsertest: %s started (%s)", path, version)
+	t.Logf("browsertest: %s started: %s", path, version.Product)
 	return b
 }
 
@@ -160,6 +166,17 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 		b.buf = append(b.buf[:0], b.buf[over:]...)
 	}
 	return len(p), nil
+}
+
+// Filtered returns the buffer's lines that do not contain noise.
+func (b *tailBuffer) Filtered(noise string) string {
+	var keep []string
+	for line := range strings.Lines(b.String()) {
+		if !strings.Contains(line, noise) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.TrimSpace(strings.Join(keep, ""))
 }
 
 func (b *tailBuffer) String() string {

@@ -46,8 +46,8 @@
 //
 // # Artifacts
 //
-// [SaveArtifact] writes a file under $ARTIFACTS_DIR when set, else under
-// .artifacts/ at the module root (gitignored). [NotBlank] checks that a
+// [SaveArtifact] writes a file under $ARTIFACTS_DIR when set (relative to
+// the module root), else under .artifacts/ at the module root (gitignored). [NotBlank] checks that a
 // PNG screenshot shows something. When a test fails, each open tab saves a
 // full-page screenshot and the browser's output is logged.
 package browsertest

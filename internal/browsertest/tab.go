@@ -71,6 +71,15 @@ func (b *Browser) NewTab(name string) *Tab {
 // from it that has a deadline is fine (the tab already exists).
 func (tab *Tab) Context() context.Context { return tab.ctx }
 
+// For returns the tab bound to t, a subtest of the test that opened it:
+// its failures then fail t. The tab still closes with the test that
+// opened it.
+func (tab *Tab) For(t testing.TB) *Tab {
+	c := *tab
+	c.t = t
+	return &c
+}
+
 // Name returns the name the tab was opened with.
 func (tab *Tab) Name() string { return tab.name }
 
@@ -104,7 +113,8 @@ func (tab *Tab) Eval(expr string, out any) {
 	}
 }
 
-// Document is a page's main document as the server sent it.
+// Document is a page's main document as the server sent it. A page that
+// came from no server (about:blank, a data: URL) has Status 0 and no HTML.
 type Document struct {
 	URL    string
 	Status int
@@ -160,7 +170,12 @@ func (tab *Tab) load(what string, action chromedp.Action[chromedp.Void]) Documen
 	reqID := id
 	mu.Unlock()
 	if reqID == "" {
-		tab.fatalf("%s: no document response seen", what)
+		// No network response: about:blank, a data: URL.
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			tab.fatalf("%s: %v", what, err)
+		}
+		return Document{URL: loc}
 	}
 	body, err := chromedp.Call(ctx, network.GetResponseBody, network.GetResponseBodyParams{RequestID: reqID})
 	if err != nil {
@@ -318,20 +333,25 @@ func (tab *Tab) Cookies(url string) []*network.Cookie {
 	return res.Cookies
 }
 
-// BlockURLs makes the tab fail every request (fetch, navigation,
-// WebSocket handshake, beacon) to a URL matching one of the patterns
-// (URLPattern syntax, absolute: "http://127.0.0.1:8080/hub/flush"). A
-// later call replaces the list; no pattern unblocks everything.
-func (tab *Tab) BlockURLs(patterns ...string) {
+// Offline cuts the tab off the network for the URLs matching the
+// patterns (URLPattern syntax, absolute: "http://127.0.0.1:*/hub/flush",
+// "ws://127.0.0.1:*/hub/ws"), as an emulated offline network: fetches,
+// navigations, beacons and WebSocket handshakes to them fail; connections
+// already open stay open. A later call replaces the list; no pattern puts
+// the tab back online. (Network.setBlockedURLs would not do: it lets
+// WebSocket handshakes through.)
+func (tab *Tab) Offline(patterns ...string) {
 	tab.t.Helper()
-	ps := make([]*network.BlockPattern, 0, len(patterns))
+	conds := make([]*network.Conditions, 0, len(patterns))
 	for _, p := range patterns {
-		ps = append(ps, &network.BlockPattern{URLPattern: p, Block: true})
+		conds = append(conds, &network.Conditions{URLPattern: p, Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
 	}
 	ctx, cancel := context.WithTimeout(tab.ctx, Timeout)
 	defer cancel()
-	if _, err := chromedp.Call(ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: ps}); err != nil {
-		tab.fatalf("blocking %q: %v", patterns, err)
+	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+		MatchedNetworkConditions: conds,
+	}); err != nil {
+		tab.fatalf("taking %q offline: %v", patterns, err)
 	}
 }
 
