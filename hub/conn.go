@@ -99,6 +99,13 @@ func (o *outbox) push(msg []byte) bool {
 	return true
 }
 
+// room reports whether n more messages fit now.
+func (o *outbox) room(n int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q)+n <= o.max
+}
+
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
@@ -356,6 +363,13 @@ func (c *conn) resume(id uint64, after uint64) {
 }
 
 func (c *conn) replayLocked(changes []Change) {
+	if !c.out.room(len(changes) + 1) {
+		// A replay that cannot fit the send buffer would close the socket
+		// part-way (4002) and the client would resume past the gap: send
+		// the whole state instead.
+		c.resetLocked()
+		return
+	}
 	for _, ch := range changes {
 		c.queue(c.h.changeMessage(ch))
 	}

@@ -121,7 +121,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	h.conns.Add(1)
 	h.mu.Unlock()
 	h.opts.Metrics.SocketOpened()
-	defer func() {
+	finish := func() {
 		cancel()
 		v.mu.Lock()
 		delete(v.conns, c)
@@ -129,7 +129,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		v.release()
 		h.opts.Metrics.SocketClosed(int(c.closeCode))
 		h.conns.Done()
-	}()
+	}
 
 	// Register and welcome under the view's lock: no change slips between
 	// the welcome's seq and the first change message.
@@ -146,13 +146,19 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.close(CloseGoingAway, "server shutting down")
 	}
 
-	done := make(chan struct{})
+	// The socket lives on fresh goroutines; the handler returns (Accept
+	// hijacked the connection), so the stack it grew during the handshake
+	// is not kept for the life of an idle socket.
 	go func() {
-		defer close(done)
-		c.writeLoop()
+		defer finish()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.writeLoop()
+		}()
+		c.readLoop()
+		c.cancelAfterClose(done)
 	}()
-	c.readLoop()
-	c.cancelAfterClose(done)
 }
 
 // cancelAfterClose waits for the writer to send the close frame (bounded

@@ -73,6 +73,9 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	if err := h.log.ensure(ctx, &o); err != nil {
 		return nil, err
 	}
+	if err := h.log.replies.start(o.Conn); err != nil {
+		return nil, fmt.Errorf("hub: reply subscription: %w", err)
+	}
 	for i := range h.live {
 		h.live[i] = make(chan *nats.Msg, 4096)
 		h.workers.Add(1)
@@ -80,6 +83,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	}
 	h.ctlSub, err = o.Conn.Subscribe(o.Subject+".ctl.*", h.onControl)
 	if err != nil {
+		h.log.replies.stop()
 		h.stopWorkers()
 		return nil, fmt.Errorf("hub: control subscription: %w", err)
 	}
@@ -510,6 +514,7 @@ func (h *Hub) stopWorkers() {
 	if h.ctlSub != nil {
 		_ = h.ctlSub.Unsubscribe()
 	}
+	h.log.replies.stop()
 	h.mu.Lock()
 	views := slices.Collect(maps.Values(h.views))
 	h.views = map[string]*view{}

@@ -54,6 +54,8 @@ type jsLog struct {
 	prefix  string
 	timeout time.Duration
 
+	replies replies
+
 	firstMu  sync.Mutex
 	firstSeq uint64
 	firstAt  time.Time
@@ -180,12 +182,8 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	inbox := l.nc.NewRespInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, wrapErr(ErrUnavailable, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	inbox, msgs, done := l.replies.wait()
+	defer done()
 
 	type getReq struct {
 		Seq     uint64 `json:"seq"`
@@ -197,16 +195,18 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 	subject := l.opsSubject(id)
 	next := after + 1
 	for {
-		req, _ := json.Marshal(getReq{Seq: next, NextFor: subject, Batch: 256, UpToSeq: upTo})
+		req, _ := json.Marshal(getReq{Seq: next, NextFor: subject, Batch: fetchBatch, UpToSeq: upTo})
 		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+l.stream, inbox, req); err != nil {
 			return nil, wrapErr(ErrUnavailable, err)
 		}
 		more := false
 	batch:
 		for {
-			m, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				return nil, wrapErr(ErrUnavailable, err)
+			var m *nats.Msg
+			select {
+			case m = <-msgs:
+			case <-ctx.Done():
+				return nil, wrapErr(ErrUnavailable, ctx.Err())
 			}
 			switch m.Header.Get(hdrStatus) {
 			case "":
@@ -233,6 +233,68 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 		if !more || (upTo > 0 && next > upTo) {
 			return out, nil
 		}
+	}
+}
+
+// fetchBatch is how many entries one direct get returns at most.
+const fetchBatch = 256
+
+// replies routes the replies of direct gets to the fetches waiting for
+// them: one wildcard inbox subscription per hub, one token per fetch, so a
+// fetch costs no subscription of its own (nats.go's request muxing, for a
+// request with many replies).
+type replies struct {
+	mu      sync.Mutex
+	prefix  string // "<inbox>."
+	n       uint64
+	waiting map[string]chan *nats.Msg
+	sub     *nats.Subscription
+}
+
+func (r *replies) start(nc *nats.Conn) error {
+	r.prefix = nc.NewInbox() + "."
+	r.waiting = map[string]chan *nats.Msg{}
+	sub, err := nc.Subscribe(r.prefix+"*", r.route)
+	if err != nil {
+		return err
+	}
+	r.sub = sub
+	return nil
+}
+
+func (r *replies) stop() {
+	if r.sub != nil {
+		_ = r.sub.Unsubscribe()
+	}
+}
+
+// wait registers a fetch: it returns the reply subject to use, the channel
+// its replies arrive on, and the function that unregisters it.
+func (r *replies) wait() (string, <-chan *nats.Msg, func()) {
+	ch := make(chan *nats.Msg, fetchBatch+1) // one batch and its end marker
+	r.mu.Lock()
+	r.n++
+	token := strconv.FormatUint(r.n, 36)
+	r.waiting[token] = ch
+	r.mu.Unlock()
+	return r.prefix + token, ch, func() {
+		r.mu.Lock()
+		delete(r.waiting, token)
+		r.mu.Unlock()
+	}
+}
+
+func (r *replies) route(m *nats.Msg) {
+	token := strings.TrimPrefix(m.Subject, r.prefix)
+	r.mu.Lock()
+	ch := r.waiting[token]
+	r.mu.Unlock()
+	if ch == nil {
+		return // a fetch that gave up
+	}
+	select {
+	case ch <- m:
+	default: // more than a batch: impossible while a fetch waits for each end marker
 	}
 }
 

@@ -145,3 +145,30 @@ func TestEventHandlerWrites(t *testing.T) {
 		t.Fatalf("server-side write from the socket: %v", got)
 	}
 }
+
+// A replay larger than the send buffer answers reset instead of
+// overflowing the buffer and closing the socket part-way.
+func TestResumeLargerThanBufferResets(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.SendBuffer = 8; o.RateLimit, o.RateBurst = 1000, 1000 })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	var last uint64
+	for i := range 20 {
+		last = s.set("colour", string(rune('a'+i)))
+	}
+	s.send(map[string]any{"type": "resume", "after": 0})
+	for {
+		m := s.next()
+		switch m["type"] {
+		case "reset":
+			if uint64(num(m["seq"])) != last || values(m)["colour"] != "t" {
+				t.Fatalf("reset: %v", m)
+			}
+			return
+		case "resumed", "closed":
+			t.Fatalf("want reset, got %v", m)
+		}
+	}
+}
