@@ -228,8 +228,29 @@ func (st *Store) Fits(snap Snapshot, ops ...Op) error {
 			next.Created = now()
 		}
 	}
-	_, err := st.Cookie(next)
-	return err
+	n, err := st.cookieLen(next)
+	if err != nil {
+		return err
+	}
+	if n > MaxCookieSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	return nil
+}
+
+// cookieLen returns the length of the Set-Cookie value Cookie would build
+// for snap, without signing it.
+func (st *Store) cookieLen(snap Snapshot) (int, error) {
+	vlen, err := st.codec.EncodedLen(snap)
+	if err != nil {
+		return 0, err
+	}
+	c := st.baseCookie()
+	if snap.Permanent {
+		c.Expires = st.opts.Now().Add(st.opts.Lifetime).UTC()
+		c.MaxAge = int(st.opts.Lifetime / time.Second)
+	}
+	return len(c.String()) + vlen, nil
 }
 
 // Decision is what Save does to the response.
