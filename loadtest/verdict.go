@@ -13,6 +13,9 @@ type AckedOp struct {
 	Key   string `json:"key"`
 	Value string `json:"value"`
 	Seq   uint64 `json:"seq"`
+	// Reached is how many sockets of the session received the op as a
+	// change (live or replayed on resume).
+	Reached int `json:"reached,omitempty"`
 }
 
 // SessionLog is what the load generator knows of one session once the
@@ -31,6 +34,9 @@ type SessionLog struct {
 	// set when it failed, and then every acknowledged op counts as lost.
 	Final    map[string]json.RawMessage
 	FlushErr string
+	// Sockets is how many sockets the session had: every acknowledged op
+	// should reach each of them as a change. 0 skips that check.
+	Sockets int
 }
 
 // Verdict is the zero-loss check: every acknowledged op must be present
@@ -46,6 +52,14 @@ type Verdict struct {
 	Lost []LostOp `json:"lost_ops,omitempty"`
 	// Unflushed names the sessions whose final flush failed.
 	Unflushed []string `json:"unflushed,omitempty"`
+	// Undelivered counts the acknowledged ops that did not reach every
+	// socket of their session as a change, live or on resume: with one
+	// key per session most ops are superseded, and this checks that each
+	// of them is in the log nonetheless. It is reported, not counted as
+	// lost: the loss verdict is the folded session's.
+	Undelivered     int64     `json:"undelivered"`
+	UndeliveredOps  []AckedOp `json:"undelivered_ops,omitempty"`
+	DeliveryChecked bool      `json:"delivery_checked"`
 }
 
 // LostOp is an acknowledged op the final session does not account for.
@@ -86,6 +100,15 @@ func verifySession(v *Verdict, sl *SessionLog) {
 		final[k] = rawString(raw)
 	}
 	for _, op := range sl.Acked {
+		if sl.Sockets > 0 {
+			v.DeliveryChecked = true
+			if op.Reached < sl.Sockets {
+				v.Undelivered++
+				if len(v.UndeliveredOps) < maxLostListed {
+					v.UndeliveredOps = append(v.UndeliveredOps, op)
+				}
+			}
+		}
 		reason := ""
 		switch f, ok := final[op.Key]; {
 		case sl.FlushErr != "":

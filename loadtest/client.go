@@ -1,0 +1,622 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// op states of a writer's op record.
+const (
+	opSent   uint8 = iota // written, no answer yet
+	opAcked               // acknowledged with a sequence
+	opFailed              // answered with an error: not acknowledged
+	opLost                // its connection ended before an answer: not acknowledged
+)
+
+// opRec is one set op of a writer, indexed by its counter (the n of its
+// value "x-s<session>-w<socket>-n<n>").
+type opRec struct {
+	sent  int64  // nanoseconds since the load started, when written
+	seq   uint64 // from its ack, or from a change message
+	inst  int8   // instance of the writer's socket when written
+	state uint8
+	seen  uint64 // bit i: socket i of the session received its change
+}
+
+// lsession is one simulated session: a browser with Config.Sockets tabs.
+type lsession struct {
+	l       *load
+	idx     int
+	name    string
+	sockets []*lsocket
+	maxSeq  atomic.Uint64 // highest acknowledged sequence
+
+	cookieMu sync.Mutex
+	cookies  map[string]string // the browser's cookie jar for the hubs
+}
+
+// cookieHeader returns the Cookie header the browser would send.
+func (s *lsession) cookieHeader() string {
+	s.cookieMu.Lock()
+	defer s.cookieMu.Unlock()
+	parts := make([]string, 0, len(s.cookies))
+	for k, v := range s.cookies {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// setCookies stores the cookies a response sets, like a browser's jar
+// (cookies are not separated by port, so every instance gets them).
+func (s *lsession) setCookies(resp *http.Response) {
+	if resp == nil {
+		return
+	}
+	s.cookieMu.Lock()
+	defer s.cookieMu.Unlock()
+	for _, c := range resp.Cookies() {
+		if c.MaxAge < 0 || c.Value == "" {
+			delete(s.cookies, c.Name)
+			continue
+		}
+		s.cookies[c.Name] = c.Value
+	}
+}
+
+func (s *lsession) noteSeq(seq uint64) {
+	for {
+		cur := s.maxSeq.Load()
+		if seq <= cur || s.maxSeq.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
+
+// seqKnown reports whether the op that wrote raw (a value of this run)
+// has a known sequence; true for any other value.
+func (s *lsession) seqKnown(raw json.RawMessage) bool {
+	si, wi, n, ok := parseValue(raw)
+	if !ok || si != s.idx || wi >= len(s.sockets) {
+		return true
+	}
+	w := s.sockets[wi]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return n >= len(w.ops) || w.ops[n].seq != 0
+}
+
+// lsocket is one tab's socket; it reconnects (with backoff, then resume)
+// whenever its connection ends, until the load is over.
+type lsocket struct {
+	l      *load
+	s      *lsession
+	idx    int
+	home   int    // the instance it connects to first
+	key    string // the key it sets, when a writer
+	writer bool
+
+	inst      atomic.Int32  // instance of the current connection
+	up        atomic.Bool   // connected
+	lastSeq   atomic.Uint64 // highest sequence seen in a change
+	replaying atomic.Bool   // between a resume and its "resumed"
+	resetSeq  atomic.Uint64 // the sequence of the last reset received
+
+	reply chan bool // closed loop: an answer arrived (true: ack)
+
+	mu      sync.Mutex
+	ops     []opRec
+	pending map[uint64]int32 // message id → op counter, current connection
+	nextID  uint64
+	next    time.Time // open loop: when the next op is due
+}
+
+// wsconn is one connection of a socket.
+type wsconn struct {
+	ws   *websocket.Conn
+	inst int
+}
+
+// serverMsg is any server message, decoded as far as the load needs.
+type serverMsg struct {
+	Type string `json:"type"`
+	ID   uint64 `json:"id"`
+	Seq  uint64 `json:"seq"`
+	Code string `json:"code"`
+	Ops  []struct {
+		Type  string          `json:"type"`
+		Value json.RawMessage `json:"value"`
+	} `json:"ops"`
+}
+
+func wsURL(base string) string {
+	if rest, ok := strings.CutPrefix(base, "https://"); ok {
+		return "wss://" + rest + "/hub/ws"
+	}
+	return "ws://" + strings.TrimPrefix(base, "http://") + "/hub/ws"
+}
+
+// dial opens a socket of session s (nil: a new session without cookie)
+// on instance inst and reads its welcome.
+func (l *load) dial(ctx context.Context, s *lsession, inst int) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hdr := http.Header{}
+	if s != nil {
+		if ck := s.cookieHeader(); ck != "" {
+			hdr.Set("Cookie", ck)
+		}
+	}
+	ws, resp, err := websocket.Dial(ctx, wsURL(l.urls[inst]), &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: l.dialc})
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		s.setCookies(resp)
+	}
+	ws.SetReadLimit(1 << 20)
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		ws.CloseNow()
+		return nil, fmt.Errorf("reading welcome: %w", err)
+	}
+	var m serverMsg
+	if err := json.Unmarshal(b, &m); err != nil || m.Type != "welcome" {
+		ws.CloseNow()
+		return nil, fmt.Errorf("first message is not a welcome: %.100s", b)
+	}
+	return ws, nil
+}
+
+// connect dials the socket's session on inst.
+func (k *lsocket) connect(ctx context.Context, inst int) (*wsconn, error) {
+	ws, err := k.l.dial(ctx, k.s, inst)
+	if err != nil {
+		return nil, err
+	}
+	return &wsconn{ws: ws, inst: inst}, nil
+}
+
+// reconnect dials with exponential backoff and jitter, home first, then
+// the other instances in turn; nil once ctx is done.
+func (k *lsocket) reconnect(ctx context.Context) *wsconn {
+	n := len(k.l.urls)
+	for attempt := 0; ; attempt++ {
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return nil
+		}
+		c, err := k.connect(ctx, (k.home+attempt)%n)
+		if err == nil {
+			return c
+		}
+		k.l.c.dialErrors.Add(1)
+	}
+}
+
+// backoff is 50ms doubling up to 2s, with ±50% jitter.
+func backoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 6)
+	d = min(d, 2*time.Second)
+	return d/2 + rand.N(d)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// loop serves c and every later connection until ctx is done.
+func (k *lsocket) loop(ctx context.Context, c *wsconn) {
+	resume := false
+	for {
+		k.serve(ctx, c, resume)
+		if ctx.Err() != nil {
+			return
+		}
+		k.l.c.reconnects.Add(1)
+		if c = k.reconnect(ctx); c == nil {
+			return
+		}
+		resume = true
+	}
+}
+
+// serve runs one connection: its reader, and the writer when the socket
+// writes, until the connection ends or ctx is done. Ops left unanswered
+// are not acknowledged (state opLost).
+func (k *lsocket) serve(ctx context.Context, c *wsconn, resume bool) {
+	k.inst.Store(int32(c.inst))
+	k.mu.Lock()
+	k.pending = map[uint64]int32{}
+	k.mu.Unlock()
+	k.up.Store(true)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		err := k.read(ctx, c)
+		if ctx.Err() == nil {
+			k.l.countClose(err)
+		}
+	}()
+	ok := true
+	if resume {
+		k.replaying.Store(true)
+		ok = k.sendResume(ctx, c) == nil
+	}
+	if ok && k.writer {
+		k.write(ctx, c, readerDone)
+	}
+	select {
+	case <-readerDone:
+	case <-ctx.Done():
+	}
+	c.ws.CloseNow()
+	<-readerDone
+	k.up.Store(false)
+	k.replaying.Store(false)
+	k.mu.Lock()
+	for _, i := range k.pending {
+		k.ops[i].state = opLost
+	}
+	lost := len(k.pending)
+	k.pending = nil
+	k.mu.Unlock()
+	k.l.c.connLost.Add(int64(lost))
+}
+
+func (k *lsocket) sendResume(ctx context.Context, c *wsconn) error {
+	k.mu.Lock()
+	k.nextID++
+	id := k.nextID
+	k.mu.Unlock()
+	b := fmt.Appendf(nil, `{"id":%d,"type":"resume","after":%d}`, id, k.lastSeq.Load())
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.ws.Write(wctx, websocket.MessageText, b)
+}
+
+// write sends set ops until the load's writing stops or the connection
+// ends: open loop at Config.Rate, or closed loop.
+func (k *lsocket) write(ctx context.Context, c *wsconn, readerDone <-chan struct{}) {
+	stop := k.l.writing.Done()
+	if rate := k.l.cfg.Rate; rate > 0 {
+		interval := time.Duration(float64(time.Second) / rate)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			now := time.Now()
+			if k.next.IsZero() || now.Sub(k.next) > time.Second {
+				k.next = now // after a stall or a reconnect: no burst to catch up
+			}
+			t.Reset(time.Until(k.next))
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			case <-readerDone:
+				return
+			}
+			k.next = k.next.Add(interval)
+			k.mu.Lock()
+			inflight := len(k.pending)
+			k.mu.Unlock()
+			if inflight >= k.l.cfg.MaxInflight {
+				k.l.c.skipped.Add(1)
+				continue
+			}
+			if k.send(ctx, c) != nil {
+				return
+			}
+		}
+	}
+	streak := 0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-k.reply: // a late answer of the previous connection
+		default:
+		}
+		if k.send(ctx, c) != nil {
+			return
+		}
+		select {
+		case acked := <-k.reply:
+			if acked {
+				streak = 0
+				continue
+			}
+			streak++ // unavailable and friends: back off a little
+			select {
+			case <-time.After(min(time.Duration(streak)*20*time.Millisecond, time.Second)):
+			case <-stop:
+				return
+			case <-readerDone:
+				return
+			}
+		case <-stop:
+			return
+		case <-readerDone:
+			return
+		}
+	}
+}
+
+// send writes the writer's next set op, with a value unique in the run.
+func (k *lsocket) send(ctx context.Context, c *wsconn) error {
+	k.mu.Lock()
+	n := len(k.ops)
+	k.nextID++
+	id := k.nextID
+	k.ops = append(k.ops, opRec{sent: k.l.now(), inst: int8(c.inst), state: opSent})
+	k.pending[id] = int32(n)
+	k.mu.Unlock()
+	b := make([]byte, 0, 96)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"type":"set","key":`...)
+	b = strconv.AppendQuote(b, k.key)
+	b = append(b, `,"value":"`...)
+	b = appendValue(b, k.s.idx, k.idx, n)
+	b = append(b, `"}`...)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	k.l.c.sent.Add(1)
+	return c.ws.Write(wctx, websocket.MessageText, b)
+}
+
+// appendValue appends the unique value of op n of socket w of session s:
+// "x-s<s>-w<w>-n<n>", a private-use BCP 47 language tag, so that the demo
+// server's client-writable "language" key accepts it.
+func appendValue(b []byte, s, w, n int) []byte {
+	b = append(b, "x-s"...)
+	b = strconv.AppendInt(b, int64(s), 10)
+	b = append(b, "-w"...)
+	b = strconv.AppendInt(b, int64(w), 10)
+	b = append(b, "-n"...)
+	return strconv.AppendInt(b, int64(n), 10)
+}
+
+// opValue returns the value appendValue writes.
+func opValue(s, w, n int) string { return string(appendValue(nil, s, w, n)) }
+
+// parseValue reads a value appendValue wrote, quoted as JSON.
+func parseValue(raw []byte) (s, w, n int, ok bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return 0, 0, 0, false
+	}
+	b := raw[1 : len(raw)-1]
+	num := func(prefix string) (int, bool) {
+		if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+			return 0, false
+		}
+		b = b[len(prefix):]
+		i, v := 0, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		if i == 0 {
+			return 0, false
+		}
+		b = b[i:]
+		return v, true
+	}
+	var ok1, ok2, ok3 bool
+	s, ok1 = num("x-s")
+	w, ok2 = num("-w")
+	n, ok3 = num("-n")
+	return s, w, n, ok1 && ok2 && ok3 && len(b) == 0
+}
+
+// read handles server messages until the connection ends, and returns
+// why it ended.
+func (k *lsocket) read(ctx context.Context, c *wsconn) error {
+	for {
+		_, b, err := c.ws.Read(ctx)
+		if err != nil {
+			return err
+		}
+		now := k.l.now()
+		var m serverMsg
+		if json.Unmarshal(b, &m) != nil {
+			k.l.countErr("garbage")
+			continue
+		}
+		switch m.Type {
+		case "ack":
+			k.answer(m.ID, m.Seq, "", now)
+		case "error":
+			k.answer(m.ID, 0, m.Code, now)
+		case "change":
+			k.change(&m, now)
+		case "resumed":
+			k.replaying.Store(false)
+		case "reset":
+			k.replaying.Store(false)
+			k.seen(m.Seq)
+			k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
+			k.l.c.resets.Add(1)
+		}
+	}
+}
+
+func (k *lsocket) seen(seq uint64) {
+	if seq > k.lastSeq.Load() {
+		k.lastSeq.Store(seq) // only the reader writes it
+	}
+}
+
+// answer handles the ack (code "") or error of one of the socket's ops.
+func (k *lsocket) answer(id, seq uint64, code string, now int64) {
+	k.mu.Lock()
+	i, ok := k.pending[id]
+	if !ok {
+		k.mu.Unlock()
+		return // the resume's id, or a connection already given up
+	}
+	delete(k.pending, id)
+	rec := &k.ops[i]
+	sent := rec.sent
+	if code == "" {
+		rec.state, rec.seq = opAcked, seq
+	} else {
+		rec.state = opFailed
+	}
+	k.mu.Unlock()
+	l := k.l
+	if code == "" {
+		lat := time.Duration(now - sent)
+		l.ack.record(lat)
+		l.tl.ack(now, lat)
+		l.c.acked.Add(1)
+		k.s.noteSeq(seq)
+	} else {
+		l.c.failed.Add(1)
+		l.countErr(code)
+	}
+	select {
+	case k.reply <- code == "":
+	default:
+	}
+}
+
+// change handles a change message: the sequence of its ops is learnt, and
+// its delivery latency recorded when another socket wrote it.
+func (k *lsocket) change(m *serverMsg, now int64) {
+	k.seen(m.Seq)
+	l := k.l
+	l.c.changes.Add(1)
+	replaying := k.replaying.Load()
+	for _, op := range m.Ops {
+		if op.Type != "set" {
+			continue
+		}
+		si, wi, n, ok := parseValue(op.Value)
+		if !ok || si != k.s.idx || wi >= len(k.s.sockets) {
+			continue
+		}
+		w := k.s.sockets[wi]
+		w.mu.Lock()
+		if n >= len(w.ops) {
+			w.mu.Unlock()
+			continue
+		}
+		rec := &w.ops[n]
+		if rec.seq == 0 {
+			rec.seq = m.Seq
+		}
+		if k.idx < 64 {
+			rec.seen |= 1 << k.idx
+		}
+		sent, inst := rec.sent, int32(rec.inst)
+		w.mu.Unlock()
+		if w == k {
+			continue
+		}
+		l.c.delivered.Add(1)
+		if replaying {
+			l.c.replayed.Add(1)
+			continue
+		}
+		if inst == k.inst.Load() {
+			l.same.record(time.Duration(now - sent))
+		} else {
+			l.cross.record(time.Duration(now - sent))
+		}
+	}
+}
+
+// flushResult is the bridge's answer.
+type flushResult struct {
+	Seq    uint64                     `json:"seq"`
+	Values map[string]json.RawMessage `json:"values"`
+}
+
+// highestSeq returns the highest sequence any socket of s has seen: what
+// the browser client sends as the bridge's seq parameter.
+func (s *lsession) highestSeq() uint64 {
+	seq := s.maxSeq.Load()
+	for _, k := range s.sockets {
+		seq = max(seq, k.lastSeq.Load())
+	}
+	return seq
+}
+
+// flushURL is the bridge's URL on instance inst; with seq > 0 it carries
+// the seq parameter, so that an instance whose view holds it answers
+// without a NATS round trip.
+func (l *load) flushURL(inst int, seq uint64) string {
+	u := l.urls[inst] + "/hub/flush"
+	if seq > 0 {
+		u += "?seq=" + strconv.FormatUint(seq, 10)
+	}
+	return u
+}
+
+// flush POSTs /hub/flush for s on instance inst with the session's
+// cookies (and seq, when not 0), and keeps the refreshed cookie.
+func (l *load) flush(ctx context.Context, s *lsession, inst int, seq uint64) (flushResult, error) {
+	var fr flushResult
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.flushURL(inst, seq), nil)
+	if err != nil {
+		return fr, err
+	}
+	req.Header.Set("Cookie", s.cookieHeader())
+	resp, err := l.httpc.Do(req)
+	if err != nil {
+		return fr, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fr, fmt.Errorf("flush: status %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&fr); err != nil {
+		return fr, fmt.Errorf("flush: %w", err)
+	}
+	s.setCookies(resp)
+	return fr, nil
+}
+
+// flushLoop flushes s every Config.FlushEvery until the writing stops.
+func (l *load) flushLoop(s *lsession) {
+	every := l.cfg.FlushEvery
+	if !sleepCtx(l.writing, rand.N(every)) {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		_, err := l.flush(l.writing, s, int(s.sockets[0].inst.Load()), s.highestSeq())
+		switch {
+		case err == nil:
+			l.flushLat.record(time.Since(start))
+			l.c.flushes.Add(1)
+		case l.writing.Err() == nil:
+			l.c.flushErrors.Add(1)
+		}
+		select {
+		case <-t.C:
+		case <-l.writing.Done():
+			return
+		}
+	}
+}

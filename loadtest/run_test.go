@@ -1,0 +1,141 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// startHubs starts an embedded nats-server listening on 127.0.0.1 and n
+// hub instances on it, sharing one key, behind httptest servers.
+func startHubs(t *testing.T, n int) (urls []string, natsURL string) {
+	t.Helper()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	key := session.GenerateKeyPair(false)
+	for range n {
+		nc, err := ns.Connect(t.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		h, err := hub.New(ctx, &hub.Options{
+			Store: store, Conn: nc, Keys: loadKeyPolicy(), RateLimit: 10000, RateBurst: 10000,
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/hub/", h)
+		mux.HandleFunc("GET /metrics", serveMemMetrics)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(func() {
+			srv.CloseClientConnections()
+			srv.Close()
+			_ = h.Close()
+			nc.Close()
+		})
+		urls = append(urls, srv.URL)
+	}
+	return urls, ns.ClientURL()
+}
+
+// A short run against two in-process instances: every number the report
+// needs is there, and nothing acknowledged is lost.
+func TestRunAgainstURLs(t *testing.T) {
+	urls, natsURL := startHubs(t, 2)
+	cfg := DefaultConfig()
+	cfg.URLs, cfg.NATSURL = urls, natsURL
+	cfg.Sessions, cfg.Sockets, cfg.Writers = 4, 3, 2
+	cfg.Keys = []string{"language", "note"}
+	cfg.Rate = 50
+	cfg.Duration = time.Second
+	cfg.FlushEvery = 200 * time.Millisecond
+	cfg.PhaseDuration = 500 * time.Millisecond
+	cfg.IdleSockets = 20
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), cfg, &progress)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress.String())
+	}
+	ld := rep.Load
+	if ld.Acked == 0 || ld.Changes == 0 || ld.DeliverySame.Count == 0 || ld.DeliveryCross.Count == 0 || ld.Flushes == 0 {
+		t.Fatalf("load figures missing: %+v", ld)
+	}
+	if !rep.Verdict.OK() || rep.Verdict.Acked != ld.Acked || rep.Verdict.Present == 0 ||
+		!rep.Verdict.DeliveryChecked || rep.Verdict.Undelivered != 0 {
+		t.Fatalf("verdict %+v, acked %d", rep.Verdict, ld.Acked)
+	}
+	b := rep.Baselines
+	if b == nil || b.WSEcho.Count != baselineRounds || b.JSPublish.Count != baselineRounds || b.JSAsyncPerSec == 0 || b.Hello.PerSec == 0 {
+		t.Fatalf("baselines %+v", b)
+	}
+	if rep.Flush == nil || rep.Flush.Requests == 0 || rep.FlushNoSeq == nil || rep.FlushNoSeq.Requests == 0 {
+		t.Fatalf("flush phases %+v %+v", rep.Flush, rep.FlushNoSeq)
+	}
+	if m := rep.Memory; m == nil || m.Held == 0 || m.Held+m.Failed != 20 || m.HeapAfter == 0 {
+		t.Fatalf("memory %+v", m)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(text.String(), "\nlost: 0\n") {
+		t.Fatalf("text report does not end with lost: 0:\n%s", text.String())
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-durability", "paranoid"}, "durability"},
+		{[]string{"-writers", "4", "-sockets", "3"}, "writers"},
+		{[]string{"-urls", "http://127.0.0.1:1", "-kill-instance", "1s"}, "need the servers"},
+		{[]string{"-keys", ""}, "keys"},
+		{[]string{"stray"}, "unexpected"},
+	}
+	for _, tc := range tests {
+		cfg := DefaultConfig()
+		err := parseFlags(&cfg, tc.args, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %q", tc.args, err, tc.want)
+		}
+	}
+	cfg := DefaultConfig()
+	if err := parseFlags(&cfg, []string{"-duration", "10s"}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.killAt() != 5*time.Second || cfg.instances() != 2 {
+		t.Fatalf("default scenario: kill at %v, %d instances", cfg.killAt(), cfg.instances())
+	}
+}
+
+// Main exits 2 on a bad flag, without running anything.
+func TestMainBadFlag(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	if code := Main([]string{"-no-such-flag"}, &bytes.Buffer{}, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2 (%s)", code, stderr.String())
+	}
+}
