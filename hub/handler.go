@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -169,13 +170,5 @@ func (c *conn) cancelAfterClose(done <-chan struct{}) {
 }
 
 func sortChanges(cs []Change) {
-	slices.SortFunc(cs, func(a, b Change) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cs, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
 }

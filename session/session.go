@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -429,15 +430,7 @@ func foldInto(values map[string]json.RawMessage, seq *uint64, ops []Op) (n int, 
 	return n, false
 }
 
-func cmpSeq(a, b Op) int {
-	switch {
-	case a.Seq < b.Seq:
-		return -1
-	case a.Seq > b.Seq:
-		return 1
-	}
-	return 0
-}
+func cmpSeq(a, b Op) int { return cmp.Compare(a.Seq, b.Seq) }
 
 // Snapshot returns a copy of the session's persistent state: what the
 // cookie carries.
