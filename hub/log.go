@@ -199,7 +199,7 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+l.stream, inbox, req); err != nil {
 			return nil, wrapErr(ErrUnavailable, err)
 		}
-		more := false
+		more, past := false, false
 	batch:
 		for {
 			var m *nats.Msg
@@ -227,10 +227,14 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 			if err != nil {
 				return nil, wrapErr(ErrInternal, err)
 			}
+			if upTo > 0 && seq > upTo {
+				past = true // the server's up_to_seq does not bound a next_by_subj batch
+				continue
+			}
 			out = append(out, Change{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
 			next = seq + 1
 		}
-		if !more || (upTo > 0 && next > upTo) {
+		if !more || past || (upTo > 0 && next > upTo) {
 			return out, nil
 		}
 	}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -99,7 +100,11 @@ func (v *view) release() {
 func (v *view) load(ctx context.Context, after uint64) {
 	defer close(v.ready)
 	log := v.h.log
-	sub, err := log.nc.ChanSubscribe(log.liveSubject(v.id), v.h.shard(v.id))
+	var sub *nats.Subscription
+	err := error(nats.ErrDisconnected)
+	if log.nc.IsConnected() { // degraded mode answers at once
+		sub, err = log.nc.ChanSubscribe(log.liveSubject(v.id), v.h.shard(v.id))
+	}
 	if err == nil {
 		v.mu.Lock()
 		v.sub = sub
@@ -151,33 +156,58 @@ func (v *view) onLive(m *nats.Msg) {
 // applyLocked merges one republished entry: duplicates are dropped, a gap
 // (the entry's predecessor is newer than what the view has) is fetched
 // from JetStream first, so changes reach sockets complete and in order.
+// The fetch runs without the view's lock. When the gap cannot be filled
+// (JetStream unreachable, a replica behind), the entry is not applied
+// either: the view stays stale, reads go to JetStream, and the next entry
+// or Sync tries again. A view never holds a hole.
 func (v *view) applyLocked(ctx context.Context, m *nats.Msg) {
 	seq, err := strconv.ParseUint(m.Header.Get(hdrNatsSeq), 10, 64)
 	if err != nil || seq <= v.last {
 		return
-	}
-	prev, _ := strconv.ParseUint(m.Header.Get(hdrNatsLastSeq), 10, 64)
-	if prev > v.last {
-		// Missed entries (a reconnect, a slow subscription): read them.
-		missed, err := v.h.log.fetch(ctx, v.id, v.last, prev)
-		if err != nil {
-			v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "after", v.last, "upto", prev, "err", err)
-			v.stale = true
-		} else {
-			v.stale = false
-		}
-		for _, c := range missed {
-			v.appendLocked(c)
-		}
-	} else {
-		v.stale = false
 	}
 	ops, err := decodeEntry(m.Data, seq)
 	if err != nil {
 		v.h.opts.Logger.Error("session view: bad log entry", "session", v.id, "seq", seq, "err", err)
 		return
 	}
+	prev, _ := strconv.ParseUint(m.Header.Get(hdrNatsLastSeq), 10, 64)
+	if prev > v.last {
+		// Missed entries (a reconnect, a dropped message): read them.
+		after := v.last
+		v.mu.Unlock()
+		missed, err := v.h.log.fetch(ctx, v.id, after, prev)
+		v.mu.Lock()
+		if v.closed {
+			return
+		}
+		if err == nil && (len(missed) == 0 || missed[len(missed)-1].Seq != prev) {
+			err = fmt.Errorf("fetched up to %d, want %d", lastSeq(missed), prev)
+		}
+		if err != nil {
+			v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "after", after, "upto", prev, "err", err)
+			v.stale = true
+			return
+		}
+		for _, c := range missed {
+			v.appendLocked(c)
+		}
+		if v.last < prev { // someone else moved the view meanwhile, with a hole
+			v.stale = true
+			return
+		}
+	}
+	if prev == v.last {
+		// The entry follows what the view holds: nothing is missing.
+		v.stale = false
+	}
 	v.appendLocked(Change{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
+}
+
+func lastSeq(cs []Change) uint64 {
+	if len(cs) == 0 {
+		return 0
+	}
+	return cs[len(cs)-1].Seq
 }
 
 // appendLocked adds an entry above last to the tail and delivers it to
@@ -281,6 +311,10 @@ func (v *view) sync(ctx context.Context) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.last == after {
+		// Everything above after, read in one go: the view is whole again.
+		v.stale = false
+	}
 	for _, c := range changes {
 		v.appendLocked(c)
 	}
