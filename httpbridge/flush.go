@@ -3,6 +3,7 @@ package httpbridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -101,7 +102,17 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 			s.EnsureID()
 			s.MarkModified()
 		}
-		Commit(r.Context(), store, &mo, s, w.Header())
+		if _, err := Commit(r.Context(), store, &mo, s, w.Header()); err != nil {
+			// The cookie cannot carry the session: say so rather than report
+			// a version the client does not have.
+			status = http.StatusInternalServerError
+			code, msg := "internal", "the session cookie could not be written"
+			if errors.Is(err, session.ErrTooLarge) {
+				status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "the session no longer fits its cookie"
+			}
+			WriteError(w, status, code, msg)
+			return
+		}
 		snap := s.Snapshot()
 		resp := FlushResponse{Seq: snap.Seq, Values: map[string]json.RawMessage{}}
 		for k, v := range snap.Values {

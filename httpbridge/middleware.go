@@ -75,7 +75,7 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := Load(r, store, &o)
 			sw := &saveWriter{ResponseWriter: w, save: func(h http.Header) {
-				Commit(r.Context(), store, &o, s, h)
+				_, _ = Commit(r.Context(), store, &o, s, h) // a failure is logged; the response goes on
 			}}
 			next.ServeHTTP(sw, r.WithContext(NewContext(r.Context(), s)))
 			if !sw.commit() {
@@ -117,7 +117,7 @@ func Load(r *http.Request, store *session.Store, o *Options) *session.Session {
 // Folding the handler's own ops a second time, after the others', gives
 // the state of the log order: set, delete and clear re-applied on top of
 // their own effect change nothing.
-func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header) session.Decision {
+func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header) (session.Decision, error) {
 	if o.Log != nil && !s.Ended() {
 		if ops := s.TakeOps(); len(ops) > 0 {
 			logged, err := o.Log.Append(ctx, s.ID(), SourceHTTP, s.Seq(), ops)
@@ -133,7 +133,7 @@ func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Se
 	if err != nil {
 		o.Logger.Error("session cookie not written", "err", err)
 	}
-	return d
+	return d, err
 }
 
 // saveWriter runs save once, just before the header is written.

@@ -273,18 +273,56 @@ func (c *conn) clientWrite(m ClientMessage) (uint64, error) {
 	return c.stage(c.ctx, SourceWS, []session.Op{op})
 }
 
-// stage checks the cookie budget and appends ops as one entry.
+// stage checks the cookie budget against the session as the log holds it
+// and appends ops as one entry. Near the budget (the cookie would pass
+// half of it) the append is conditional on the log not having moved since
+// the check (JetStream's expected last subject sequence), so concurrent
+// writers cannot together push the cookie past its size; they retry on the
+// moved log.
 func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint64, error) {
+	const attempts = 4
+	for attempt := 1; ; attempt++ {
+		snap, last, whole := c.current(ctx)
+		n, err := c.h.opts.Store.Size(snap, ops...)
+		if err != nil {
+			return 0, wrapErr(ErrInternal, err)
+		}
+		if n > session.MaxCookieSize {
+			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
+		}
+		var expect *uint64
+		if whole && n > session.MaxCookieSize/2 && attempt < attempts {
+			expect = &last
+		}
+		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
+		if errors.Is(err, errConflict) {
+			// Someone wrote in between: wait for their entry and measure
+			// again. After a few tries (a log whose last entry aged out
+			// never matches), append without the condition.
+			c.h.acked(c.id, last+1)
+			continue
+		}
+		return seq, err
+	}
+}
+
+// current returns the socket's snapshot with every entry the view holds
+// folded in (this instance's own acknowledged writes included), the
+// view's last sequence, and whether the view is known to be whole.
+func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool) {
+	v := c.v
+	v.mu.Lock()
+	v.catchUpLocked(ctx)
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
-	if err := c.h.opts.Store.Fits(snap, ops...); err != nil {
-		if errors.Is(err, session.ErrTooLarge) {
-			return 0, wrapErr(ErrTooLarge, err)
-		}
-		return 0, wrapErr(ErrInternal, err)
+	changes, ok := v.sinceLocked(snap.Seq)
+	last, whole := v.last, ok && !v.stale
+	v.mu.Unlock()
+	if len(changes) > 0 {
+		snap = snap.Fold(flatten(changes))
 	}
-	return c.h.stage(ctx, c.id, source, nil, ops)
+	return snap, last, whole
 }
 
 // event runs the application's handler for a client event.

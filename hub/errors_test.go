@@ -344,3 +344,52 @@ func TestEndedSessionStaysEnded(t *testing.T) {
 		t.Fatal("the handshake kept the ended session's ID")
 	}
 }
+
+// Writes that each fit but together would not (pipelined on one socket, or
+// racing from two sockets of the session) are refused with too_large: the
+// cookie always stays writable.
+func TestBudgetHoldsUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst = 1000, 1000 })
+	c := newClient(t)
+	a := c.dial(in)
+	a.expect("welcome")
+	b := c.dial(in)
+	b.expect("welcome")
+	value := strings.Repeat("v", 900) // two fit in a cookie, three do not
+	var fromA []uint64
+	for i := range 3 { // pipelined: sent without waiting for the acks
+		fromA = append(fromA, a.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i), "value": value}))
+	}
+	fromB := b.send(map[string]any{"type": "set", "key": "k9", "value": value})
+	acked := 0
+	for _, id := range fromA {
+		if r := a.reply(id); r["type"] == "ack" {
+			acked++
+		} else if r["code"] != "too_large" {
+			t.Fatalf("reply: %v", r)
+		}
+	}
+	if r := b.reply(fromB); r["type"] == "ack" {
+		acked++
+	} else if r["code"] != "too_large" {
+		t.Fatalf("reply: %v", r)
+	}
+	if acked != 2 {
+		t.Fatalf("%d writes of 900 bytes acknowledged, want 2: the cookie holds two", acked)
+	}
+	resp, body := c.do(in, "POST", "/hub/flush", nil)
+	if resp != 200 || len(values(body)) != 2 {
+		t.Fatalf("flush: %d %v", resp, body)
+	}
+	if _, got := newClientWith(t, in, c.cookie(in)).do(in, "GET", "/app/get", nil); len(values(got)) != 2 {
+		t.Fatalf("the flushed cookie does not hold both writes: %v", got)
+	}
+}
+
+func newClientWith(t *testing.T, in *instance, cookie string) *client {
+	c := newClient(t)
+	c.setCookie(in, cookie)
+	return c
+}

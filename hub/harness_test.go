@@ -68,6 +68,10 @@ var demoKeys = map[string]hub.KeyPolicy{
 	}},
 	"note":  {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
 	"theme": {Read: true},
+	"k0":    {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
+	"k1":    {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
+	"k2":    {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
+	"k9":    {Read: true, Write: true, Validate: func(v json.RawMessage) error { return nil }},
 	// user_id is neither readable nor writable by the browser.
 }
 

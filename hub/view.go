@@ -283,6 +283,8 @@ func (v *view) catchUpLocked(ctx context.Context) {
 		for _, c := range changes {
 			v.appendLocked(c)
 		}
+		// JetStream has nothing more: do not wait for it again.
+		v.want = min(v.want, v.last)
 	}
 }
 

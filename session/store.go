@@ -209,6 +209,19 @@ func (st *Store) baseCookie() *http.Cookie {
 // Fits cannot know (log sequence numbers are shared by every session), so
 // it counts the widest one. What Fits accepts, Save can write.
 func (st *Store) Fits(snap Snapshot, ops ...Op) error {
+	n, err := st.Size(snap, ops...)
+	if err != nil {
+		return err
+	}
+	if n > MaxCookieSize {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	return nil
+}
+
+// Size returns the length of the Set-Cookie the session would have with
+// ops folded in, measured as Fits does (without signing).
+func (st *Store) Size(snap Snapshot, ops ...Op) (int, error) {
 	next := snap
 	if len(ops) > 0 {
 		staged := make([]Op, len(ops))
@@ -221,21 +234,12 @@ func (st *Store) Fits(snap Snapshot, ops ...Op) error {
 		next = snap.Fold(staged)
 	}
 	if next.ID == "" {
-		// Measure the cookie the session will have: an ID and a creation
-		// time, as ensureIDLocked gives it on the first write.
 		next.ID = NewID()
 		if next.Created.IsZero() {
 			next.Created = now()
 		}
 	}
-	n, err := st.cookieLen(next)
-	if err != nil {
-		return err
-	}
-	if n > MaxCookieSize {
-		return fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
-	}
-	return nil
+	return st.cookieLen(next)
 }
 
 // cookieLen returns the length of the Set-Cookie value Cookie would build
