@@ -106,6 +106,14 @@ func (o *outbox) room(n int) bool {
 	return len(o.q)+n <= o.max
 }
 
+// unshift puts msgs back at the front of the queue (they were taken but
+// not written), whatever the bound.
+func (o *outbox) unshift(msgs [][]byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.q = append(append([][]byte(nil), msgs...), o.q...)
+}
+
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
@@ -141,9 +149,11 @@ func (c *conn) writeLoop() {
 		}
 		select {
 		case <-c.out.notify:
-			for _, msg := range c.out.take() {
+			msgs := c.out.take()
+			for i, msg := range msgs {
 				if c.closing.Load() {
-					break // finish decides what still goes out
+					c.out.unshift(msgs[i:]) // finish decides what still goes out
+					break
 				}
 				if err := c.write(msg); err != nil {
 					c.close(CloseInternal, "write failed")

@@ -134,15 +134,24 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 
 	// Register and welcome under the view's lock: no change slips between
 	// the welcome's seq and the first change message.
-	v.mu.Lock()
-	if after, ok := v.sinceLocked(c.snap.Seq); ok {
-		for _, ch := range after {
-			c.snap = c.snap.Fold(ch.Ops)
+	ended, whole := h.register(c, v)
+	if !whole {
+		// The view could not tell what happened since the handshake's
+		// fold (a stale view, more entries than its tail): read them and
+		// try once more, else let the client reconnect.
+		if err := v.sync(context.Background()); err == nil {
+			v.mu.Lock()
+			delete(v.conns, c)
+			v.mu.Unlock()
+			ended, whole = h.register(c, v)
+		}
+		if !whole {
+			c.close(CloseInternal, "session state unavailable, reconnect")
 		}
 	}
-	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)}))
-	v.conns[c] = struct{}{}
-	v.mu.Unlock()
+	if ended {
+		c.close(CloseSessionEnded, "session ended")
+	}
 	if h.closing.Load() { // Shutdown may have collected the sockets before this one
 		c.close(CloseGoingAway, "server shutting down")
 	}
@@ -160,6 +169,29 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.readLoop()
 		c.cancelAfterClose(done)
 	}()
+}
+
+// register folds what the view holds after the socket's snapshot, queues
+// the welcome and adds the socket to the view, under the view's lock: no
+// change slips between the welcome's seq and the first change message. It
+// reports whether an end op was folded, and whether the view could account
+// for everything since the snapshot.
+func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	after, ok := v.sinceLocked(c.snap.Seq)
+	if !ok && !(v.loaded && !v.stale && c.snap.Seq >= v.last) {
+		return false, false
+	}
+	for _, ch := range after {
+		c.snap = c.snap.Fold(ch.Ops)
+		for _, op := range ch.Ops {
+			ended = ended || op.Type == session.OpEnd
+		}
+	}
+	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)}))
+	v.conns[c] = struct{}{}
+	return ended, true
 }
 
 // cancelAfterClose waits for the writer to send the close frame (bounded

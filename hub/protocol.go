@@ -145,7 +145,7 @@ type ackMsg struct {
 
 type errorMsg struct {
 	Type    string `json:"type"`
-	ID      uint64 `json:"id,omitempty"`
+	ID      uint64 `json:"id"`
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
 }
