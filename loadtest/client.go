@@ -300,7 +300,12 @@ func (k *lsocket) write(ctx context.Context, c *wsconn, readerDone <-chan struct
 		defer t.Stop()
 		for {
 			now := time.Now()
-			if k.next.IsZero() || now.Sub(k.next) > time.Second {
+			switch {
+			case k.next.IsZero():
+				// A random phase: writers started together must not send
+				// together, in bursts, every interval.
+				k.next = now.Add(rand.N(interval))
+			case now.Sub(k.next) > time.Second:
 				k.next = now // after a stall or a reconnect: no burst to catch up
 			}
 			t.Reset(time.Until(k.next))

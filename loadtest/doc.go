@@ -19,38 +19,43 @@
 // Config.Sessions sessions each open Config.Sockets sockets (tabs), spread
 // over the instances so that changes cross instances. The first
 // Config.Writers sockets of a session send set ops, open loop at
-// Config.Rate or closed loop; every op carries a value unique in the run
-// ("x-s<session>-w<socket>-n<counter>", a private-use BCP 47 tag, which
-// the demo's client-writable "language" key accepts). Every socket
-// receives the changes. Sessions POST /hub/flush periodically. A socket
-// whose connection ends reconnects with exponential backoff and jitter,
-// home instance first, then resumes from the last sequence it saw.
+// Config.Rate (each writer with a random phase, so that writers do not send
+// in bursts) or closed loop; every op carries a value unique in the run
+// ("x-s<session>-w<socket>-n<counter>", a private-use BCP 47 tag, which the
+// demo's client-writable "language" key accepts). Every socket receives the
+// changes. Sessions POST /hub/flush periodically, with the bridge's seq
+// parameter as the browser client sends it. A socket whose connection ends
+// reconnects with exponential backoff and jitter, home instance first, then
+// resumes from the last sequence it saw.
 //
 // # Measures
 //
-// HDR histograms of ack latency, delivery latency to another socket of
-// the session on the same instance and across instances, and flush
-// latency; changes delivered per second; sockets held; flush requests per
-// second in a throughput phase; and server memory per idle socket (VmRSS
-// of the instance's process and the Go heap of its /metrics, before and
-// after opening Config.IdleSockets sockets, each its own session).
+// HDR histograms of ack latency, delivery latency to another socket of the
+// session on the same instance and across instances, and flush latency;
+// changes delivered per second; sockets held and why connections closed;
+// flush requests per second in two throughput phases (with and without the
+// seq parameter); and server memory per idle socket (VmRSS of the
+// instance's process and the Go heap of its /metrics, before and after
+// opening Config.IdleSockets sockets, each its own session).
 //
 // # Baselines
 //
 // The same run measures this machine's limits, so that the report gives
 // ratios that hold on a noisy machine: a coder/websocket echo round trip
 // and a bare net/http hello handler (a separate process, serve-baseline),
-// and a synchronous JetStream publish round trip and the async publish
-// rate against the run's nats-server.
+// and a synchronous JetStream publish round trip and the async publish rate
+// against the run's nats-server.
 //
 // # Zero-loss verdict
 //
 // Once the load stops and the sockets caught up, every session is flushed
-// and Verify checks that every acknowledged op is in the flushed values,
-// or superseded by an op of the same key with a higher sequence (learnt
-// from its ack or from a change message). Ops answered with an error or
-// left unanswered by a dropped connection were not acknowledged and do not
-// count. Faults: Config.KillInstance SIGKILLs one instance mid-run and
+// and Verify checks that every acknowledged op is in the flushed values, or
+// superseded by an op of the same key with a higher sequence (learnt from
+// its ack or from a change message). It also counts the acknowledged ops
+// that did not reach every socket of their session as a change (live,
+// replayed on resume, or folded into a reset). Ops answered with an error
+// or left unanswered by a dropped connection were not acknowledged and do
+// not count. Faults: Config.KillInstance SIGKILLs one instance mid-run and
 // restarts it; Config.RestartNATS restarts nats-server on its port and
 // store.
 //

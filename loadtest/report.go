@@ -154,6 +154,11 @@ func targets(r *Report) []Target {
 		t.Measured = fmt.Sprintf("p50 %.3f ms vs %.3f ms", lat.P50, sum)
 		t.Ratio = lat.P50 / sum
 		t.Status = status(t.Ratio <= limit)
+		if writers := r.Setup.Sessions * r.Setup.Writers; r.Setup.Rate != 0 || writers != 1 {
+			t.Note = fmt.Sprintf("this run: %d writers, %s; the goal compares one writer in a closed loop "+
+				"(-sessions 1 -sockets 3 -writers 1 -rate 0) with the baselines' sequential round trips",
+				writers, loopName(r.Setup.Rate))
+		}
 		return t
 	}
 	out = append(out,

@@ -93,6 +93,14 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s: %s (%s, ratio %.2f), want %s", tg.Name, tg.Status, tg.Measured, tg.Ratio, want[tg.Name])
 		}
 	}
+	if r.Targets[0].Note == "" {
+		t.Error("ack target of a 200-writer run without the note on the goal's scenario")
+	}
+	one := sampleReport(false)
+	one.Setup.Sessions, one.Setup.Writers = 1, 1
+	if n := targets(one)[0].Note; n != "" {
+		t.Errorf("ack target of the goal's own scenario with a note: %s", n)
+	}
 	lost := sampleReport(true)
 	if z := lost.Targets[len(lost.Targets)-1]; z.Status != StatusNotMet {
 		t.Errorf("zero loss with a lost op: %s", z.Status)
