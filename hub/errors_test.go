@@ -393,3 +393,18 @@ func newClientWith(t *testing.T, in *instance, cookie string) *client {
 	c.setCookie(in, cookie)
 	return c
 }
+
+// A plain GET of the socket's path gets 426 and no session cookie.
+func TestNotAnUpgrade(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	resp, err := http.Get(in.srv.URL + "/hub/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUpgradeRequired || len(resp.Cookies()) != 0 {
+		t.Fatalf("plain GET: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -60,6 +61,13 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// Not a WebSocket handshake: refuse before any session, view or cookie
+	// is made for it.
+	if !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade") {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "WebSocket upgrade required", http.StatusUpgradeRequired)
 		return
 	}
 	s, err := h.opts.Store.Load(r)
@@ -192,6 +200,19 @@ func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
 	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)}))
 	v.conns[c] = struct{}{}
 	return ended, true
+}
+
+// headerHasToken reports whether a comma-separated header holds token
+// (case-insensitive).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cancelAfterClose waits for the writer to send the close frame (bounded
