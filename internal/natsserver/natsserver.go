@@ -1,5 +1,3 @@
-// Package natsserver runs an embedded nats-server with JetStream for
-// sessionhub: the server's default engine, and the engine of tests.
 package natsserver
 
 import (

@@ -1,6 +1,3 @@
-// Package origin decides whether a request comes from an allowed origin,
-// with the rules of github.com/coder/websocket's AcceptOptions.OriginPatterns,
-// so the socket and the bridge agree.
 package origin
 
 import (

@@ -1,0 +1,17 @@
+// Package natsserver runs an embedded nats-server with JetStream for
+// sessionhub: the server's default engine, and the engine of tests.
+//
+// # Durability
+//
+// DurabilityDefault keeps nats-server's default: an append is acknowledged
+// once written to the operating system and fsynced every two minutes, so
+// a power loss can lose acknowledged appends. DurabilityStrict sets
+// sync_interval to always: every append is fsynced before it is
+// acknowledged. The loadtest measures the difference (BENCHMARKS.md).
+//
+// # Connections
+//
+// Start listens on 127.0.0.1 and a random port unless told otherwise;
+// with DontListen the server takes in-process connections only, and
+// Connect uses them.
+package natsserver
