@@ -373,6 +373,7 @@ func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err e
 func (c *conn) resume(id uint64, after uint64) {
 	v := c.v
 	v.mu.Lock()
+	v.catchUpLocked(c.ctx) // this instance's acknowledged writes are in the view
 	_, ok := v.sinceLocked(after)
 	v.mu.Unlock()
 	if !ok {
@@ -428,6 +429,9 @@ func (c *conn) replayLocked(changes []Change) {
 // holds the changes asked for.
 func (c *conn) resetLocked() {
 	snap := c.snapshot()
+	if changes, ok := c.v.sinceLocked(snap.Seq); ok && len(changes) > 0 {
+		snap = snap.Fold(flatten(changes))
+	}
 	c.queue(mustJSON(resetMsg{Type: TypeReset, Seq: snap.Seq, Values: c.h.readable(snap.Values)}))
 }
 
