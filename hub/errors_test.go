@@ -253,12 +253,7 @@ func TestEndAndRotateCloseSockets(t *testing.T) {
 	ns := startNATS(t)
 	a := newInstance(t, ns, nil)
 	b := newInstance(t, ns, nil)
-	c := newClient(t)
-	sa := c.dial(a)
-	sa.expect("welcome")
-	c.setCookie(b, c.cookie(a))
-	sb := c.dial(b)
-	sb.expect("welcome")
+	c, sa, sb := twoTabs(t, a, b)
 	id := sessionID(t, a.store, c.cookie(a))
 	if err := a.hub.End(context.Background(), id); err != nil {
 		t.Fatal(err)

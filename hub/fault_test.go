@@ -27,12 +27,7 @@ func TestNATSRestart(t *testing.T) {
 	port, _ := strconv.Atoi(portStr)
 	a := newInstance(t, ns, nil)
 	b := newInstance(t, ns, nil)
-	c := newClient(t)
-	sa := c.dial(a)
-	sa.expect("welcome")
-	c.setCookie(b, c.cookie(a))
-	sb := c.dial(b)
-	sb.expect("welcome")
+	c, sa, sb := twoTabs(t, a, b)
 	before := sa.set("colour", "before")
 	sb.expect("change")
 

@@ -328,3 +328,16 @@ func values(m map[string]any) map[string]any {
 	v, _ := m["values"].(map[string]any)
 	return v
 }
+
+// twoTabs opens two sockets of one new session (one browser): the first at
+// a, the second, with the same cookie, at b. Both have their welcome.
+func twoTabs(t testing.TB, a, b *instance) (*client, *sock, *sock) {
+	t.Helper()
+	c := newClient(t)
+	sa := c.dial(a)
+	sa.expect("welcome")
+	c.setCookie(b, c.cookie(a))
+	sb := c.dial(b)
+	sb.expect("welcome")
+	return c, sa, sb
+}

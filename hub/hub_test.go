@@ -151,13 +151,7 @@ func TestTwoInstances(t *testing.T) {
 	ns := startNATS(t)
 	a := newInstance(t, ns, nil)
 	b := newInstance(t, ns, nil)
-	c := newClient(t)
-	sa := c.dial(a)
-	sa.expect("welcome")
-	// The same browser's second tab lands on B (same cookie).
-	c.setCookie(b, c.cookie(a))
-	sb := c.dial(b)
-	sb.expect("welcome")
+	c, sa, sb := twoTabs(t, a, b) // the second tab lands on B
 
 	seq := sa.set("colour", "teal")
 	ch := sb.expect("change")
