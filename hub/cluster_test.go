@@ -1,0 +1,134 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sessionhub/sessionhub/httpbridge"
+	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// A 3-node NATS cluster with an R3 stream: a set at A (connected to node
+// 0) reaches B's socket (node 1) and B's flush; after node 0 dies, A fails
+// over to another node and its next set reaches B too.
+func TestR3Cluster(t *testing.T) {
+	t.Parallel()
+	cl, err := natsserver.StartCluster(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+
+	// A knows every node (node 0 first, no shuffling) so it can fail over;
+	// B knows node 1 only.
+	ncA := clusterConn(t, cl.URLs(), nats.DontRandomize())
+	ncB := clusterConn(t, cl.Node(1).ClientURL())
+	a := newClusterInstance(t, ncA)
+	b := newClusterInstance(t, ncB)
+	url0 := cl.Node(0).ClientURL()
+	if got := ncA.ConnectedUrl(); got != url0 {
+		t.Fatalf("A connected to %s, want node 0 %s", got, url0)
+	}
+
+	c, sa, sb := twoTabs(t, a, b)
+	before := sa.set("colour", "red")
+	for {
+		if m := sb.expect("change"); uint64(num(m["seq"])) == before {
+			break
+		}
+	}
+	_, body := c.do(b, "POST", "/hub/flush", nil)
+	if values(body)["colour"] != "red" {
+		t.Fatalf("flush at B: %v", body)
+	}
+
+	// Kill A's node; A reconnects to node 1 or 2.
+	cl.Node(0).Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ncA.IsConnected() || ncA.ConnectedUrl() == url0 {
+		if time.Now().After(deadline) {
+			t.Fatal("A did not reconnect to another node")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("A failed over from %s to %s", url0, ncA.ConnectedUrl())
+	var after uint64
+	for {
+		r := sa.reply(sa.send(map[string]any{"type": "set", "key": "note", "value": "after"}))
+		if r["type"] == "ack" {
+			after = uint64(num(r["seq"]))
+			break
+		}
+		if r["code"] != "unavailable" || time.Now().After(deadline) {
+			t.Fatalf("set after node 0 died: %v", r)
+		}
+		t.Logf("set after node 0 died: %v (retrying)", r)
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		if m := sb.expect("change"); uint64(num(m["seq"])) == after {
+			break
+		}
+	}
+	_, body = c.do(b, "POST", "/hub/flush", nil)
+	if values(body)["colour"] != "red" || values(body)["note"] != "after" || uint64(num(body["seq"])) < after {
+		t.Fatalf("flush at B after failover: %v", body)
+	}
+}
+
+func clusterConn(t testing.TB, urls string, extra ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts := append([]nats.Option{nats.Name(t.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, extra...)
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// newClusterInstance is newInstance on a given connection with an R3
+// stream. It retries hub.New until the cluster can place the stream.
+func newClusterInstance(t testing.TB, nc *nats.Conn) *instance {
+	t.Helper()
+	store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{testKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &hub.Options{Store: store, Conn: nc, Keys: demoKeys, Logger: testLogger(t), Replicas: 3}
+	var h *hub.Hub
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		h, err = hub.New(ctx, o)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub.New on the cluster: %v", err)
+		}
+		t.Logf("hub.New: %v (retrying)", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/hub/", h)
+	app := http.NewServeMux()
+	app.HandleFunc("GET /app/get", func(w http.ResponseWriter, r *http.Request) {
+		s := httpbridge.FromContext(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"seq": s.Seq(), "values": s.Values()})
+	})
+	mux.Handle("/app/", httpbridge.Middleware(store, &httpbridge.Options{Log: h, Logger: testLogger(t)})(app))
+	in := &instance{t: t, hub: h, nc: nc, srv: httptest.NewServer(mux), store: store}
+	t.Cleanup(in.stop)
+	return in
+}
