@@ -32,7 +32,12 @@ type conn struct {
 	closeCode websocket.StatusCode
 	closeMsg  string
 	closeOnce sync.Once
-	closed    chan struct{} // closed by close(): the writer sends the close frame
+	finished  chan struct{} // closed once the close frame was sent (or given up)
+
+	// An idle socket has no writer goroutine: one runs while messages wait
+	// (writing), and the hub's pinger pings every socket (pinging).
+	writing atomic.Bool
+	pinging atomic.Bool
 
 	mu   sync.Mutex
 	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq
@@ -66,21 +71,28 @@ func (c *conn) queue(msg []byte) bool {
 		c.close(CloseTooSlow, "too slow: send buffer full")
 		return false
 	}
+	c.kick()
 	return true
+}
+
+// kick starts the writer unless one runs.
+func (c *conn) kick() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.drain()
+	}
 }
 
 // outbox is a socket's bounded send queue. An idle socket holds no buffer:
 // the queue's slice is allocated when messages wait and dropped once the
 // writer took them.
 type outbox struct {
-	mu     sync.Mutex
-	q      [][]byte
-	max    int
-	notify chan struct{} // capacity 1: "the queue is not empty"
+	mu  sync.Mutex
+	q   [][]byte
+	max int
 }
 
 func newOutbox(max int) outbox {
-	return outbox{max: max, notify: make(chan struct{}, 1)}
+	return outbox{max: max}
 }
 
 // push appends msg, or reports false when max messages already wait.
@@ -92,10 +104,6 @@ func (o *outbox) push(msg []byte) bool {
 	}
 	o.q = append(o.q, msg)
 	o.mu.Unlock()
-	select {
-	case o.notify <- struct{}{}:
-	default:
-	}
 	return true
 }
 
@@ -114,6 +122,13 @@ func (o *outbox) unshift(msgs [][]byte) {
 	o.q = append(append([][]byte(nil), msgs...), o.q...)
 }
 
+// empty reports whether no message waits.
+func (o *outbox) empty() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q) == 0
+}
+
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
@@ -129,54 +144,51 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeMsg = code, reason
 		c.closing.Store(true)
-		close(c.closed)
+		c.kick()
 	})
 }
 
-// writeLoop writes queued messages and pings, then the close frame.
-func (c *conn) writeLoop() {
-	defer c.cancel()
-	ping := time.NewTicker(c.h.opts.PingInterval)
-	defer ping.Stop()
-	pinging := atomic.Bool{}
+// drain is the socket's writer while messages wait: it writes them, exits
+// once the queue is empty, and on a close sends the close frame.
+func (c *conn) drain() {
 	for {
-		// A close wins over queued messages.
-		select {
-		case <-c.closed:
+		if c.closing.Load() {
 			c.finish()
-			return
-		default:
+			c.cancel()
+			close(c.finished)
+			return // writing stays set: no writer after the close
 		}
-		select {
-		case <-c.out.notify:
-			msgs := c.out.take()
-			for i, msg := range msgs {
-				if c.closing.Load() {
-					c.out.unshift(msgs[i:]) // finish decides what still goes out
-					break
-				}
-				if err := c.write(msg); err != nil {
-					c.close(CloseInternal, "write failed")
-					_ = c.ws.CloseNow()
-					return
-				}
+		msgs := c.out.take()
+		if len(msgs) == 0 {
+			c.writing.Store(false)
+			// A message or a close that came after take found a writer
+			// still running and did not start one: take the role back.
+			if (c.out.empty() && !c.closing.Load()) || !c.writing.CompareAndSwap(false, true) {
+				return
 			}
-		case <-ping.C:
-			if pinging.Swap(true) {
-				continue
-			}
-			go func() {
-				defer pinging.Store(false)
-				ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
-				defer cancel()
-				if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
-					c.close(ClosePingTimeout, "no pong")
-				}
-			}()
-		case <-c.closed:
-			c.finish()
-			return
+			continue
 		}
+		for i, msg := range msgs {
+			if c.closing.Load() {
+				c.out.unshift(msgs[i:]) // finish decides what still goes out
+				break
+			}
+			if err := c.write(msg); err != nil {
+				c.close(CloseInternal, "write failed")
+				_ = c.ws.CloseNow()
+				break
+			}
+		}
+	}
+}
+
+// ping checks that the client answers; the hub's pinger calls it.
+func (c *conn) ping() {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
+		c.close(ClosePingTimeout, "no pong")
 	}
 }
 

@@ -109,16 +109,16 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		h:       h,
-		ws:      ws,
-		v:       v,
-		id:      id,
-		limiter: rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
-		out:     newOutbox(h.opts.SendBuffer),
-		ctx:     ctx,
-		cancel:  cancel,
-		closed:  make(chan struct{}),
-		snap:    s.Snapshot(),
+		h:        h,
+		ws:       ws,
+		v:        v,
+		id:       id,
+		limiter:  rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
+		out:      newOutbox(h.opts.SendBuffer),
+		ctx:      ctx,
+		cancel:   cancel,
+		finished: make(chan struct{}),
+		snap:     s.Snapshot(),
 	}
 	h.mu.Lock()
 	if h.closing.Load() {
@@ -167,15 +167,12 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The socket lives on fresh goroutines; the handler returns (Accept
 	// hijacked the connection), so the stack it grew during the handshake
 	// is not kept for the life of an idle socket.
+	c.kick() // the welcome
 	go func() {
 		defer finish()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			c.writeLoop()
-		}()
-		c.readLoop()
-		c.cancelAfterClose(done)
+		c.readLoop() // ends with c.close
+		<-c.finished // the close frame went out (bounded by WriteWait and the close handshake)
+		_ = c.ws.CloseNow()
 	}()
 }
 
@@ -213,13 +210,6 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
-}
-
-// cancelAfterClose waits for the writer to send the close frame (bounded
-// by WriteWait), then tears the socket down.
-func (c *conn) cancelAfterClose(done <-chan struct{}) {
-	<-done
-	_ = c.ws.CloseNow()
 }
 
 func sortChanges(cs []Change) {

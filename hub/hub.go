@@ -87,8 +87,9 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		h.stopWorkers()
 		return nil, fmt.Errorf("hub: control subscription: %w", err)
 	}
-	h.workers.Add(1)
+	h.workers.Add(2)
 	go h.janitor()
+	go h.pinger()
 	return h, nil
 }
 
@@ -135,6 +136,41 @@ func (h *Hub) janitor() {
 			return
 		}
 	}
+}
+
+// pinger pings every socket each PingInterval; a socket whose pong does
+// not come within PingTimeout is closed with 4003.
+func (h *Hub) pinger() {
+	defer h.workers.Done()
+	t := time.NewTicker(h.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			for _, c := range h.sockets() {
+				if !c.closing.Load() && c.pinging.CompareAndSwap(false, true) {
+					go c.ping()
+				}
+			}
+		case <-h.closed:
+			return
+		}
+	}
+}
+
+// sockets returns every socket of this instance.
+func (h *Hub) sockets() []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*conn
+	for _, v := range h.views {
+		v.mu.Lock()
+		for c := range v.conns {
+			out = append(out, c)
+		}
+		v.mu.Unlock()
+	}
+	return out
 }
 
 func (h *Hub) sweep(now time.Time) {
@@ -474,15 +510,8 @@ func (h *Hub) changeMessage(c Change) []byte {
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true) // under h.mu: no socket registers after this
-	var conns []*conn
-	for _, v := range h.views {
-		v.mu.Lock()
-		for c := range v.conns {
-			conns = append(conns, c)
-		}
-		v.mu.Unlock()
-	}
 	h.mu.Unlock()
+	conns := h.sockets()
 	for _, c := range conns {
 		c.close(CloseGoingAway, "server shutting down")
 	}
