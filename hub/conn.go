@@ -48,9 +48,13 @@ type conn struct {
 // CloseTooSlow, everyone else keeps receiving. Called under the view's lock.
 func (c *conn) deliver(ch Change, msg []byte) {
 	c.mu.Lock()
-	if ch.Seq > c.snap.Seq {
-		c.snap = c.snap.Fold(ch.Ops)
+	if ch.Seq <= c.snap.Seq {
+		// The socket has it already (its handshake read it from
+		// JetStream): sending an older change would step the client back.
+		c.mu.Unlock()
+		return
 	}
+	c.snap = c.snap.Fold(ch.Ops)
 	c.mu.Unlock()
 	if msg != nil {
 		c.queue(msg)

@@ -143,19 +143,28 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Register and welcome under the view's lock: no change slips between
 	// the welcome's seq and the first change message.
 	ended, whole := h.register(c, v)
+	for attempt := 0; !whole && attempt < 3; attempt++ {
+		// More entries arrived since the handshake's fold than the view's
+		// tail keeps: read them, then register again.
+		v.mu.Lock()
+		upTo := v.last
+		v.mu.Unlock()
+		missed, err := h.log.fetch(context.Background(), id, c.snap.Seq, upTo)
+		if err != nil {
+			break
+		}
+		endedBefore := false
+		for _, ch := range missed {
+			c.snap = c.snap.Fold(ch.Ops)
+			for _, op := range ch.Ops {
+				endedBefore = endedBefore || op.Type == session.OpEnd
+			}
+		}
+		ended, whole = h.register(c, v)
+		ended = ended || endedBefore
+	}
 	if !whole {
-		// The view could not tell what happened since the handshake's
-		// fold (a stale view, more entries than its tail): read them and
-		// try once more, else let the client reconnect.
-		if err := v.sync(context.Background()); err == nil {
-			v.mu.Lock()
-			delete(v.conns, c)
-			v.mu.Unlock()
-			ended, whole = h.register(c, v)
-		}
-		if !whole {
-			c.close(CloseInternal, "session state unavailable, reconnect")
-		}
+		c.close(CloseInternal, "session state unavailable, reconnect")
 	}
 	if ended {
 		c.close(CloseSessionEnded, "session ended")
@@ -185,9 +194,11 @@ func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	after, ok := v.sinceLocked(c.snap.Seq)
-	if !ok && !(v.loaded && !v.stale && c.snap.Seq >= v.last) {
-		return false, false
+	if !ok && v.loaded && !v.stale && c.snap.Seq < v.from {
+		return false, false // entries after the snapshot left the tail
 	}
+	// A stale view delivers nothing until its gap is filled, and then
+	// every entry in order: the socket misses nothing by joining now.
 	for _, ch := range after {
 		c.snap = c.snap.Fold(ch.Ops)
 		for _, op := range ch.Ops {
