@@ -8,7 +8,6 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -220,14 +219,9 @@ func (c *conn) readLoop() {
 	for {
 		typ, data, err := c.ws.Read(c.ctx)
 		if err != nil {
-			switch websocket.CloseStatus(err) {
-			case -1:
-				if errors.Is(err, websocket.ErrMessageTooBig) || isTooBig(err) {
-					c.close(CloseTooBig, "message too big")
-				} else {
-					c.close(CloseNormal, "")
-				}
-			default:
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				c.close(CloseTooBig, "message too big")
+			} else {
 				c.close(CloseNormal, "")
 			}
 			return
@@ -238,10 +232,6 @@ func (c *conn) readLoop() {
 		}
 		c.handle(data)
 	}
-}
-
-func isTooBig(err error) bool {
-	return err != nil && (errors.Is(err, websocket.ErrMessageTooBig))
 }
 
 // handle processes one client frame; every id'd message gets an ack or an
@@ -390,41 +380,36 @@ func (c *conn) resume(id uint64, after uint64) {
 	v := c.v
 	v.mu.Lock()
 	v.catchUpLocked(c.ctx) // this instance's acknowledged writes are in the view
-	_, ok := v.sinceLocked(after)
+	if changes, ok := v.sinceLocked(after); ok {
+		c.replayLocked(changes)
+		v.mu.Unlock()
+		return
+	}
 	v.mu.Unlock()
-	if !ok {
-		complete, err := c.h.log.complete(c.ctx, after, time.Time{}, c.h.opts.Retention)
-		if err != nil {
-			c.fail(id, err)
-			return
-		}
-		var fetched []Change
-		if complete {
-			if fetched, err = c.h.log.fetch(c.ctx, c.id, after, 0); err != nil {
-				c.fail(id, err)
-				return
-			}
-		}
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		if !complete {
-			c.resetLocked()
-			return
-		}
-		// Everything up to what the view has delivered; newer entries reach
-		// the socket live.
-		tail, _ := v.sinceLocked(after)
-		c.replayLocked(mergeChanges(fetched, tail, v.last))
+
+	// Older than the view's tail: from JetStream, while it holds them all.
+	complete, err := c.h.log.complete(c.ctx, after)
+	var fetched []Change
+	if err == nil && complete {
+		fetched, err = c.h.log.fetch(c.ctx, c.id, after, 0)
+	}
+	if err != nil {
+		c.fail(id, err)
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	changes, ok := v.sinceLocked(after)
-	if !ok { // trimmed meanwhile
+	if !complete {
 		c.resetLocked()
 		return
 	}
-	c.replayLocked(changes)
+	// Up to what the view has delivered: entries it took in after the
+	// fetch reached the socket live already.
+	n := 0
+	for n < len(fetched) && fetched[n].Seq <= v.last {
+		n++
+	}
+	c.replayLocked(fetched[:n])
 }
 
 func (c *conn) replayLocked(changes []Change) {
@@ -457,24 +442,7 @@ func (c *conn) snapSeq() uint64 {
 	return c.snap.Seq
 }
 
-// mergeChanges returns a and b merged by sequence without duplicates, up
-// to and including upTo.
-func mergeChanges(a, b []Change, upTo uint64) []Change {
-	out := make([]Change, 0, len(a)+len(b))
-	seen := map[uint64]bool{}
-	for _, list := range [][]Change{a, b} {
-		for _, ch := range list {
-			if ch.Seq <= upTo && !seen[ch.Seq] {
-				seen[ch.Seq] = true
-				out = append(out, ch)
-			}
-		}
-	}
-	sortChanges(out)
-	return out
-}
-
-// snapshotValues returns a copy of the socket's snapshot values.
+// snapshot returns a copy of the socket's snapshot.
 func (c *conn) snapshot() session.Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,10 +1,8 @@
 package hub
 
 import (
-	"cmp"
 	"context"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/coder/websocket"
@@ -221,8 +219,4 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
-}
-
-func sortChanges(cs []Change) {
-	slices.SortFunc(cs, func(a, b Change) int { return cmp.Compare(a.Seq, b.Seq) })
 }

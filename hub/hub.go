@@ -65,7 +65,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	}
 	h := &Hub{
 		opts:     o,
-		log:      &jsLog{nc: o.Conn, js: js, stream: o.Stream, prefix: o.Subject, timeout: o.WriteTimeout},
+		log:      &jsLog{nc: o.Conn, js: js, stream: o.Stream, directGet: "$JS.API.DIRECT.GET." + o.Stream, prefix: o.Subject, timeout: o.WriteTimeout},
 		views:    map[string]*view{},
 		handlers: map[string]EventHandler{},
 		closed:   make(chan struct{}),

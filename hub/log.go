@@ -48,11 +48,12 @@ type Change struct {
 // sequence, so that plain NATS subscribers learn of every change and can
 // tell when they missed one.
 type jsLog struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  string
-	prefix  string
-	timeout time.Duration
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	stream    string
+	directGet string // the stream's direct get API subject
+	prefix    string
+	timeout   time.Duration
 
 	replies replies
 
@@ -196,7 +197,7 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]Cha
 	next := after + 1
 	for {
 		req, _ := json.Marshal(getReq{Seq: next, NextFor: subject, Batch: fetchBatch, UpToSeq: upTo})
-		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+l.stream, inbox, req); err != nil {
+		if err := l.nc.PublishRequest(l.directGet, inbox, req); err != nil {
 			return nil, wrapErr(ErrUnavailable, err)
 		}
 		more, past := false, false
@@ -305,13 +306,8 @@ func (r *replies) route(m *nats.Msg) {
 // complete reports whether the log still holds every entry after seq: no
 // entry above it has aged out of the retention window. Age-based removal
 // takes the oldest entries first, so it holds when the stream's first
-// sequence is at most after+1. A session created within the retention
-// window (created, when known) has lost nothing either. The first sequence
-// is cached for a second.
-func (l *jsLog) complete(ctx context.Context, after uint64, created time.Time, retention time.Duration) (bool, error) {
-	if !created.IsZero() && time.Since(created) < retention-time.Minute {
-		return true, nil
-	}
+// sequence is at most after+1. The first sequence is cached for a second.
+func (l *jsLog) complete(ctx context.Context, after uint64) (bool, error) {
 	l.firstMu.Lock()
 	defer l.firstMu.Unlock()
 	if after+1 >= l.firstSeq && time.Since(l.firstAt) < time.Second {

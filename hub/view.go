@@ -39,8 +39,8 @@ type view struct {
 }
 
 // acquire returns the view of session id, creating and loading it when
-// needed; after is the caller's version (its cookie's seq), created its
-// creation time. The caller must release it.
+// needed; after is the caller's version (its cookie's seq), where a new
+// view starts. The caller must release it.
 func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 	h.checkReconnect()
 	h.mu.Lock()
@@ -258,30 +258,22 @@ func (v *view) catchUpLocked(ctx context.Context) {
 	}
 	deadline := time.NewTimer(250 * time.Millisecond)
 	defer deadline.Stop()
-	for v.last < v.want {
+	for waiting := true; waiting && v.last < v.want; {
 		moved := v.moved
 		v.mu.Unlock()
 		select {
 		case <-moved:
-			v.mu.Lock()
-			continue
 		case <-deadline.C:
+			waiting = false
 		case <-ctx.Done():
+			waiting = false
 		}
 		v.mu.Lock()
-		break
 	}
 	if v.last < v.want {
-		after := v.last
-		v.mu.Unlock()
-		changes, err := v.h.log.fetch(ctx, v.id, after, 0)
-		v.mu.Lock()
-		if err != nil {
+		if err := v.fetchLocked(ctx); err != nil {
 			v.h.opts.Logger.Warn("session view: catching up failed", "session", v.id, "err", err)
 			return
-		}
-		for _, c := range changes {
-			v.appendLocked(c)
 		}
 		// JetStream has nothing more: do not wait for it again.
 		v.want = min(v.want, v.last)
@@ -305,16 +297,22 @@ func (v *view) sinceLocked(after uint64) ([]Change, bool) {
 // every entry acknowledged before the call.
 func (v *view) sync(ctx context.Context) error {
 	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.fetchLocked(ctx)
+}
+
+// fetchLocked reads every entry above last from JetStream, without the
+// lock, and appends them. Having read everything above last in one go,
+// the view is whole again unless it moved meanwhile.
+func (v *view) fetchLocked(ctx context.Context) error {
 	after := v.last
 	v.mu.Unlock()
 	changes, err := v.h.log.fetch(ctx, v.id, after, 0)
+	v.mu.Lock()
 	if err != nil {
 		return err
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.last == after {
-		// Everything above after, read in one go: the view is whole again.
 		v.stale = false
 	}
 	for _, c := range changes {
@@ -323,7 +321,8 @@ func (v *view) sync(ctx context.Context) error {
 	return nil
 }
 
-// close unsubscribes; with code > 0 it also closes every socket.
+// close unsubscribes and drops the tail (the janitor and Close call it;
+// sockets are closed by their own paths).
 func (v *view) close() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
