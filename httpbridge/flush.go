@@ -79,23 +79,8 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 			WriteError(w, status, "forbidden", "cross-site request")
 			return
 		}
-		s, err := store.Load(r)
-		if err != nil {
-			o.Logger.Debug("session cookie refused", "reason", session.ReasonOf(err), "err", err)
-		}
-		if id := s.ID(); id != "" && o.Log != nil {
-			if sy, ok := o.Log.(Syncer); ok {
-				atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
-				if err := sy.Sync(r.Context(), id, atLeast); err != nil {
-					o.Logger.Warn("session log unavailable, flushing the cookie alone", "err", err)
-				}
-			}
-			if ops, err := o.Log.Pending(r.Context(), id, s.Seq()); err != nil {
-				o.Logger.Warn("session log unavailable, flushing the cookie alone", "err", err)
-			} else {
-				s.Fold(ops)
-			}
-		}
+		atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+		s := load(r, store, &mo, &atLeast)
 		if s.ID() != "" {
 			// The bridge always re-issues the cookie, and keeps the ID even
 			// while the session is empty: sockets may be using it.

@@ -89,6 +89,13 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 // It never fails: a refused cookie yields a new session (reported to
 // OnLoad and logged), an unreachable log leaves the cookie's snapshot.
 func Load(r *http.Request, store *session.Store, o *Options) *session.Session {
+	return load(r, store, o, nil)
+}
+
+// load is Load; with sync set and a Log that is a Syncer, it first brings
+// the log's view up to everything acknowledged (at least *sync, when not
+// 0), as the bridge needs.
+func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *session.Session {
 	s, err := store.Load(r)
 	if err != nil {
 		o.Logger.Debug("session cookie refused", "reason", session.ReasonOf(err), "err", err)
@@ -96,16 +103,21 @@ func Load(r *http.Request, store *session.Store, o *Options) *session.Session {
 	if o.OnLoad != nil {
 		o.OnLoad(r, err)
 	}
-	if o.Log != nil {
-		if id := s.ID(); id != "" {
-			ops, err := o.Log.Pending(r.Context(), id, s.Seq())
-			if err != nil {
-				o.Logger.Warn("session log unavailable, using the cookie alone", "err", err)
-			} else {
-				s.Fold(ops)
-			}
+	id := s.ID()
+	if o.Log == nil || id == "" {
+		return s
+	}
+	if sy, ok := o.Log.(Syncer); ok && sync != nil {
+		if err := sy.Sync(r.Context(), id, *sync); err != nil {
+			o.Logger.Warn("session log unavailable, using the cookie alone", "err", err)
 		}
 	}
+	ops, err := o.Log.Pending(r.Context(), id, s.Seq())
+	if err != nil {
+		o.Logger.Warn("session log unavailable, using the cookie alone", "err", err)
+		return s
+	}
+	s.Fold(ops)
 	return s
 }
 

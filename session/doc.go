@@ -17,9 +17,7 @@
 // sequence order ([Session.Fold], [Snapshot.Fold]). Ops at or below Seq
 // are skipped, so folding the same ops again, from a stale cookie or a
 // retried request, changes nothing; ops that share a sequence number are
-// one log entry, folded whole. [Session.Rebase] replaces the values and
-// version with a snapshot rebuilt from the log, when others wrote between
-// a request's load and its append.
+// one log entry, folded whole.
 //
 // The changes a handler makes with [Session.Set], [Session.Delete],
 // [Session.Clear] and [Session.Apply] are recorded ([Session.TakeOps]) so

@@ -559,18 +559,3 @@ func (op Op) apply(values map[string]json.RawMessage) {
 // now is the clock of the package; tests do not replace it (codecs and
 // stores take their own clock).
 func now() time.Time { return time.Now().Truncate(time.Second) }
-
-// Rebase replaces the values and the version with snap's (the ID,
-// permanent flag and modification state stay). The middleware uses it when
-// the log holds ops written by others between a request's load and its
-// append: snap is then the cookie's snapshot with the whole log folded in.
-func (s *Session) Rebase(snap Snapshot) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.values = maps.Clone(snap.Values)
-	if s.values == nil {
-		s.values = map[string]json.RawMessage{}
-	}
-	s.seq = snap.Seq
-	s.advanced = true
-}

@@ -322,43 +322,6 @@ func TestEnd(t *testing.T) {
 	}
 }
 
-// TestRebase: values and version come from the snapshot; ID, permanent
-// flag and modification state stay; the cookie is rewritten.
-func TestRebase(t *testing.T) {
-	t.Parallel()
-	st := newStore(t, session.Options{})
-	s := load(t, st, issue(t, st, true, "user", "ada"))
-	id := s.ID()
-	mustSet(t, s, "mine", 1)
-	s.Rebase(session.Snapshot{ID: "ffffffffffffffffffffffffffffffff", Seq: 12, Values: vals("mine", "1", "theirs", "2"), Permanent: false})
-	if s.ID() != id || !s.Permanent() || s.Seq() != 12 || !s.Modified() || !s.Advanced() {
-		t.Errorf("after Rebase: id %q seq %d permanent %v modified %v", s.ID(), s.Seq(), s.Permanent(), s.Modified())
-	}
-	if !sameValues(s.Values(), vals("mine", "1", "theirs", "2")) {
-		t.Errorf("values after Rebase: %s", s.Values())
-	}
-	// The session does not share the snapshot's map.
-	snap := session.Snapshot{Seq: 13, Values: vals("k", "1")}
-	s.Rebase(snap)
-	snap.Values["k"] = json.RawMessage("2")
-	if v, _ := s.Value("k"); string(v) != "1" {
-		t.Error("Rebase kept the caller's map")
-	}
-	s.Rebase(session.Snapshot{Seq: 14})
-	if s.Len() != 0 || s.Seq() != 14 {
-		t.Errorf("Rebase on an empty snapshot: len %d seq %d", s.Len(), s.Seq())
-	}
-	mustSet(t, s, "after", 1) // a nil map would panic here
-	c := save(t, st, s).cookie
-	if c == nil {
-		t.Fatal("rebased session wrote no cookie")
-	}
-	got := load(t, st, c)
-	if got.Seq() != 14 || got.ID() != id || !sameValues(got.Values(), vals("after", "1")) {
-		t.Errorf("cookie after Rebase: id %q seq %d values %s", got.ID(), got.Seq(), got.Values())
-	}
-}
-
 // TestSnapshotRoundTrip: Snapshot and FromSnapshot carry the state, and
 // a loaded session is neither accessed nor modified.
 func TestSnapshotRoundTrip(t *testing.T) {
