@@ -403,3 +403,32 @@ func TestNotAnUpgrade(t *testing.T) {
 		t.Fatalf("plain GET: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
 }
+
+// A session the cookie can no longer carry (server-side writes skip the
+// budget): the bridge answers 413 too_large and leaves the cookie alone,
+// rather than a version the client does not have.
+func TestFlushTooLarge(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	before := c.cookie(in)
+	op, _ := session.SetOp("note", json.RawMessage(fmt.Sprintf("%q", strings.Repeat("x", 5000))))
+	if _, err := in.hub.Write(context.Background(), sessionID(t, in.store, before), op); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", in.srv.URL+"/hub/flush", nil)
+	req.AddCookie(&http.Cookie{Name: "session", Value: before})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error struct{ Code string } }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || body.Error.Code != "too_large" || len(resp.Cookies()) != 0 {
+		t.Fatalf("flush: %d %+v cookies %v", resp.StatusCode, body, resp.Cookies())
+	}
+}

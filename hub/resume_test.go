@@ -172,3 +172,22 @@ func TestResumeLargerThanBufferResets(t *testing.T) {
 		}
 	}
 }
+
+// Go code pushes an event to the socket: {"type":"push","name","data"}.
+func TestPush(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	in.hub.Handle("ping", func(ctx context.Context, ev *hub.Event) (any, error) {
+		return nil, ev.Socket.Push("pong", map[string]int{"n": 7})
+	})
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	if r := s.reply(s.send(map[string]any{"type": "event", "name": "ping"})); r["type"] != "ack" {
+		t.Fatalf("event: %v", r)
+	}
+	m := s.expect("push")
+	if m["name"] != "pong" || m["data"].(map[string]any)["n"] != float64(7) {
+		t.Fatalf("push: %v", m)
+	}
+}

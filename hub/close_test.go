@@ -1,0 +1,32 @@
+package hub
+
+import (
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// TestReconnect holds the close-code table of docs/PROTOCOL.md.
+func TestReconnect(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		code              websocket.StatusCode
+		reconnect, resume bool
+	}{
+		{CloseNormal, false, false},
+		{CloseGoingAway, true, true},
+		{ClosePolicy, false, false},
+		{CloseTooBig, true, true},
+		{CloseInternal, true, true},
+		{CloseSessionEnded, false, false},
+		{CloseSessionRotated, true, false},
+		{CloseTooSlow, true, true},
+		{ClosePingTimeout, true, true},
+		{websocket.StatusAbnormalClosure, true, true}, // 1006: dropped without a close frame
+	}
+	for _, tt := range tests {
+		if rc, rs := Reconnect(tt.code); rc != tt.reconnect || rs != tt.resume {
+			t.Errorf("Reconnect(%d) = %v, %v; want %v, %v", tt.code, rc, rs, tt.reconnect, tt.resume)
+		}
+	}
+}
