@@ -433,7 +433,7 @@ func (c *conn) resetLocked() {
 	if changes, ok := c.v.sinceLocked(snap.Seq); ok && len(changes) > 0 {
 		snap = snap.Fold(flatten(changes))
 	}
-	c.queue(mustJSON(resetMsg{Type: TypeReset, Seq: snap.Seq, Values: c.h.readable(snap.Values)}))
+	c.queue(mustJSON(resetMsg{Type: TypeReset, Seq: snap.Seq, Values: c.h.ReadableValues(snap.Values)}))
 }
 
 func (c *conn) snapSeq() uint64 {

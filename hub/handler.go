@@ -21,7 +21,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.opts.Prefix + "/ws":
 		h.serveWS(w, r)
 	case h.opts.Prefix + "/flush":
-		h.FlushHandler(nil).ServeHTTP(w, r)
+		h.flush.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -203,7 +203,7 @@ func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
 			ended = ended || op.Type == session.OpEnd
 		}
 	}
-	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.readable(c.snap.Values)}))
+	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.ReadableValues(c.snap.Values)}))
 	v.conns[c] = struct{}{}
 	return ended, true
 }

@@ -36,6 +36,8 @@ type Hub struct {
 	opts Options
 	log  *jsLog
 
+	flush http.Handler // the bridge at <Prefix>/flush
+
 	mu       sync.Mutex
 	views    map[string]*view
 	handlers map[string]EventHandler
@@ -70,6 +72,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		handlers: map[string]EventHandler{},
 		closed:   make(chan struct{}),
 	}
+	h.flush = h.FlushHandler(nil)
 	if err := h.log.ensure(ctx, &o); err != nil {
 		return nil, err
 	}
@@ -471,8 +474,9 @@ func (s *Socket) Push(name string, data any) error {
 	return nil
 }
 
-// readable returns the client-readable subset of values.
-func (h *Hub) readable(values map[string]json.RawMessage) map[string]json.RawMessage {
+// ReadableValues returns the client-readable subset of values: what the
+// browser may see of a session.
+func (h *Hub) ReadableValues(values map[string]json.RawMessage) map[string]json.RawMessage {
 	out := make(map[string]json.RawMessage, len(values))
 	for k, v := range values {
 		if h.opts.Keys[k].Read {

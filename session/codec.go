@@ -34,7 +34,10 @@ func GenerateKeyPair(encrypt bool) KeyPair {
 	return kp
 }
 
-func (kp KeyPair) validate() error {
+// Validate reports whether the keys have usable lengths: a hash key of at
+// least 32 bytes, a block key of 0, 16, 24 or 32. The error wraps
+// ErrBadKey.
+func (kp KeyPair) Validate() error {
 	if len(kp.Hash) < 32 {
 		return fmt.Errorf("%w: hash key is %d bytes, want at least 32", ErrBadKey, len(kp.Hash))
 	}
@@ -94,7 +97,7 @@ func NewCodec(opts CodecOptions) (*Codec, error) {
 	}
 	c.encrypt = len(opts.Keys[0].Block) > 0
 	for i, kp := range opts.Keys {
-		if err := kp.validate(); err != nil {
+		if err := kp.Validate(); err != nil {
 			return nil, fmt.Errorf("key %d: %w", i, err)
 		}
 		var block []byte

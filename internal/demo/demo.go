@@ -31,9 +31,6 @@ type Options struct {
 	// Hub is the session log and the sockets' hub (mounted by the caller at
 	// /hub/). Required.
 	Hub *hub.Hub
-	// AllowedOrigins: host patterns allowed to POST besides the request's
-	// own host (hub.Options.AllowedOrigins). Default: none.
-	AllowedOrigins []string
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
 	// OnLoad is passed to the session middleware
@@ -98,13 +95,7 @@ type View struct {
 }
 
 func (a *App) view(s *session.Session) View {
-	v := View{Seq: s.Seq(), Values: map[string]json.RawMessage{}}
-	for k, raw := range s.Values() {
-		if a.opts.Hub.Readable(k) {
-			v.Values[k] = raw
-		}
-	}
-	return v
+	return View{Seq: s.Seq(), Values: a.opts.Hub.ReadableValues(s.Values())}
 }
 
 // pageData is what index.html renders.
@@ -167,7 +158,7 @@ func display(s *session.Session, key string) string {
 func (a *App) getSession(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	s.MarkAccessed()
-	writeJSON(w, http.StatusOK, a.view(s))
+	httpbridge.WriteJSON(w, http.StatusOK, a.view(s))
 }
 
 // postSettings writes a JSON object of settings through the log: open
@@ -180,7 +171,7 @@ func (a *App) postSettings(w http.ResponseWriter, r *http.Request) {
 		httpbridge.WriteError(w, http.StatusBadRequest, "invalid_json", err.Error())
 		return
 	}
-	policies := Keys()
+	policies := a.opts.Hub.Options().Keys
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		p, ok := policies[k]
 		if !ok || !p.Write {
@@ -244,7 +235,7 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	id := s.End()
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]bool{"ended": true})
+		httpbridge.WriteJSON(w, http.StatusOK, map[string]bool{"ended": true})
 	} else {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	}
@@ -263,6 +254,7 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 func (a *App) commitJSON(w http.ResponseWriter, s *session.Session) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(a.view(s))
 }
@@ -270,7 +262,7 @@ func (a *App) commitJSON(w http.ResponseWriter, s *session.Session) {
 // sameOrigin refuses cross-site state-changing requests with 403.
 func (a *App) sameOrigin(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin.CrossSite(r, a.opts.AllowedOrigins) {
+		if origin.CrossSite(r, a.opts.Hub.Options().AllowedOrigins) {
 			httpbridge.WriteError(w, http.StatusForbidden, "forbidden", "cross-site request")
 			return
 		}
@@ -335,13 +327,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // staticFiles serves the page's script, style sheet and the client

@@ -62,9 +62,8 @@ func parseKeyEntry(entry string) (session.KeyPair, error) {
 			return session.KeyPair{}, fmt.Errorf("%w: empty block key", session.ErrBadKey)
 		}
 	}
-	// The codec checks the lengths.
-	if _, err := session.NewCodec(session.CodecOptions{Keys: []session.KeyPair{kp}}); err != nil {
-		return session.KeyPair{}, errors.Unwrap(err) // drop its "key 0: " prefix
+	if err := kp.Validate(); err != nil {
+		return session.KeyPair{}, err
 	}
 	return kp, nil
 }

@@ -214,11 +214,10 @@ func (s *Server) natsDescription() string {
 // health and metrics, each counted under its route name.
 func (s *Server) routes() (http.Handler, error) {
 	app, err := demo.New(&demo.Options{
-		Store:          s.store,
-		Hub:            s.hub,
-		AllowedOrigins: s.cfg.AllowedOrigins,
-		Logger:         s.log,
-		OnLoad:         s.metrics.CookieLoaded,
+		Store:  s.store,
+		Hub:    s.hub,
+		Logger: s.log,
+		OnLoad: s.metrics.CookieLoaded,
 	})
 	if err != nil {
 		return nil, err
