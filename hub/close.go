@@ -17,13 +17,17 @@ const (
 )
 
 // Reconnect reports whether a client should reconnect after code, and
-// whether it should resume from its last seq.
+// whether it should resume from its last seq. 1000, 1008 and 4000 stop;
+// 4001 reconnects without resuming; every other code (1001, 1006, 1009,
+// 1011, 4002, 4003, and codes a proxy or a future server may send)
+// reconnects and resumes. web/sessionhub.js's closePolicy is the same
+// table.
 func Reconnect(code websocket.StatusCode) (reconnect, resume bool) {
 	switch code {
-	case CloseGoingAway, CloseTooSlow, ClosePingTimeout, CloseTooBig, CloseInternal, websocket.StatusAbnormalClosure:
-		return true, true
+	case CloseNormal, ClosePolicy, CloseSessionEnded:
+		return false, false
 	case CloseSessionRotated:
 		return true, false
 	}
-	return false, false
+	return true, true
 }

@@ -23,6 +23,8 @@ func TestReconnect(t *testing.T) {
 		{CloseTooSlow, true, true},
 		{ClosePingTimeout, true, true},
 		{websocket.StatusAbnormalClosure, true, true}, // 1006: dropped without a close frame
+		{websocket.StatusServiceRestart, true, true},  // 1012, not ours: reconnect and resume
+		{4999, true, true},
 	}
 	for _, tt := range tests {
 		if rc, rs := Reconnect(tt.code); rc != tt.reconnect || rs != tt.resume {

@@ -198,7 +198,7 @@ export class Client extends EventTarget {
     this._flushing = p;
     p.then(
       () => this._afterFlush(p, true),
-      () => this._afterFlush(p, false),
+      (err) => this._afterFlush(p, false, err),
     );
     return p;
   }
@@ -509,7 +509,7 @@ export class Client extends EventTarget {
   // flight), it flushes again, with backoff after a failure or a flush that
   // did not catch up, and gives up after a few tries until the next ack or
   // welcome.
-  _afterFlush(p, ok) {
+  _afterFlush(p, ok, err) {
     if (this._flushing === p) this._flushing = null;
     const again = this._flushAgain;
     this._flushAgain = false;
@@ -517,6 +517,8 @@ export class Client extends EventTarget {
       this._flushAttempt = 0;
       return;
     }
+    // The protocol's "do not retry" codes: the same flush would fail again.
+    if (!ok && (err?.code === 'too_large' || err?.code === 'forbidden')) return;
     if (ok && again) this._scheduleFlush();
     else if (this._flushAttempt < 5) this._scheduleFlush(backoff(this._flushAttempt++, 250, 5000));
   }
@@ -532,7 +534,15 @@ export class Client extends EventTarget {
       headers: { Accept: 'application/json' },
     });
     if (!res.ok) {
-      throw new SessionhubError(res.status === 403 ? 'forbidden' : 'unavailable', `flush: HTTP ${res.status}`);
+      // The bridge's JSON error names its code (forbidden, too_large, ...);
+      // anything unreadable is a server that could not be reached.
+      let code = 'unavailable';
+      try {
+        code = (await res.json())?.error?.code || code;
+      } catch {
+        // not JSON: a proxy or a dead server
+      }
+      throw new SessionhubError(code, `flush: HTTP ${res.status}`);
     }
     const body = await res.json();
     this.inCookieSeq = typeof body.seq === 'number' ? body.seq : 0;
