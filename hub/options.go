@@ -103,6 +103,17 @@ type Options struct {
 	Metrics Metrics
 }
 
+// The defaults of the Options fields a server exposes as flags.
+const (
+	DefaultReplicas         = 1
+	DefaultRetention        = 24 * time.Hour
+	DefaultMaxOpsPerSession = 10000
+	DefaultReadLimit        = 32 << 10
+	DefaultRateLimit        = 50.0
+	DefaultRateBurst        = 100
+	DefaultSendBuffer       = 256
+)
+
 func (o *Options) withDefaults() (Options, error) {
 	var out Options
 	if o != nil {
@@ -139,19 +150,19 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.Subject == "" {
 		out.Subject = "sessionhub"
 	}
-	def(&out.Replicas, 1)
-	defDur(&out.Retention, 24*time.Hour)
-	def(&out.MaxOpsPerSession, 10000)
+	def(&out.Replicas, DefaultReplicas)
+	defDur(&out.Retention, DefaultRetention)
+	def(&out.MaxOpsPerSession, DefaultMaxOpsPerSession)
 	def(&out.MaxEntrySize, 64<<10)
 	defDur(&out.WriteTimeout, 5*time.Second)
 	if out.ReadLimit <= 0 {
-		out.ReadLimit = 32 << 10
+		out.ReadLimit = DefaultReadLimit
 	}
 	if out.RateLimit <= 0 {
-		out.RateLimit = 50
+		out.RateLimit = DefaultRateLimit
 	}
-	def(&out.RateBurst, 100)
-	def(&out.SendBuffer, 256)
+	def(&out.RateBurst, DefaultRateBurst)
+	def(&out.SendBuffer, DefaultSendBuffer)
 	defDur(&out.PingInterval, 25*time.Second)
 	defDur(&out.PingTimeout, 10*time.Second)
 	defDur(&out.WriteWait, 10*time.Second)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -85,13 +86,13 @@ func DefaultConfig() Config {
 		Lifetime:         session.DefaultLifetime,
 		Refresh:          true,
 		Durability:       natsserver.DurabilityDefault,
-		Replicas:         1,
-		Retention:        24 * time.Hour,
-		MaxOpsPerSession: 10000,
-		ReadLimit:        32 << 10,
-		RateLimit:        50,
-		RateBurst:        100,
-		SendBuffer:       256,
+		Replicas:         hub.DefaultReplicas,
+		Retention:        hub.DefaultRetention,
+		MaxOpsPerSession: hub.DefaultMaxOpsPerSession,
+		ReadLimit:        hub.DefaultReadLimit,
+		RateLimit:        hub.DefaultRateLimit,
+		RateBurst:        hub.DefaultRateBurst,
+		SendBuffer:       hub.DefaultSendBuffer,
 		LogLevel:         slog.LevelInfo,
 		ShutdownTimeout:  10 * time.Second,
 	}
