@@ -35,8 +35,6 @@ type FlushOptions struct {
 	AllowedOrigins []string
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
-	// OnFlush, when set, is called after each flush with the outcome.
-	OnFlush func(r *http.Request, status int)
 }
 
 // FlushResponse is the bridge's JSON response.
@@ -62,21 +60,13 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 	}
 	mo := Options{Log: o.Log, Logger: o.Logger}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		status := http.StatusOK
-		defer func() {
-			if o.OnFlush != nil {
-				o.OnFlush(r, status)
-			}
-		}()
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			status = http.StatusMethodNotAllowed
-			WriteError(w, status, "method_not_allowed", "use POST")
+			WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 			return
 		}
 		if origin.CrossSite(r, o.AllowedOrigins) {
-			status = http.StatusForbidden
-			WriteError(w, status, "forbidden", "cross-site request")
+			WriteError(w, http.StatusForbidden, "forbidden", "cross-site request")
 			return
 		}
 		atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
@@ -90,8 +80,7 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 		if _, err := Commit(r.Context(), store, &mo, s, w.Header()); err != nil {
 			// The cookie cannot carry the session: say so rather than report
 			// a version the client does not have.
-			status = http.StatusInternalServerError
-			code, msg := "internal", "the session cookie could not be written"
+			status, code, msg := http.StatusInternalServerError, "internal", "the session cookie could not be written"
 			if errors.Is(err, session.ErrTooLarge) {
 				status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "the session no longer fits its cookie"
 			}

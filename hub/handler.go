@@ -28,7 +28,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // FlushHandler returns the bridge endpoint bound to this hub. opts may set
-// OnFlush and Logger; Log, Readable and AllowedOrigins come from the hub.
+// Logger; Log, Readable and AllowedOrigins come from the hub.
 func (h *Hub) FlushHandler(opts *httpbridge.FlushOptions) http.Handler {
 	var o httpbridge.FlushOptions
 	if opts != nil {

@@ -17,7 +17,7 @@ import (
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 
 // Metrics implements hub.Metrics with Prometheus, on its own registry,
-// and counts the server's HTTP requests, flushes and refused cookies.
+// and counts the server's HTTP requests (the bridge's flushes are handler="flush") and refused cookies.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -29,8 +29,6 @@ type Metrics struct {
 	ackLatency     *prometheus.HistogramVec
 	errors         *prometheus.CounterVec
 	delivered      prometheus.Counter
-	flushes        *prometheus.CounterVec
-	flushLatency   prometheus.Histogram
 	httpRequests   *prometheus.CounterVec
 	httpLatency    *prometheus.HistogramVec
 	cookiesRefused *prometheus.CounterVec
@@ -68,13 +66,6 @@ func NewMetrics() *Metrics {
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_changes_delivered_total", Help: "Change messages queued to sockets.",
 		}),
-		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sessionhub_flushes_total", Help: "Bridge flushes (POST /hub/flush), by HTTP status.",
-		}, []string{"status"}),
-		flushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "sessionhub_flush_duration_seconds", Help: "Time to serve a bridge flush.",
-			Buckets: latencyBuckets,
-		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionhub_http_requests_total", Help: "HTTP requests, by route, method and status.",
 		}, []string{"handler", "method", "code"}),
@@ -91,7 +82,7 @@ func NewMetrics() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.socketsOpen, m.socketsClosed, m.viewsOpen, m.sessionsViewed,
 		m.opsStaged, m.ackLatency, m.errors, m.delivered,
-		m.flushes, m.flushLatency, m.httpRequests, m.httpLatency, m.cookiesRefused,
+		m.httpRequests, m.httpLatency, m.cookiesRefused,
 	)
 	// Known label values start at zero, so every family is exposed from the
 	// start and rates need no special case for a missing series.
@@ -105,9 +96,6 @@ func NewMetrics() *Metrics {
 	}
 	for _, code := range []int{1000, 1001, 1008, 1009, 1011, 4000, 4001, 4002, 4003} {
 		m.socketsClosed.WithLabelValues(strconv.Itoa(code))
-	}
-	for _, st := range []int{http.StatusOK, http.StatusForbidden, http.StatusMethodNotAllowed} {
-		m.flushes.WithLabelValues(strconv.Itoa(st))
 	}
 	for _, r := range []session.Reason{session.ReasonTampered, session.ReasonExpired, session.ReasonFuture, session.ReasonMalformed, session.ReasonTooLong} {
 		m.cookiesRefused.WithLabelValues(string(r))
@@ -156,11 +144,6 @@ func (m *Metrics) Error(code hub.Code) { m.errors.WithLabelValues(string(code)).
 // Delivered implements hub.Metrics.
 func (m *Metrics) Delivered(n int) { m.delivered.Add(float64(n)) }
 
-// Flushed counts a bridge flush (httpbridge.FlushOptions.OnFlush).
-func (m *Metrics) Flushed(r *http.Request, status int) {
-	m.flushes.WithLabelValues(strconv.Itoa(status)).Inc()
-}
-
 // CookieLoaded counts refused cookies (httpbridge.Options.OnLoad).
 func (m *Metrics) CookieLoaded(r *http.Request, err error) {
 	if reason := session.ReasonOf(err); reason != "" && reason != session.ReasonMissing {
@@ -184,9 +167,6 @@ func (m *Metrics) Instrument(handler string, next http.Handler) http.Handler {
 		if timed {
 			d := time.Since(start).Seconds()
 			m.httpLatency.WithLabelValues(handler).Observe(d)
-			if handler == "flush" {
-				m.flushLatency.Observe(d)
-			}
 		}
 	})
 }

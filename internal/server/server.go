@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/demo"
 	"github.com/sessionhub/sessionhub/internal/natsserver"
@@ -225,7 +224,7 @@ func (s *Server) routes() (http.Handler, error) {
 	m := s.metrics
 	mux := http.NewServeMux()
 	mux.Handle("/hub/ws", m.Instrument("ws", s.hub))
-	mux.Handle("/hub/flush", m.Instrument("flush", s.hub.FlushHandler(&httpbridge.FlushOptions{OnFlush: m.Flushed})))
+	mux.Handle("/hub/flush", m.Instrument("flush", s.hub.FlushHandler(nil)))
 	mux.Handle("/hub/", m.Instrument("hub", s.hub))
 	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("GET /metrics", m.Instrument("metrics", m.Handler()))
