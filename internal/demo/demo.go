@@ -113,9 +113,7 @@ func (a *App) index(w http.ResponseWriter, r *http.Request) {
 		// Give the page and its socket one session from the start.
 		s.EnsureID()
 	}
-	if !s.Permanent() {
-		s.SetPermanent(true) // preferences outlive the browser session
-	}
+	s.SetPermanent(true) // preferences outlive the browser session (a no-op once set)
 	d := pageData{
 		Seq:           s.Seq(),
 		Colour:        display(s, KeyColour),
@@ -194,9 +192,7 @@ func (a *App) postSettings(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !s.Permanent() {
-		s.SetPermanent(true)
-	}
+	s.SetPermanent(true)
 	a.commitJSON(w, s)
 }
 

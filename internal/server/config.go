@@ -307,7 +307,7 @@ Flags (each also an environment variable; flags win):
 		fmt.Fprintf(w, "%-34s %s\n", line, EnvName(f.Name))
 		def := f.DefValue
 		switch {
-		case def == "" || def == "0s":
+		case def == "":
 			usage += " (default: none)"
 		case f.Name == "data":
 			usage += " (default: ./" + def + ")"
