@@ -37,12 +37,12 @@ func Example() {
 		var settings map[string]json.RawMessage
 		err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2048)).Decode(&settings)
 		if err != nil || settings == nil { // not JSON, not an object, or null
-			httpbridge.WriteError(w, http.StatusBadRequest, "bad_request", "expected a JSON object")
+			http.Error(w, "expected a JSON object", http.StatusBadRequest)
 			return
 		}
 		s := httpbridge.FromContext(r.Context())
 		if err := s.Set("settings", settings); err != nil {
-			httpbridge.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -83,7 +83,7 @@ func Example() {
 	do(http.MethodGet, "")
 	// Output:
 	// POST 200 {"saved":["lang","theme"]}
-	// POST 400 {"error":{"code":"bad_request","message":"expected a JSON object"}}
-	// POST 400 {"error":{"code":"bad_request","message":"expected a JSON object"}}
+	// POST 400 expected a JSON object
+	// POST 400 expected a JSON object
 	// GET 200 {"lang":"en","theme":"dark"}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -31,10 +32,12 @@ type FlushOptions struct {
 	// are in the response. Default: none.
 	Readable func(key string) bool
 	// AllowedOrigins: host patterns allowed besides the request's own host
-	// (see hub.Options.AllowedOrigins). Default: none.
+	// (as hub.Options.AllowedOrigins). Default: none.
 	AllowedOrigins []string
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
+	// OnLoad, as Options.OnLoad. Default: nil.
+	OnLoad func(r *http.Request, err error)
 }
 
 // FlushResponse is the bridge's JSON response.
@@ -46,7 +49,8 @@ type FlushResponse struct {
 // Flush returns the bridge endpoint (POST): it folds every pending op of
 // the session into the cookie and answers 200 with {"seq","values"} (the
 // client-readable values) and the refreshed Set-Cookie. A cross-site
-// request gets 403, any method but POST 405, both as JSON errors.
+// request gets 403, any method but POST 405, a session that no longer
+// fits its cookie 413, as JSON errors (docs/PROTOCOL.md).
 func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 	var o FlushOptions
 	if opts != nil {
@@ -58,15 +62,15 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 	if o.Readable == nil {
 		o.Readable = func(string) bool { return false }
 	}
-	mo := Options{Log: o.Log, Logger: o.Logger}
+	mo := Options{Log: o.Log, Logger: o.Logger, OnLoad: o.OnLoad}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			protocol.WriteCode(w, protocol.CodeMethodNotAllowed, "use POST")
 			return
 		}
 		if origin.CrossSite(r, o.AllowedOrigins) {
-			WriteError(w, http.StatusForbidden, "forbidden", "cross-site request")
+			protocol.WriteCode(w, protocol.CodeForbidden, "cross-site request")
 			return
 		}
 		atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
@@ -77,14 +81,14 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 			s.EnsureID()
 			s.MarkModified()
 		}
-		if _, err := Commit(r.Context(), store, &mo, s, w.Header()); err != nil {
+		if _, err := commit(r.Context(), store, &mo, s, w.Header()); err != nil {
 			// The cookie cannot carry the session: say so rather than report
 			// a version the client does not have.
-			status, code, msg := http.StatusInternalServerError, "internal", "the session cookie could not be written"
+			code, msg := protocol.CodeInternal, "the session cookie could not be written"
 			if errors.Is(err, session.ErrTooLarge) {
-				status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "the session no longer fits its cookie"
+				code, msg = protocol.CodeTooLarge, "the session no longer fits its cookie"
 			}
-			WriteError(w, status, code, msg)
+			protocol.WriteCode(w, code, msg)
 			return
 		}
 		snap := s.Snapshot()
@@ -94,21 +98,6 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 				resp.Values[k] = v
 			}
 		}
-		WriteJSON(w, http.StatusOK, resp)
+		protocol.WriteJSON(w, http.StatusOK, resp)
 	})
-}
-
-// WriteError writes a JSON error body {"error":{"code","message"}}.
-func WriteError(w http.ResponseWriter, status int, code, message string) {
-	WriteJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
-}
-
-// WriteJSON writes v as a JSON response with status; a session's answer
-// is never cached.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -87,7 +87,11 @@ func (l *memLog) Pending(_ context.Context, id string, after uint64) ([]session.
 	return l.afterLocked(id, after), nil
 }
 
-func (l *memLog) Append(_ context.Context, id, source string, after uint64, ops []session.Op) ([]session.Op, error) {
+func (l *memLog) Append(ctx context.Context, id string, after uint64, ops []session.Op) ([]session.Op, error) {
+	return l.appendFrom(ctx, id, "http", after, ops)
+}
+
+func (l *memLog) appendFrom(_ context.Context, id, source string, after uint64, ops []session.Op) ([]session.Op, error) {
 	l.mu.Lock()
 	hook := l.beforeAppend
 	l.beforeAppend = nil
@@ -127,7 +131,7 @@ func (l *memLog) afterLocked(id string, after uint64) []session.Op {
 // write appends ops for id as another writer (a socket) would.
 func (l *memLog) write(t testing.TB, id string, ops ...session.Op) uint64 {
 	t.Helper()
-	got, err := l.Append(context.Background(), id, "ws", 0, ops)
+	got, err := l.appendFrom(context.Background(), id, "ws", 0, ops)
 	if err != nil {
 		t.Fatal(err)
 	}

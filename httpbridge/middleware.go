@@ -5,12 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/sessionhub/sessionhub/session"
 )
-
-// Source values of ops appended by the middleware.
-const SourceHTTP = "http"
 
 // Log is the session log the middleware folds from and appends to.
 // *hub.Hub implements it. A nil Log makes the middleware a plain signed
@@ -19,11 +17,22 @@ type Log interface {
 	// Pending returns the retained ops of session id with a sequence above
 	// after, in sequence order.
 	Pending(ctx context.Context, id string, after uint64) ([]session.Op, error)
-	// Append appends ops to the log of session id as one entry, durably,
-	// and returns every op of the log after the sequence after up to and
-	// including the new entry, in sequence order: the ops others appended
-	// in between, then ops with their sequence number.
-	Append(ctx context.Context, id, source string, after uint64, ops []session.Op) ([]session.Op, error)
+	// Append appends an HTTP handler's ops to the log of session id as one
+	// entry, durably, and returns every op of the log after the sequence
+	// after up to and including the new entry, in sequence order: the ops
+	// others appended in between, then ops with their sequence number.
+	Append(ctx context.Context, id string, after uint64, ops []session.Op) ([]session.Op, error)
+}
+
+// Ender is implemented by a Log that also has sockets to close. After a
+// response whose handler ended the session (session.Session.End) the
+// middleware calls End with the ended ID; after one that rotated it
+// (session.Session.Rotate), Rotated with the old ID. Both run once the
+// handler returned and its response was flushed to the client, so that
+// sockets closed by a rotation reconnect with the new cookie.
+type Ender interface {
+	End(ctx context.Context, id string) error
+	Rotated(ctx context.Context, oldID string) error
 }
 
 // Options configures the middleware. A nil *Options uses the defaults.
@@ -73,28 +82,25 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 	o := opts.withDefaults()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s := Load(r, store, &o)
+			s := load(r, store, &o, nil)
 			sw := &saveWriter{ResponseWriter: w, save: func(h http.Header) {
-				_, _ = Commit(r.Context(), store, &o, s, h) // a failure is logged; the response goes on
+				_, _ = commit(r.Context(), store, &o, s, h) // a failure is logged; the response goes on
 			}}
 			next.ServeHTTP(sw, r.WithContext(NewContext(r.Context(), s)))
 			if !sw.commit() {
 				late(r.Context(), &o, s)
 			}
+			retire(w, r, &o, s)
 		})
 	}
 }
 
-// Load loads the session of r and folds the log's pending ops into it.
+// load loads the session of r and folds the log's pending ops into it.
 // It never fails: a refused cookie yields a new session (reported to
 // OnLoad and logged), an unreachable log leaves the cookie's snapshot.
-func Load(r *http.Request, store *session.Store, o *Options) *session.Session {
-	return load(r, store, o, nil)
-}
-
-// load is Load; with sync set and a Log that is a Syncer, it first brings
-// the log's view up to everything acknowledged (at least *sync, when not
-// 0), as the bridge needs.
+// With sync set and a Log that is a Syncer, it first brings the log's view
+// up to everything acknowledged (at least *sync, when not 0), as the
+// bridge needs.
 func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *session.Session {
 	s, err := store.Load(r)
 	if err != nil {
@@ -121,7 +127,7 @@ func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *sess
 	return s
 }
 
-// Commit appends the session's recorded changes to the log as one entry
+// commit appends the session's recorded changes to the log as one entry
 // (when there is a log and it is reachable), folds the ops others appended
 // since the handler's view (sockets, parallel requests: nobody's keys are
 // overwritten), and writes the cookie decision into h.
@@ -129,10 +135,10 @@ func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *sess
 // Folding the handler's own ops a second time, after the others', gives
 // the state of the log order: set, delete and clear re-applied on top of
 // their own effect change nothing.
-func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header) (session.Decision, error) {
+func commit(ctx context.Context, store *session.Store, o *Options, s *session.Session, h http.Header) (session.Decision, error) {
 	if o.Log != nil && !s.Ended() {
 		if ops := s.TakeOps(); len(ops) > 0 {
-			logged, err := o.Log.Append(ctx, s.ID(), SourceHTTP, s.Seq(), ops)
+			logged, err := o.Log.Append(ctx, s.ID(), s.Seq(), ops)
 			if err != nil {
 				// The changes stay in the cookie: a plain cookie session.
 				o.Logger.Warn("session log unavailable, changes kept in the cookie only", "err", err)
@@ -146,6 +152,34 @@ func Commit(ctx context.Context, store *session.Store, o *Options, s *session.Se
 		o.Logger.Error("session cookie not written", "err", err)
 	}
 	return d, err
+}
+
+// retireTimeout bounds the calls that end or rotate retired IDs.
+const retireTimeout = 5 * time.Second
+
+// retire ends or rotates, in the Log, the IDs the handler gave up, once
+// the response (and its cookie) is on its way: a socket of the old ID
+// closed by a rotation reconnects with the new cookie, not the old one.
+func retire(w http.ResponseWriter, r *http.Request, o *Options, s *session.Session) {
+	retired := s.TakeRetired()
+	en, ok := o.Log.(Ender)
+	if !ok || len(retired) == 0 {
+		return
+	}
+	_ = http.NewResponseController(w).Flush() // fails harmlessly on a hijacked connection
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), retireTimeout)
+	defer cancel()
+	for _, r := range retired {
+		var err error
+		if r.Ended {
+			err = en.End(ctx, r.ID)
+		} else {
+			err = en.Rotated(ctx, r.ID)
+		}
+		if err != nil {
+			o.Logger.Warn("session log unavailable: sockets of a retired session ID not closed", "ended", r.Ended, "err", err)
+		}
+	}
 }
 
 // saveWriter runs save once, just before the header is written.
@@ -205,7 +239,7 @@ func late(ctx context.Context, o *Options, s *session.Session) {
 		o.Logger.Warn("session changed after the response header was written; the change is lost", "ops", len(ops))
 		return
 	}
-	if _, err := o.Log.Append(ctx, s.ID(), SourceHTTP, s.Seq(), ops); err != nil {
+	if _, err := o.Log.Append(ctx, s.ID(), s.Seq(), ops); err != nil {
 		o.Logger.Warn("session changed after the response header was written and the log is unavailable; the change is lost", "err", err)
 	}
 }

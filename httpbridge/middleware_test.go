@@ -284,7 +284,7 @@ func TestMiddlewareLog(t *testing.T) {
 			s.Delete("theme")
 		})
 		entries := log.entriesOf(id)
-		if len(entries) != 1 || entries[0].source != httpbridge.SourceHTTP || len(entries[0].ops) != 3 {
+		if len(entries) != 1 || entries[0].source != "http" || len(entries[0].ops) != 3 {
 			t.Fatalf("log entries: %+v", entries)
 		}
 		snap := decode(t, c)
@@ -359,7 +359,7 @@ func TestMiddlewareLog(t *testing.T) {
 			t.Fatalf("handler saw user %q before the other write", during)
 		}
 		entries := log.entriesOf(id)
-		if len(entries) != 3 || entries[2].seq <= otherSeq || entries[2].source != httpbridge.SourceHTTP {
+		if len(entries) != 3 || entries[2].seq <= otherSeq || entries[2].source != "http" {
 			t.Fatalf("log: %+v", entries)
 		}
 		got := decode(t, sessionCookie(t, resp))

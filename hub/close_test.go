@@ -6,7 +6,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// TestReconnect holds the close-code table of docs/PROTOCOL.md.
+// TestReconnect holds the close-code ranges of docs/PROTOCOL.md.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -24,6 +24,11 @@ func TestReconnect(t *testing.T) {
 		{ClosePingTimeout, true, true},
 		{websocket.StatusAbnormalClosure, true, true}, // 1006: dropped without a close frame
 		{websocket.StatusServiceRestart, true, true},  // 1012, not ours: reconnect and resume
+		{4050, false, false},                          // unknown, in the stop range
+		{4099, false, false},
+		{4150, true, false}, // unknown, in the reconnect-without-resume range
+		{4199, true, false},
+		{4250, true, true},
 		{4999, true, true},
 	}
 	for _, tt := range tests {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/internal/natscluster"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -21,7 +21,7 @@ import (
 // over to another node and its next set reaches B too.
 func TestR3Cluster(t *testing.T) {
 	t.Parallel()
-	cl, err := natsserver.StartCluster(t.TempDir(), 3)
+	cl, err := natscluster.Start(t.TempDir(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func newClusterInstance(t testing.TB, nc *nats.Conn) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &hub.Options{Store: store, Conn: nc, Keys: demoKeys, Logger: testLogger(t), Replicas: 3}
+	o := &hub.Options{Store: store, Conn: nc, ClientKeys: demoKeys, Logger: testLogger(t), Replicas: 3}
 	var h *hub.Hub
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -127,7 +127,7 @@ func newClusterInstance(t testing.TB, nc *nats.Conn) *instance {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"seq": s.Seq(), "values": s.Values()})
 	})
-	mux.Handle("/app/", httpbridge.Middleware(store, &httpbridge.Options{Log: h, Logger: testLogger(t)})(app))
+	mux.Handle("/app/", h.Middleware(app))
 	in := &instance{t: t, hub: h, nc: nc, srv: httptest.NewServer(mux), store: store}
 	t.Cleanup(in.stop)
 	return in

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -45,173 +46,24 @@ type conn struct {
 // deliver folds a change into the socket's snapshot and queues its
 // message. It never blocks: a socket whose buffer is full is closed with
 // CloseTooSlow, everyone else keeps receiving. Called under the view's lock.
-func (c *conn) deliver(ch Change, msg []byte) {
+func (c *conn) deliver(e entry, msg []byte) {
 	c.mu.Lock()
-	if ch.Seq <= c.snap.Seq {
+	if e.Seq <= c.snap.Seq {
 		// The socket has it already (its handshake read it from
 		// JetStream): sending an older change would step the client back.
 		c.mu.Unlock()
 		return
 	}
-	c.snap = c.snap.Fold(ch.Ops)
+	c.snap = c.snap.Fold(e.Ops)
 	c.mu.Unlock()
 	if msg != nil {
 		c.queue(msg)
 	}
-	for _, op := range ch.Ops {
+	for _, op := range e.Ops {
 		if op.Type == session.OpEnd {
 			c.close(CloseSessionEnded, "session ended")
 		}
 	}
-}
-
-// queue hands msg to the writer without blocking.
-func (c *conn) queue(msg []byte) bool {
-	if c.closing.Load() {
-		return false
-	}
-	if !c.out.push(msg) {
-		c.close(CloseTooSlow, "too slow: send buffer full")
-		return false
-	}
-	c.kick()
-	return true
-}
-
-// kick starts the writer unless one runs.
-func (c *conn) kick() {
-	if c.writing.CompareAndSwap(false, true) {
-		go c.drain()
-	}
-}
-
-// outbox is a socket's bounded send queue. An idle socket holds no buffer:
-// the queue's slice is allocated when messages wait and dropped once the
-// writer took them.
-type outbox struct {
-	mu  sync.Mutex
-	q   [][]byte
-	max int
-}
-
-func newOutbox(max int) outbox {
-	return outbox{max: max}
-}
-
-// push appends msg, or reports false when max messages already wait.
-func (o *outbox) push(msg []byte) bool {
-	o.mu.Lock()
-	if len(o.q) >= o.max {
-		o.mu.Unlock()
-		return false
-	}
-	o.q = append(o.q, msg)
-	o.mu.Unlock()
-	return true
-}
-
-// room reports whether n more messages fit now.
-func (o *outbox) room(n int) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.q)+n <= o.max
-}
-
-// unshift puts msgs back at the front of the queue (they were taken but
-// not written), whatever the bound.
-func (o *outbox) unshift(msgs [][]byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.q = append(append([][]byte(nil), msgs...), o.q...)
-}
-
-// empty reports whether no message waits.
-func (o *outbox) empty() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.q) == 0
-}
-
-// take returns the waiting messages and empties the queue.
-func (o *outbox) take() [][]byte {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	q := o.q
-	o.q = nil
-	return q
-}
-
-// close asks the writer to close the socket with code. Safe to call many
-// times and from any goroutine; the first code wins.
-func (c *conn) close(code websocket.StatusCode, reason string) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeMsg = code, reason
-		c.closing.Store(true)
-		c.kick()
-	})
-}
-
-// drain is the socket's writer while messages wait: it writes them, exits
-// once the queue is empty, and on a close sends the close frame.
-func (c *conn) drain() {
-	for {
-		if c.closing.Load() {
-			c.finish()
-			c.cancel()
-			close(c.finished)
-			return // writing stays set: no writer after the close
-		}
-		msgs := c.out.take()
-		if len(msgs) == 0 {
-			c.writing.Store(false)
-			// A message or a close that came after take found a writer
-			// still running and did not start one: take the role back.
-			if (c.out.empty() && !c.closing.Load()) || !c.writing.CompareAndSwap(false, true) {
-				return
-			}
-			continue
-		}
-		for i, msg := range msgs {
-			if c.closing.Load() {
-				c.out.unshift(msgs[i:]) // finish decides what still goes out
-				break
-			}
-			if err := c.write(msg); err != nil {
-				c.close(CloseInternal, "write failed")
-				_ = c.ws.CloseNow()
-				break
-			}
-		}
-	}
-}
-
-// ping checks that the client answers; the hub's pinger calls it.
-func (c *conn) ping() {
-	defer c.pinging.Store(false)
-	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
-	defer cancel()
-	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
-		c.close(ClosePingTimeout, "no pong")
-	}
-}
-
-// finish sends what is already queued when the close is orderly (a final
-// error or change), then the close frame.
-func (c *conn) finish() {
-	if c.closeCode != CloseTooSlow {
-		for _, msg := range c.out.take() {
-			if c.write(msg) != nil {
-				break
-			}
-		}
-	}
-	_ = c.ws.Close(c.closeCode, c.closeMsg)
-}
-
-func (c *conn) write(msg []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteWait)
-	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, msg)
 }
 
 // readLoop reads and handles client messages until the socket closes.
@@ -237,7 +89,7 @@ func (c *conn) readLoop() {
 // handle processes one client frame; every id'd message gets an ack or an
 // error. Errors never close the socket.
 func (c *conn) handle(data []byte) {
-	m, err := DecodeClientMessage(data)
+	m, err := protocol.DecodeClientMessage(data)
 	if err != nil {
 		c.fail(m.ID, err)
 		return
@@ -247,16 +99,16 @@ func (c *conn) handle(data []byte) {
 		return
 	}
 	switch m.Type {
-	case TypeSet, TypeDelete:
+	case protocol.TypeSet, protocol.TypeDelete:
 		seq, err := c.clientWrite(m)
 		if err != nil {
 			c.fail(m.ID, err)
 			return
 		}
-		c.queue(mustJSON(ackMsg{Type: TypeAck, ID: m.ID, Seq: seq}))
-	case TypeEvent:
+		c.queue(protocol.Marshal(protocol.Ack{Type: protocol.TypeAck, ID: m.ID, Seq: seq}))
+	case protocol.TypeEvent:
 		c.event(m)
-	case TypeResume:
+	case protocol.TypeResume:
 		c.resume(m.ID, *m.After)
 	}
 }
@@ -267,20 +119,20 @@ func (c *conn) fail(id uint64, err error) {
 		c.h.opts.Logger.Error("socket request failed", "session", c.id, "id", id, "err", err)
 	}
 	c.h.opts.Metrics.Error(code)
-	c.queue(mustJSON(errorMsg{Type: TypeError, ID: id, Code: code, Message: msg}))
+	c.queue(protocol.Marshal(protocol.Error{Type: protocol.TypeError, ID: id, Code: code, Message: msg}))
 }
 
 // clientWrite checks a browser's set or delete against the key policy and
 // the cookie budget, then stages it.
-func (c *conn) clientWrite(m ClientMessage) (uint64, error) {
-	p, ok := c.h.opts.Keys[m.Key]
+func (c *conn) clientWrite(m protocol.ClientMessage) (uint64, error) {
+	p, ok := c.h.opts.ClientKeys[m.Key]
 	if !ok || !p.Write {
-		return 0, Errorf(CodeForbidden, "key %q is not writable by the client", truncate(m.Key, 64))
+		return 0, Errorf(CodeForbidden, "key %q is not writable by the client", protocol.Truncate(m.Key, 64))
 	}
 	var op session.Op
-	if m.Type == TypeSet {
+	if m.Type == protocol.TypeSet {
 		if err := p.Validate(m.Value); err != nil {
-			return 0, Errorf(CodeForbidden, "invalid value for %q: %v", truncate(m.Key, 64), err)
+			return 0, Errorf(CodeForbidden, "invalid value for %q: %v", protocol.Truncate(m.Key, 64), err)
 		}
 		op = session.Op{Type: session.OpSet, Key: m.Key, Value: m.Value}
 	} else {
@@ -328,7 +180,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool) {
 	v := c.v
 	v.mu.Lock()
-	v.catchUpLocked(ctx)
+	v.waitAckedDroppingLock(ctx)
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
@@ -342,10 +194,10 @@ func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool) {
 }
 
 // event runs the application's handler for a client event.
-func (c *conn) event(m ClientMessage) {
+func (c *conn) event(m protocol.ClientMessage) {
 	fn := c.h.handler(m.Name)
 	if fn == nil {
-		c.fail(m.ID, Errorf(CodeNotFound, "no handler for event %q", truncate(m.Name, 64)))
+		c.fail(m.ID, Errorf(CodeNotFound, "no handler for event %q", protocol.Truncate(m.Name, 64)))
 		return
 	}
 	s := &Socket{c: c}
@@ -361,7 +213,7 @@ func (c *conn) event(m ClientMessage) {
 			return
 		}
 	}
-	c.queue(mustJSON(ackMsg{Type: TypeAck, ID: m.ID, Seq: s.lastSeq(), Data: data}))
+	c.queue(protocol.Marshal(protocol.Ack{Type: protocol.TypeAck, ID: m.ID, Seq: s.lastSeq(), Data: data}))
 }
 
 func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err error) {
@@ -379,7 +231,7 @@ func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err e
 func (c *conn) resume(id uint64, after uint64) {
 	v := c.v
 	v.mu.Lock()
-	v.catchUpLocked(c.ctx) // this instance's acknowledged writes are in the view
+	v.waitAckedDroppingLock(c.ctx) // this instance's acknowledged writes are in the view
 	if changes, ok := v.sinceLocked(after); ok {
 		c.replayLocked(changes)
 		v.mu.Unlock()
@@ -389,7 +241,7 @@ func (c *conn) resume(id uint64, after uint64) {
 
 	// Older than the view's tail: from JetStream, while it holds them all.
 	complete, err := c.h.log.complete(c.ctx, after)
-	var fetched []Change
+	var fetched []entry
 	if err == nil && complete {
 		fetched, err = c.h.log.fetch(c.ctx, c.id, after, 0)
 	}
@@ -412,18 +264,18 @@ func (c *conn) resume(id uint64, after uint64) {
 	c.replayLocked(fetched[:n])
 }
 
-func (c *conn) replayLocked(changes []Change) {
+func (c *conn) replayLocked(changes []entry) {
 	if !c.out.room(len(changes) + 1) {
 		// A replay that cannot fit the send buffer would close the socket
-		// part-way (4002) and the client would resume past the gap: send
+		// part-way (CloseTooSlow) and the client would resume past the gap: send
 		// the whole state instead.
 		c.resetLocked()
 		return
 	}
-	for _, ch := range changes {
-		c.queue(c.h.changeMessage(ch))
+	for _, e := range changes {
+		c.queue(c.h.changeMessage(e))
 	}
-	c.queue(mustJSON(seqMsg{Type: TypeResumed, Seq: c.v.last}))
+	c.queue(protocol.Marshal(protocol.Resumed{Type: protocol.TypeResumed, Seq: c.v.last}))
 }
 
 // resetLocked sends the socket's whole current state: the log no longer
@@ -433,7 +285,7 @@ func (c *conn) resetLocked() {
 	if changes, ok := c.v.sinceLocked(snap.Seq); ok && len(changes) > 0 {
 		snap = snap.Fold(flatten(changes))
 	}
-	c.queue(mustJSON(resetMsg{Type: TypeReset, Seq: snap.Seq, Values: c.h.ReadableValues(snap.Values)}))
+	c.queue(protocol.Marshal(protocol.Reset{Type: protocol.TypeReset, Seq: snap.Seq, Values: c.h.ReadableValues(snap.Values)}))
 }
 
 func (c *conn) snapSeq() uint64 {

@@ -3,39 +3,45 @@ package hub
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sessionhub/sessionhub/internal/protocol"
 )
 
 // Code is a wire error code: the "code" of an error message, and the
-// reason an operation of the Go API failed. The set is closed; docs/PROTOCOL.md
-// lists it.
-type Code string
+// reason an operation of the Go API failed. The set is closed;
+// docs/PROTOCOL.md lists it with the HTTP status of each.
+type Code = protocol.Code
 
 // The error codes.
 const (
-	CodeInvalid        Code = "invalid"          // bad JSON, unknown type, missing or bad field
-	CodeForbidden      Code = "forbidden"        // the key is not client-writable, or its validator refused the value
-	CodeTooLarge       Code = "too_large"        // the session cookie would no longer fit
-	CodeTooManyPending Code = "too_many_pending" // the session's log is full
-	CodeRateLimited    Code = "rate_limited"     // the connection sends faster than its rate limit
-	CodeUnavailable    Code = "unavailable"      // NATS or JetStream is unreachable: nothing was staged
-	CodeNotFound       Code = "not_found"        // no handler for the event
-	CodeInternal       Code = "internal"         // anything else; details are logged, never sent
+	CodeInvalid        = protocol.CodeInvalid        // bad JSON, unknown type, missing or bad field
+	CodeForbidden      = protocol.CodeForbidden      // the key is not client-writable, or its validator refused the value
+	CodeTooLarge       = protocol.CodeTooLarge       // the session cookie would no longer fit
+	CodeTooManyPending = protocol.CodeTooManyPending // the session's log is full
+	CodeRateLimited    = protocol.CodeRateLimited    // the client sends faster than its rate limit
+	CodeUnavailable    = protocol.CodeUnavailable    // NATS or JetStream is unreachable: nothing was staged
+	CodeNotFound       = protocol.CodeNotFound       // no handler for the event
+	CodeInternal       = protocol.CodeInternal       // anything else; details are logged, never sent
 )
 
 // Sentinel errors of the hub. Each maps to one Code (see CodeOf).
 var (
-	ErrInvalid        = &Error{Code: CodeInvalid, Message: "invalid message"}
-	ErrForbidden      = &Error{Code: CodeForbidden, Message: "key is not writable by the client"}
-	ErrTooLarge       = &Error{Code: CodeTooLarge, Message: "the session cookie would exceed its size budget"}
-	ErrTooManyPending = &Error{Code: CodeTooManyPending, Message: "too many changes pending for this session"}
-	ErrRateLimited    = &Error{Code: CodeRateLimited, Message: "rate limit exceeded"}
-	ErrUnavailable    = &Error{Code: CodeUnavailable, Message: "session log unavailable, try again later"}
-	ErrNotFound       = &Error{Code: CodeNotFound, Message: "no handler for this event"}
-	ErrInternal       = &Error{Code: CodeInternal, Message: "internal error"}
+	ErrInvalid        = sentinel(CodeInvalid)
+	ErrForbidden      = sentinel(CodeForbidden)
+	ErrTooLarge       = sentinel(CodeTooLarge)
+	ErrTooManyPending = sentinel(CodeTooManyPending)
+	ErrRateLimited    = sentinel(CodeRateLimited)
+	ErrUnavailable    = sentinel(CodeUnavailable)
+	ErrNotFound       = sentinel(CodeNotFound)
+	ErrInternal       = sentinel(CodeInternal)
 
 	// ErrClosed is returned by operations on a closed Hub.
 	ErrClosed = errors.New("hub: closed")
 )
+
+func sentinel(code Code) *Error {
+	return &Error{Code: code, Message: protocol.Info(code).Message}
+}
 
 // Error is an error with a wire code. Its Message is shown to the client,
 // so it never carries internal details; Err, the cause, is only logged.
@@ -86,6 +92,10 @@ func publicError(err error) (Code, string) {
 	var e *Error
 	if errors.As(err, &e) && e.Code != CodeInternal {
 		return e.Code, e.Message
+	}
+	var d *protocol.DecodeError
+	if errors.As(err, &d) {
+		return CodeInvalid, d.Message
 	}
 	return CodeInternal, ErrInternal.Message
 }

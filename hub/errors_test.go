@@ -181,7 +181,7 @@ func TestBinaryFrameCloses1008(t *testing.T) {
 	}
 }
 
-// A socket that stops reading is closed with 4002 once its buffer is full,
+// A socket that stops reading is closed with CloseTooSlow once its buffer is full,
 // while another socket of the same session keeps receiving every change
 // and the writer is never blocked.
 func TestSlowReaderClosed(t *testing.T) {
@@ -224,7 +224,7 @@ func TestSlowReaderClosed(t *testing.T) {
 		}
 		last = num(m["seq"])
 	}
-	// The slow one was closed with 4002: reading what it buffered ends in
+	// The slow one was closed with CloseTooSlow: reading what it buffered ends in
 	// that close.
 	for {
 		_, _, err := slow.Read(ctx)
@@ -247,7 +247,7 @@ func sessionID(t testing.TB, st *session.Store, cookie string) string {
 }
 
 // Logout closes every socket of the session on every instance with 4000,
-// a rotation with 4001.
+// a rotation with CloseSessionRotated.
 func TestEndAndRotateCloseSockets(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)

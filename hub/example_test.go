@@ -15,7 +15,7 @@ import (
 
 	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -42,7 +42,7 @@ func Example() {
 	h, err := hub.New(context.Background(), &hub.Options{
 		Store: store,
 		Conn:  nc,
-		Keys: map[string]hub.KeyPolicy{
+		ClientKeys: map[string]hub.KeyPolicy{
 			"colour": {Read: true, Write: true, Validate: func(v json.RawMessage) error {
 				var s string
 				if json.Unmarshal(v, &s) != nil || s == "" {
@@ -73,11 +73,16 @@ func Example() {
 
 	mux := http.NewServeMux()
 	mux.Handle("/hub/", h) // GET /hub/ws and POST /hub/flush
-	mux.Handle("/", httpbridge.Middleware(store, &httpbridge.Options{Log: h})(http.HandlerFunc(
-		func(w http.ResponseWriter, r *http.Request) {
-			s := httpbridge.FromContext(r.Context())
-			fmt.Fprintf(w, "colour=%s\n", s.GetString("colour"))
-		})))
+	mux.Handle("/", h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := httpbridge.FromContext(r.Context())
+		fmt.Fprintf(w, "colour=%s\n", s.GetString("colour"))
+	})))
+	// Logout: End deletes the cookie; the middleware ends the session in
+	// the hub, and every socket of it, on every instance, closes with 4000.
+	mux.Handle("POST /logout", h.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpbridge.FromContext(r.Context()).End()
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})))
 
 	srv := &http.Server{Addr: "127.0.0.1:0", Handler: mux}
 	srv.RegisterOnShutdown(func() {
@@ -99,7 +104,7 @@ func ExampleHub_ServeHTTP() {
 	nc, _ := ns.Connect("example")
 	defer nc.Close()
 	store, _ := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
-	h, _ := hub.New(context.Background(), &hub.Options{Store: store, Conn: nc, Keys: map[string]hub.KeyPolicy{
+	h, _ := hub.New(context.Background(), &hub.Options{Store: store, Conn: nc, ClientKeys: map[string]hub.KeyPolicy{
 		"colour": {Read: true, Write: true, Validate: func(json.RawMessage) error { return nil }},
 	}})
 	defer h.Close()

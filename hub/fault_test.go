@@ -10,7 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // NATS restarts under two hub instances (same store, same port): nothing
@@ -69,7 +69,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 }
 
-// A client that never answers pings is closed with 4003.
+// A client that never answers pings is closed with ClosePingTimeout (4201).
 func TestPingTimeout(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)

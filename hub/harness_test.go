@@ -18,7 +18,7 @@ import (
 
 	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -92,7 +92,7 @@ func newInstance(t testing.TB, ns *natsserver.Server, tweak func(*hub.Options)) 
 		t.Fatal(err)
 	}
 	nc := connect(t, ns)
-	o := &hub.Options{Store: store, Conn: nc, Keys: demoKeys, Logger: testLogger(t), MemoryStorage: false}
+	o := &hub.Options{Store: store, Conn: nc, ClientKeys: demoKeys, Logger: testLogger(t), MemoryStorage: false}
 	if tweak != nil {
 		tweak(o)
 	}
@@ -120,7 +120,7 @@ func newInstance(t testing.TB, ns *natsserver.Server, tweak func(*hub.Options)) 
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.Handle("/app/", httpbridge.Middleware(store, &httpbridge.Options{Log: h, Logger: testLogger(t)})(app))
+	mux.Handle("/app/", h.Middleware(app))
 	srv := httptest.NewServer(mux)
 	in := &instance{t: t, hub: h, nc: nc, srv: srv, store: store}
 	t.Cleanup(in.stop)

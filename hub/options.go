@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,21 +11,6 @@ import (
 	"github.com/sessionhub/sessionhub/session"
 )
 
-// KeyPolicy says what the browser may do with one session key. Server-side
-// Go code (HTTP handlers, event handlers) may write any key; the browser
-// only keys declared here.
-type KeyPolicy struct {
-	// Read: the key's value is sent to the browser (welcome, change,
-	// reset, the bridge's response).
-	Read bool
-	// Write: the browser may set and delete the key over the socket.
-	Write bool
-	// Validate checks a value the browser sets; a non-nil error refuses it
-	// with the code forbidden (the error text is shown to the client).
-	// Required when Write is set.
-	Validate func(value json.RawMessage) error
-}
-
 // Options configures a Hub. Store and Conn are required; every other
 // field has a default, written in its comment.
 type Options struct {
@@ -36,9 +20,10 @@ type Options struct {
 	// Conn is the NATS connection (JetStream enabled on its server).
 	// Required. The hub does not close it.
 	Conn *nats.Conn
-	// Keys lists the keys the browser may read or write. Default: none,
-	// so the browser reads nothing and every client set is forbidden.
-	Keys map[string]KeyPolicy
+	// ClientKeys lists the session keys the browser may read or write, each
+	// with its policy. Default: none, so the browser reads nothing and
+	// every client set is forbidden.
+	ClientKeys map[string]KeyPolicy
 
 	// Prefix is the path prefix of the socket and the bridge.
 	// Default: "/hub" (so "/hub/ws" and "/hub/flush").
@@ -81,7 +66,7 @@ type Options struct {
 	RateLimit float64
 	RateBurst int
 	// SendBuffer is how many messages may wait for one socket; a socket
-	// whose buffer is full is closed with 4002 (too slow) while everyone
+	// whose buffer is full is closed with CloseTooSlow (4200) while everyone
 	// else keeps receiving. Default: 256.
 	SendBuffer int
 	// PingInterval is how often the hub pings an idle socket; a pong must
@@ -125,7 +110,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.Conn == nil {
 		return out, errors.New("hub: Options.Conn is required")
 	}
-	for k, p := range out.Keys {
+	for k, p := range out.ClientKeys {
 		if p.Write && p.Validate == nil {
 			return out, fmt.Errorf("hub: client-writable key %q needs a Validate function", k)
 		}
@@ -187,6 +172,7 @@ type Metrics interface {
 	Staged(source string, d time.Duration) // an entry acknowledged by JetStream, and how long it took
 	Error(code Code)                       // an error answered to a client
 	Delivered(n int)                       // change messages queued to sockets
+	CookieRefused(reason session.Reason)   // a cookie refused at a handshake or a request (forged, expired, ...)
 }
 
 type nopMetrics struct{}
@@ -198,3 +184,4 @@ func (nopMetrics) ViewClosed()                  {}
 func (nopMetrics) Staged(string, time.Duration) {}
 func (nopMetrics) Error(Code)                   {}
 func (nopMetrics) Delivered(int)                {}
+func (nopMetrics) CookieRefused(session.Reason) {}

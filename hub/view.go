@@ -2,13 +2,11 @@ package hub
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/sessionhub/sessionhub/session"
 )
 
 // view is one instance's picture of one session's log: a subscription to
@@ -24,11 +22,11 @@ type view struct {
 
 	mu     sync.Mutex
 	sub    *nats.Subscription
-	loaded bool     // load finished
-	stale  bool     // the tail may lack entries (a failed load, a NATS reconnect): reads go to JetStream
-	from   uint64   // every entry of the session above from is in tail
-	last   uint64   // the highest sequence seen
-	tail   []Change // ascending, all above from
+	loaded bool    // load finished
+	stale  bool    // the tail may lack entries (a failed load, a NATS reconnect): reads go to JetStream
+	from   uint64  // every entry of the session above from is in tail
+	last   uint64  // the highest sequence seen
+	tail   []entry // ascending, all above from
 	early  []*nats.Msg
 	conns  map[*conn]struct{}
 	want   uint64        // the highest sequence this instance acknowledged
@@ -36,6 +34,9 @@ type view struct {
 	refs   int
 	idle   time.Time
 	closed bool
+
+	repairing bool // a repair goroutine runs (repairLocked)
+	missed    bool // an entry arrived past a gap while repairing: repair again
 }
 
 // acquire returns the view of session id, creating and loading it when
@@ -113,7 +114,7 @@ func (v *view) load(ctx context.Context, after uint64) {
 		err = log.nc.FlushWithContext(fctx) // the server has the subscription
 		cancel()
 	}
-	var changes []Change
+	var changes []entry
 	if err == nil {
 		changes, err = log.fetch(ctx, v.id, after, 0)
 	}
@@ -134,7 +135,7 @@ func (v *view) load(ctx context.Context, after uint64) {
 	early := v.early
 	v.early = nil
 	for _, m := range early {
-		v.applyLocked(context.Background(), m)
+		v.applyLocked(m)
 	}
 }
 
@@ -150,17 +151,16 @@ func (v *view) onLive(m *nats.Msg) {
 		v.early = append(v.early, m)
 		return
 	}
-	v.applyLocked(context.Background(), m)
+	v.applyLocked(m)
 }
 
-// applyLocked merges one republished entry: duplicates are dropped, a gap
-// (the entry's predecessor is newer than what the view has) is fetched
-// from JetStream first, so changes reach sockets complete and in order.
-// The fetch runs without the view's lock. When the gap cannot be filled
-// (JetStream unreachable, a replica behind), the entry is not applied
-// either: the view stays stale, reads go to JetStream, and the next entry
-// or Sync tries again. A view never holds a hole.
-func (v *view) applyLocked(ctx context.Context, m *nats.Msg) {
+// applyLocked merges one republished entry: duplicates are dropped; an
+// entry that follows what the view holds is appended and delivered; an
+// entry past a gap (its predecessor is newer than what the view has: a
+// reconnect, a dropped message) is not applied: the view goes stale and a
+// repair reads everything it lacks from JetStream, the entry included,
+// off the dispatcher's goroutine. A view never holds a hole.
+func (v *view) applyLocked(m *nats.Msg) {
 	seq, err := strconv.ParseUint(m.Header.Get(hdrNatsSeq), 10, 64)
 	if err != nil || seq <= v.last {
 		return
@@ -172,47 +172,83 @@ func (v *view) applyLocked(ctx context.Context, m *nats.Msg) {
 	}
 	prev, _ := strconv.ParseUint(m.Header.Get(hdrNatsLastSeq), 10, 64)
 	if prev > v.last {
-		// Missed entries (a reconnect, a dropped message): read them.
-		after := v.last
-		v.mu.Unlock()
-		missed, err := v.h.log.fetch(ctx, v.id, after, prev)
-		v.mu.Lock()
-		if v.closed {
-			return
-		}
-		if err == nil && (len(missed) == 0 || missed[len(missed)-1].Seq != prev) {
-			err = fmt.Errorf("fetched up to %d, want %d", lastSeq(missed), prev)
-		}
-		if err != nil {
-			v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "after", after, "upto", prev, "err", err)
-			v.stale = true
-			return
-		}
-		for _, c := range missed {
-			v.appendLocked(c)
-		}
-		if v.last < prev { // someone else moved the view meanwhile, with a hole
-			v.stale = true
-			return
-		}
+		v.repairLocked()
+		return
 	}
-	if prev == v.last {
+	if prev == v.last && !v.repairing {
 		// The entry follows what the view holds: nothing is missing.
 		v.stale = false
 	}
-	v.appendLocked(Change{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
+	v.appendLocked(entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
 }
 
-func lastSeq(cs []Change) uint64 {
-	if len(cs) == 0 {
-		return 0
+// repairLocked marks the view stale (reads go to JetStream meanwhile) and
+// makes sure one repair goroutine reads what the view lacks. The hub
+// waits for it on Close.
+func (v *view) repairLocked() {
+	v.stale = true
+	if v.closed {
+		return
 	}
-	return cs[len(cs)-1].Seq
+	if v.repairing {
+		v.missed = true
+		return
+	}
+	v.repairing = true
+	v.h.workers.Add(1)
+	go v.repair()
+}
+
+// repairBackoff is the wait between failed repair attempts, doubled each
+// time up to repairBackoffMax; a repair gives up after repairAttempts
+// (the view stays stale: reads go to JetStream, the next gap or Sync
+// tries again).
+const (
+	repairBackoff    = 50 * time.Millisecond
+	repairBackoffMax = 2 * time.Second
+	repairAttempts   = 8
+)
+
+// repair reads from JetStream every entry the view lacks, until a read
+// finds the view whole, with a backoff while JetStream cannot be reached.
+func (v *view) repair() {
+	defer v.h.workers.Done()
+	wait := repairBackoff
+	for attempt := 1; ; attempt++ {
+		v.mu.Lock()
+		if v.closed {
+			v.repairing = false
+			v.mu.Unlock()
+			return
+		}
+		v.missed = false
+		ctx, cancel := context.WithTimeout(context.Background(), v.h.log.timeout)
+		err := v.fetchDroppingLock(ctx)
+		cancel()
+		done := err == nil && !v.missed && !v.stale
+		if done || attempt == repairAttempts || v.closed {
+			if err != nil && !v.closed {
+				v.h.opts.Logger.Warn("session view: gap not filled", "session", v.id, "attempts", attempt, "err", err)
+			}
+			v.repairing = false
+			v.mu.Unlock()
+			return
+		}
+		v.mu.Unlock()
+		if err == nil {
+			continue // more arrived past the gap meanwhile: read again
+		}
+		select {
+		case <-time.After(wait):
+		case <-v.h.closed:
+		}
+		wait = min(2*wait, repairBackoffMax)
+	}
 }
 
 // appendLocked adds an entry above last to the tail and delivers it to
 // every socket of the session on this instance.
-func (v *view) appendLocked(c Change) {
+func (v *view) appendLocked(c entry) {
 	if c.Seq <= v.last {
 		return
 	}
@@ -249,10 +285,12 @@ func (h *Hub) acked(id string, seq uint64) {
 	v.mu.Unlock()
 }
 
-// catchUpLocked waits until the view holds every entry this instance
-// acknowledged. The republished copy normally arrives within a
-// millisecond; after a short wait the view reads JetStream instead.
-func (v *view) catchUpLocked(ctx context.Context) {
+// waitAckedDroppingLock waits until the view holds every entry this
+// instance acknowledged (read your writes). The republished copy normally
+// arrives within a millisecond; after a short wait the view reads
+// JetStream instead. Called with v.mu held, it releases the lock while it
+// waits and reads, and holds it again when it returns.
+func (v *view) waitAckedDroppingLock(ctx context.Context) {
 	if v.last >= v.want || !v.loaded || v.stale {
 		return
 	}
@@ -271,7 +309,7 @@ func (v *view) catchUpLocked(ctx context.Context) {
 		v.mu.Lock()
 	}
 	if v.last < v.want {
-		if err := v.fetchLocked(ctx); err != nil {
+		if err := v.fetchDroppingLock(ctx); err != nil {
 			v.h.opts.Logger.Warn("session view: catching up failed", "session", v.id, "err", err)
 			return
 		}
@@ -280,9 +318,9 @@ func (v *view) catchUpLocked(ctx context.Context) {
 	}
 }
 
-// since returns the entries above after that the tail holds, and whether
+// sinceLocked returns the entries above after that the tail holds, and whether
 // the tail covers everything above after.
-func (v *view) sinceLocked(after uint64) ([]Change, bool) {
+func (v *view) sinceLocked(after uint64) ([]entry, bool) {
 	if !v.loaded || v.stale || after < v.from {
 		return nil, false
 	}
@@ -298,13 +336,14 @@ func (v *view) sinceLocked(after uint64) ([]Change, bool) {
 func (v *view) sync(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.fetchLocked(ctx)
+	return v.fetchDroppingLock(ctx)
 }
 
-// fetchLocked reads every entry above last from JetStream, without the
-// lock, and appends them. Having read everything above last in one go,
-// the view is whole again unless it moved meanwhile.
-func (v *view) fetchLocked(ctx context.Context) error {
+// fetchDroppingLock reads every entry above last from JetStream and
+// appends them. Having read everything above last in one go, the view is
+// whole again unless it moved meanwhile. Called with v.mu held, it
+// releases the lock during the read and holds it again when it returns.
+func (v *view) fetchDroppingLock(ctx context.Context) error {
 	after := v.last
 	v.mu.Unlock()
 	changes, err := v.h.log.fetch(ctx, v.id, after, 0)
@@ -334,16 +373,4 @@ func (v *view) close() {
 		_ = v.sub.Unsubscribe()
 	}
 	v.tail = nil
-}
-
-func flatten(changes []Change) []session.Op {
-	n := 0
-	for _, c := range changes {
-		n += len(c.Ops)
-	}
-	ops := make([]session.Op, 0, n)
-	for _, c := range changes {
-		ops = append(ops, c.Ops...)
-	}
-	return ops
 }

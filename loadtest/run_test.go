@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -36,7 +36,7 @@ func startHubs(t *testing.T, n int) (urls []string, natsURL string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		h, err := hub.New(ctx, &hub.Options{
-			Store: store, Conn: nc, Keys: loadKeyPolicy(), RateLimit: 10000, RateBurst: 10000,
+			Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), RateLimit: 10000, RateBurst: 10000,
 			Logger: slog.New(slog.DiscardHandler),
 		})
 		cancel()

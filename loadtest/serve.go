@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,7 +22,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/server"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -34,22 +34,19 @@ const (
 	serveBaselineCmd = "serve-baseline"
 )
 
-// loadKeys reads the signing keys as cmd/sessionhub does:
-// SESSIONHUB_KEYS, comma-separated standard base64 of 64-byte hash keys.
+// loadKeys reads the signing keys as cmd/sessionhub does (the same
+// parser: hash keys and optional AES block keys) from SESSIONHUB_KEYS; a
+// fresh key when it is unset.
 func loadKeys() ([]session.KeyPair, error) {
-	env := os.Getenv("SESSIONHUB_KEYS")
+	env := strings.TrimSpace(os.Getenv(server.EnvKeys))
 	if env == "" {
 		return []session.KeyPair{session.GenerateKeyPair(false)}, nil
 	}
-	var out []session.KeyPair
-	for _, k := range strings.Split(env, ",") {
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
-		if err != nil {
-			return nil, fmt.Errorf("SESSIONHUB_KEYS: %w", err)
-		}
-		out = append(out, session.KeyPair{Hash: b})
+	keys, err := server.ParseKeys(env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", server.EnvKeys, err)
 	}
-	return out, nil
+	return keys, nil
 }
 
 // loadKeyPolicy is what the fallback hub lets the load generator write:
@@ -119,7 +116,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	h, err := hub.New(ctx, &hub.Options{
-		Store: store, Conn: nc, Keys: loadKeyPolicy(), Logger: log,
+		Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), Logger: log,
 		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer,
 	})
 	cancel()

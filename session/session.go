@@ -36,6 +36,15 @@ type Session struct {
 	pinned   bool // EnsureID: the ID must reach the client even when empty
 	ended    bool // End: forget the session and delete the cookie
 	ops      []Op // the changes made through Set/Delete/Clear, in order
+
+	retired []Retired // IDs given up by End and Rotate, for TakeRetired
+}
+
+// Retired is a session ID this session gave up: ended by End (logout) or
+// replaced by Rotate (login).
+type Retired struct {
+	ID    string
+	Ended bool // End; false for Rotate
 }
 
 // New returns an empty session without an ID. The ID is created when the
@@ -241,7 +250,9 @@ func (s *Session) Apply(op Op) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if op.Type == OpEnd {
-		s.endLocked()
+		if id := s.endLocked(); id != "" {
+			s.retired = append(s.retired, Retired{ID: id, Ended: true})
+		}
 		return nil
 	}
 	s.applyLocked(op)
@@ -342,7 +353,11 @@ func (s *Session) emptyLocked() bool {
 func (s *Session) End() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.endLocked()
+	id := s.endLocked()
+	if id != "" {
+		s.retired = append(s.retired, Retired{ID: id, Ended: true})
+	}
+	return id
 }
 
 func (s *Session) endLocked() string {
@@ -368,6 +383,17 @@ func (s *Session) Ended() bool {
 	return s.ended
 }
 
+// TakeRetired returns the IDs the session gave up since the last call, in
+// order, and forgets them: the middleware hands them to the hub, which
+// ends the logged-out ones and closes the rotated ones' sockets.
+func (s *Session) TakeRetired() []Retired {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.retired
+	s.retired = nil
+	return r
+}
+
 // Rotate gives the session a new ID and keeps its values (call it on
 // login, against session fixation). The values become the new session's
 // snapshot at version 0. It returns the old ID.
@@ -375,6 +401,9 @@ func (s *Session) Rotate() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.id
+	if old != "" {
+		s.retired = append(s.retired, Retired{ID: old})
+	}
 	s.id = NewID()
 	s.created = now()
 	s.seq = 0

@@ -28,6 +28,9 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/browsertest"
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -303,7 +306,7 @@ func TestLogoutEndsOtherTabs(t *testing.T) {
 }
 
 // TestLoginRotatesSession: logging in in one tab gives the session a new
-// ID; the other tab's socket is closed with 4001 and reconnects with the
+// ID; the other tab's socket is closed with 4100 and reconnects with the
 // new cookie, to the same (renamed) session, values kept.
 func TestLoginRotatesSession(t *testing.T) {
 	d := newDemo(t)
@@ -323,8 +326,8 @@ func TestLoginRotatesSession(t *testing.T) {
 	tab2.WaitText("#name-value", name) // over its new socket
 	tab2.WaitText("#status", "connected")
 	s := tab2.Sockets()
-	if !slices.ContainsFunc(s, func(s browsertest.Socket) bool { return s.Closed && s.Code == 4001 }) {
-		t.Errorf("tab2 sockets %+v: want one closed with 4001 (session rotated)", s)
+	if !slices.ContainsFunc(s, func(s browsertest.Socket) bool { return s.Closed && s.Code == 4100 }) {
+		t.Errorf("tab2 sockets %+v: want one closed with 4100 (session rotated)", s)
 	}
 	after, ok := d.cookieSession(tab1)
 	switch {
@@ -412,4 +415,32 @@ func TestScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %dx%d, %d colours, the commonest on %.0f%% of it", st.Width, st.Height, st.Colours, 100*st.Dominant)
+}
+
+// The browser client decides what to do after a close by the same ranges
+// as the hub (hub.Reconnect): every code of RFC 6455's and sessionhub's
+// ranges, known or not, gets the same answer in the page as in Go.
+func TestClosePolicyFollowsTheHub(t *testing.T) {
+	d := newDemo(t)
+	tab := d.open("tab")
+	var codes []int
+	for c := 1000; c <= 1015; c++ {
+		codes = append(codes, c)
+	}
+	for c := 3000; c <= 4999; c += 7 {
+		codes = append(codes, c)
+	}
+	codes = append(codes, 4000, 4099, 4100, 4199, 4200, 4201, 4999)
+	list, _ := json.Marshal(codes)
+	var got []struct{ Reconnect, Resume bool }
+	tab.Eval(`import('/static/sessionhub.js').then(m => `+string(list)+`.map(c => m.closePolicy(c)))`, &got)
+	if len(got) != len(codes) {
+		t.Fatalf("closePolicy answered %d codes, want %d", len(got), len(codes))
+	}
+	for i, c := range codes {
+		rc, rs := hub.Reconnect(websocket.StatusCode(c))
+		if got[i].Reconnect != rc || got[i].Resume != rs {
+			t.Errorf("close code %d: the client says reconnect %v, resume %v; the hub says %v, %v", c, got[i].Reconnect, got[i].Resume, rc, rs)
+		}
+	}
 }

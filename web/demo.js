@@ -126,7 +126,7 @@ function init() {
       $('name-value').textContent = show(data.values && data.values.name);
       message('');
       // A session that ended has no socket left: open one for the new session.
-      // Otherwise the server closed ours with 4001 and it reconnects by itself.
+      // Otherwise the server closed ours with 4100 and it reconnects by itself.
       if (client.status === 'ended' || client.status === 'closed') start();
     } catch (err) {
       message(`Login failed: ${err.message}`);

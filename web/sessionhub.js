@@ -32,22 +32,21 @@ export class SessionhubError extends Error {
 }
 
 /**
- * What to do after the socket closed with `code`, by the close-code table
- * of docs/PROTOCOL.md: 1000, 1008 and 4000 stop; 4001 reconnects without
- * resuming (a new session); anything else (1001, 1006, 1009, 1011, 4002,
- * 4003, unknown codes) reconnects and resumes.
+ * What to do after the socket closed with `code`, by the close-code ranges
+ * of docs/PROTOCOL.md: 1000 and 1008 stop; 4000–4099 stop (the session is
+ * gone: 4000 session ended); 4100–4199 reconnect without resuming (the
+ * session changed: 4100 session rotated); every other code (1001, 1006,
+ * 1009, 1011, 4200–4999, codes this client does not know) reconnects and
+ * resumes.
  */
 export function closePolicy(code) {
-  switch (code) {
-    case 1000: // normal closure
-    case 1008: // policy violation
-    case 4000: // session ended
-      return { reconnect: false, resume: false };
-    case 4001: // session rotated
-      return { reconnect: true, resume: false };
-    default:
-      return { reconnect: true, resume: true };
+  if (code === 1000 || code === 1008 || (code >= 4000 && code <= 4099)) {
+    return { reconnect: false, resume: false };
   }
+  if (code >= 4100 && code <= 4199) {
+    return { reconnect: true, resume: false };
+  }
+  return { reconnect: true, resume: true };
 }
 
 /**
@@ -395,7 +394,7 @@ export class Client extends EventTarget {
       // connection); drop it and reconnect.
       const ws = this._ws;
       req.timer = setTimeout(() => {
-        if (ws === this._ws && this._pending.has(id)) this._abandon(4003, 'no reply in time');
+        if (ws === this._ws && this._pending.has(id)) this._abandon(4201, 'no reply in time');
       }, this.requestTimeout);
     }
     this._sendRaw({ ...req.msg, id });

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +14,11 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 	"github.com/sessionhub/sessionhub/web"
 )
@@ -33,9 +32,6 @@ type Options struct {
 	Hub *hub.Hub
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger
-	// OnLoad is passed to the session middleware
-	// (httpbridge.Options.OnLoad). Default: nil.
-	OnLoad func(r *http.Request, err error)
 	// Assets are the page's files (web.FS layout). Default: web.FS().
 	Assets fs.FS
 }
@@ -70,7 +66,7 @@ func New(opts *Options) (*App, error) {
 	}
 	a := &App{opts: o, page: page, mux: http.NewServeMux()}
 
-	sessions := httpbridge.Middleware(o.Store, &httpbridge.Options{Log: o.Hub, Logger: o.Logger, OnLoad: o.OnLoad})
+	sessions := o.Hub.Middleware
 	a.mux.Handle("GET /{$}", sessions(http.HandlerFunc(a.index)))
 	a.mux.Handle("GET /api/session", sessions(http.HandlerFunc(a.getSession)))
 	a.mux.Handle("POST /api/settings", sessions(a.sameOrigin(a.postSettings)))
@@ -156,7 +152,7 @@ func display(s *session.Session, key string) string {
 func (a *App) getSession(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	s.MarkAccessed()
-	httpbridge.WriteJSON(w, http.StatusOK, a.view(s))
+	protocol.WriteJSON(w, http.StatusOK, a.view(s))
 }
 
 // postSettings writes a JSON object of settings through the log: open
@@ -166,21 +162,21 @@ func (a *App) postSettings(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	var in map[string]json.RawMessage
 	if err := decodeJSON(w, r, &in); err != nil {
-		httpbridge.WriteError(w, http.StatusBadRequest, "invalid_json", err.Error())
+		protocol.WriteError(w, http.StatusBadRequest, "invalid_json", err.Error())
 		return
 	}
-	policies := a.opts.Hub.Options().Keys
+	policies := a.opts.Hub.Options().ClientKeys
 	for _, k := range slices.Sorted(maps.Keys(in)) {
 		p, ok := policies[k]
 		if !ok || !p.Write {
-			httpbridge.WriteError(w, http.StatusBadRequest, "unknown_key", fmt.Sprintf("unknown setting %q", truncate(k, 64)))
+			protocol.WriteError(w, http.StatusBadRequest, "unknown_key", fmt.Sprintf("unknown setting %q", truncate(k, 64)))
 			return
 		}
 		if isNull(in[k]) {
 			continue
 		}
 		if err := p.Validate(in[k]); err != nil {
-			httpbridge.WriteError(w, http.StatusBadRequest, "invalid_value", fmt.Sprintf("invalid value for %q: %v", k, err))
+			protocol.WriteError(w, http.StatusBadRequest, "invalid_value", fmt.Sprintf("invalid value for %q: %v", k, err))
 			return
 		}
 	}
@@ -188,7 +184,7 @@ func (a *App) postSettings(w http.ResponseWriter, r *http.Request) {
 		if isNull(in[k]) {
 			s.Delete(k)
 		} else if err := s.SetRaw(k, in[k]); err != nil {
-			httpbridge.WriteError(w, http.StatusBadRequest, "invalid_value", fmt.Sprintf("invalid value for %q", k))
+			protocol.WriteError(w, http.StatusBadRequest, "invalid_value", fmt.Sprintf("invalid value for %q", k))
 			return
 		}
 	}
@@ -197,18 +193,18 @@ func (a *App) postSettings(w http.ResponseWriter, r *http.Request) {
 }
 
 // login rotates the session ID (against session fixation) and stores the
-// name. The old ID's sockets are closed with 4001 once the response, with
-// the new cookie, is on its way: they reconnect with it.
+// name. The middleware closes the old ID's sockets with 4100 once the
+// response, with the new cookie, is on its way: they reconnect with it.
 func (a *App) login(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	name, err := readName(w, r)
 	if err != nil {
-		httpbridge.WriteError(w, http.StatusBadRequest, "invalid_value", err.Error())
+		protocol.WriteError(w, http.StatusBadRequest, "invalid_value", err.Error())
 		return
 	}
-	old := s.Rotate()
+	s.Rotate()
 	if err := s.Set(KeyName, name); err != nil {
-		httpbridge.WriteError(w, http.StatusBadRequest, "invalid_value", "invalid name")
+		protocol.WriteError(w, http.StatusBadRequest, "invalid_value", "invalid name")
 		return
 	}
 	s.SetPermanent(true)
@@ -217,29 +213,18 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 	} else {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	}
-	_ = http.NewResponseController(w).Flush()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel()
-	if err := a.opts.Hub.Rotated(ctx, old); err != nil {
-		a.opts.Logger.Warn("demo: closing the old session's sockets", "err", err)
-	}
 }
 
-// logout ends the session: the cookie is deleted, and every socket of the
-// session, on every instance, is closed with 4000.
+// logout ends the session: the cookie is deleted, and the middleware ends
+// the session in the hub: every socket of it, on every instance, is closed
+// with 4000.
 func (a *App) logout(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
-	id := s.End()
+	s.End()
 	if wantsJSON(r) {
-		httpbridge.WriteJSON(w, http.StatusOK, map[string]bool{"ended": true})
+		protocol.WriteJSON(w, http.StatusOK, map[string]bool{"ended": true})
 	} else {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
-	}
-	_ = http.NewResponseController(w).Flush()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel()
-	if err := a.opts.Hub.End(ctx, id); err != nil {
-		a.opts.Logger.Warn("demo: closing the ended session's sockets", "err", err)
 	}
 }
 
@@ -259,7 +244,7 @@ func (a *App) commitJSON(w http.ResponseWriter, s *session.Session) {
 func (a *App) sameOrigin(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if origin.CrossSite(r, a.opts.Hub.Options().AllowedOrigins) {
-			httpbridge.WriteError(w, http.StatusForbidden, "forbidden", "cross-site request")
+			protocol.WriteError(w, http.StatusForbidden, "forbidden", "cross-site request")
 			return
 		}
 		next(w, r)

@@ -18,7 +18,7 @@
 //     (null deletes a key): open tabs see it live; 400 with a JSON error
 //     (invalid_json, unknown_key, invalid_value) otherwise;
 //   - POST /login (JSON {"name"} or a form) rotates the session ID and
-//     closes the old ID's sockets with 4001;
+//     closes the old ID's sockets with 4100;
 //   - POST /logout ends the session: the cookie is deleted and every socket
 //     of the session, on every instance, is closed with 4000;
 //   - GET /static/ serves the page's script, style sheet and the client.

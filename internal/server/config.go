@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -148,7 +148,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest client frame in `bytes`; larger frames close the socket with 1009")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "messages per second one socket may send")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "burst of the socket rate limit")
-	fs.IntVar(&c.SendBuffer, "send-buffer", c.SendBuffer, "`messages` that may wait for one socket; past it the socket is closed with 4002")
+	fs.IntVar(&c.SendBuffer, "send-buffer", c.SendBuffer, "`messages` that may wait for one socket; past it the socket is closed with 4200")
 	fs.StringVar(&c.KeysFile, "keys-file", c.KeysFile, "`file` of key entries, as in "+EnvKeys+" (set one of them; with neither, a key is generated in the data directory)")
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log JSON lines instead of text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "minimum log `level`: debug, info, warn or error")

@@ -94,7 +94,7 @@ func NewMetrics() *Metrics {
 		hub.CodeRateLimited, hub.CodeUnavailable, hub.CodeNotFound, hub.CodeInternal} {
 		m.errors.WithLabelValues(string(c))
 	}
-	for _, code := range []int{1000, 1001, 1008, 1009, 1011, 4000, 4001, 4002, 4003} {
+	for _, code := range []int{1000, 1001, 1008, 1009, 1011, 4000, 4100, 4200, 4201} {
 		m.socketsClosed.WithLabelValues(strconv.Itoa(code))
 	}
 	for _, r := range []session.Reason{session.ReasonTampered, session.ReasonExpired, session.ReasonFuture, session.ReasonMalformed, session.ReasonTooLong} {
@@ -144,9 +144,10 @@ func (m *Metrics) Error(code hub.Code) { m.errors.WithLabelValues(string(code)).
 // Delivered implements hub.Metrics.
 func (m *Metrics) Delivered(n int) { m.delivered.Add(float64(n)) }
 
-// CookieLoaded counts refused cookies (httpbridge.Options.OnLoad).
-func (m *Metrics) CookieLoaded(r *http.Request, err error) {
-	if reason := session.ReasonOf(err); reason != "" && reason != session.ReasonMissing {
+// CookieRefused implements hub.Metrics: it counts refused cookies by
+// reason.
+func (m *Metrics) CookieRefused(reason session.Reason) {
+	if reason != "" && reason != session.ReasonMissing {
 		m.cookiesRefused.WithLabelValues(string(reason)).Inc()
 	}
 }

@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/demo"
-	"github.com/sessionhub/sessionhub/internal/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -98,7 +98,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.hub, err = hub.New(hctx, &hub.Options{
 		Store:            s.store,
 		Conn:             s.nc,
-		Keys:             demo.Keys(),
+		ClientKeys:       demo.Keys(),
 		AllowedOrigins:   s.cfg.AllowedOrigins,
 		Replicas:         s.cfg.Replicas,
 		Retention:        s.cfg.Retention,
@@ -216,7 +216,6 @@ func (s *Server) routes() (http.Handler, error) {
 		Store:  s.store,
 		Hub:    s.hub,
 		Logger: s.log,
-		OnLoad: s.metrics.CookieLoaded,
 	})
 	if err != nil {
 		return nil, err
@@ -224,7 +223,7 @@ func (s *Server) routes() (http.Handler, error) {
 	m := s.metrics
 	mux := http.NewServeMux()
 	mux.Handle("/hub/ws", m.Instrument("ws", s.hub))
-	mux.Handle("/hub/flush", m.Instrument("flush", s.hub.FlushHandler(nil)))
+	mux.Handle("/hub/flush", m.Instrument("flush", s.hub))
 	mux.Handle("/hub/", m.Instrument("hub", s.hub))
 	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("GET /metrics", m.Instrument("metrics", m.Handler()))

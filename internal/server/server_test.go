@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 func TestHealthz(t *testing.T) {
@@ -198,8 +198,8 @@ func TestLoginRotatesAndLogoutEnds(t *testing.T) {
 	if status != http.StatusOK || values(body)["name"] != "Ana" || values(body)["colour"] != "teal" {
 		t.Fatalf("login: %d %v", status, body)
 	}
-	if code := ws.closed(); code != 4001 {
-		t.Fatalf("old socket closed with %d, want 4001", code)
+	if code := ws.closed(); code != 4100 {
+		t.Fatalf("old socket closed with %d, want 4100", code)
 	}
 	newID := decodeID(t, s, b.cookie())
 	if newID == oldID {
@@ -215,8 +215,8 @@ func TestLoginRotatesAndLogoutEnds(t *testing.T) {
 	if st, hdr, _ := b.do("POST", "/login", "application/x-www-form-urlencoded", "name=Bea"); st != http.StatusOK || hdr.Get("Content-Type") != "text/html; charset=utf-8" {
 		t.Fatalf("form login: %d %v", st, hdr)
 	}
-	if code := ws2.closed(); code != 4001 {
-		t.Fatalf("socket closed with %d after the second login, want 4001", code)
+	if code := ws2.closed(); code != 4100 {
+		t.Fatalf("socket closed with %d after the second login, want 4100", code)
 	}
 	ws3 := b.dial()
 	ws3.expect("welcome")

@@ -2,14 +2,15 @@ package hub
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"strings"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
 
-	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -23,24 +24,37 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case h.opts.Prefix + "/flush":
 		h.flush.ServeHTTP(w, r)
 	default:
-		http.NotFound(w, r)
+		protocol.WriteCode(w, protocol.CodeNotFound, "no such endpoint")
 	}
 }
 
-// FlushHandler returns the bridge endpoint bound to this hub. opts may set
-// Logger; Log, Readable and AllowedOrigins come from the hub.
-func (h *Hub) FlushHandler(opts *httpbridge.FlushOptions) http.Handler {
-	var o httpbridge.FlushOptions
-	if opts != nil {
-		o = *opts
+var _ http.Handler = (*Hub)(nil)
+
+// refuseHandshake answers a request that will not become a socket, as a
+// JSON error; no session, view or cookie is made for it.
+func refuseHandshake(w http.ResponseWriter, r *http.Request) bool {
+	switch {
+	case r.Method != http.MethodGet:
+		w.Header().Set("Allow", http.MethodGet)
+		protocol.WriteCode(w, protocol.CodeMethodNotAllowed, "use GET with a WebSocket handshake")
+	case !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade"):
+		w.Header().Set("Upgrade", "websocket")
+		protocol.WriteCode(w, protocol.CodeUpgradeRequired, "")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		protocol.WriteCode(w, protocol.CodeInvalid, "unsupported WebSocket version: want 13")
+	case !validKey(r.Header.Get("Sec-WebSocket-Key")):
+		protocol.WriteCode(w, protocol.CodeInvalid, "missing or malformed Sec-WebSocket-Key")
+	default:
+		return false
 	}
-	o.Log = h
-	o.Readable = h.Readable
-	o.AllowedOrigins = h.opts.AllowedOrigins
-	if o.Logger == nil {
-		o.Logger = h.opts.Logger
-	}
-	return httpbridge.Flush(h.opts.Store, &o)
+	return true
+}
+
+// validKey reports whether k is a handshake key: base64 of 16 bytes.
+func validKey(k string) bool {
+	b, err := base64.StdEncoding.DecodeString(k)
+	return err == nil && len(b) == 16
 }
 
 // serveWS upgrades the request to a session socket. The handshake's
@@ -49,43 +63,35 @@ func (h *Hub) FlushHandler(opts *httpbridge.FlushOptions) http.Handler {
 // refreshed there too.
 func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if h.closing.Load() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		protocol.WriteCode(w, protocol.CodeUnavailable, "shutting down")
 		return
 	}
 	if !origin.Allowed(r, h.opts.AllowedOrigins) {
-		http.Error(w, "origin not allowed", http.StatusForbidden)
+		protocol.WriteCode(w, protocol.CodeForbidden, "origin not allowed")
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	// Not a WebSocket handshake: refuse before any session, view or cookie
-	// is made for it.
-	if !headerHasToken(r.Header, "Upgrade", "websocket") || !headerHasToken(r.Header, "Connection", "upgrade") {
-		w.Header().Set("Upgrade", "websocket")
-		http.Error(w, "WebSocket upgrade required", http.StatusUpgradeRequired)
+	if refuseHandshake(w, r) {
 		return
 	}
 	s, err := h.opts.Store.Load(r)
 	if err != nil {
 		h.opts.Logger.Debug("session cookie refused at handshake", "reason", session.ReasonOf(err), "err", err)
+		h.opts.Metrics.CookieRefused(session.ReasonOf(err))
 	}
 	id := s.EnsureID()
 	v := h.acquire(r.Context(), id, s.Seq())
 	// Fold what the view holds after the cookie's version; older entries
 	// come from JetStream.
 	v.mu.Lock()
-	v.catchUpLocked(r.Context())
-	changes, ok := v.sinceLocked(s.Seq())
+	v.waitAckedDroppingLock(r.Context())
+	entries, ok := v.sinceLocked(s.Seq())
 	v.mu.Unlock()
 	if !ok {
 		if fetched, err := h.log.fetch(r.Context(), id, s.Seq(), 0); err == nil {
-			changes = fetched
+			entries = fetched
 		}
 	}
-	s.Fold(flatten(changes))
+	s.Fold(flatten(entries))
 	if s.Ended() {
 		// The cookie names a session that was logged out: start a new one.
 		v.release()
@@ -152,9 +158,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		endedBefore := false
-		for _, ch := range missed {
-			c.snap = c.snap.Fold(ch.Ops)
-			for _, op := range ch.Ops {
+		for _, e := range missed {
+			c.snap = c.snap.Fold(e.Ops)
+			for _, op := range e.Ops {
 				endedBefore = endedBefore || op.Type == session.OpEnd
 			}
 		}
@@ -197,13 +203,13 @@ func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
 	}
 	// A stale view delivers nothing until its gap is filled, and then
 	// every entry in order: the socket misses nothing by joining now.
-	for _, ch := range after {
-		c.snap = c.snap.Fold(ch.Ops)
-		for _, op := range ch.Ops {
+	for _, e := range after {
+		c.snap = c.snap.Fold(e.Ops)
+		for _, op := range e.Ops {
 			ended = ended || op.Type == session.OpEnd
 		}
 	}
-	c.out.push(mustJSON(welcomeMsg{Type: TypeWelcome, Seq: c.snap.Seq, Values: h.ReadableValues(c.snap.Values)}))
+	c.out.push(protocol.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Seq: c.snap.Seq, Values: h.ReadableValues(c.snap.Values)}))
 	v.conns[c] = struct{}{}
 	return ended, true
 }

@@ -5,7 +5,7 @@ import (
 	"log"
 	"os"
 
-	"github.com/sessionhub/sessionhub/internal/natsserver"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // An in-process server in strict durability, and a client connection.

@@ -1,5 +1,7 @@
-// Package natsserver runs an embedded nats-server with JetStream for
-// sessionhub: the server's default engine, and the engine of tests.
+// Package natsserver runs an embedded nats-server with JetStream for a
+// hub: what an application embedding sessionhub on one machine needs
+// (cmd/sessionhub's default engine, and the engine of tests). Past one
+// machine, connect the hub to a NATS cluster instead (docs/DEPLOY.md).
 //
 // # Durability
 //

@@ -1,4 +1,6 @@
-package natsserver
+// Package natscluster starts a NATS cluster of embedded nats-servers in
+// one process, for tests of replicated streams (R3) and of a node failing.
+package natscluster
 
 import (
 	"errors"
@@ -9,24 +11,26 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
-// ClusterName is the name of the clusters StartCluster forms.
+// ClusterName is the name of the clusters Start forms.
 const ClusterName = "sessionhub-test"
 
 // Cluster is n embedded nats-servers with JetStream forming one NATS
 // cluster in this process (tests of replicated streams).
 type Cluster struct {
-	nodes []*Server
+	nodes []*natsserver.Server
 }
 
-// StartCluster starts n servers with JetStream, each storing under
+// Start starts n servers with JetStream, each storing under
 // dir/node<i>, listening for clients and routes on 127.0.0.1 random
 // ports, routed to each other. It returns once every node accepts
 // connections and the JetStream meta leader is elected (30s at most).
-func StartCluster(dir string, n int) (*Cluster, error) {
+func Start(dir string, n int) (*Cluster, error) {
 	if n < 1 {
-		return nil, errors.New("natsserver: cluster needs at least one node")
+		return nil, errors.New("natscluster: cluster needs at least one node")
 	}
 	// Routes need known addresses: pick free ports up front.
 	ports := make([]int, n)
@@ -34,7 +38,7 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
-			return nil, fmt.Errorf("natsserver: %w", err)
+			return nil, fmt.Errorf("natscluster: %w", err)
 		}
 		ports[i] = p
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
@@ -59,22 +63,22 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 		s, err := server.NewServer(opts)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("natsserver: node %d: %w", i, err)
+			return nil, fmt.Errorf("natscluster: node %d: %w", i, err)
 		}
 		s.Start()
-		c.nodes = append(c.nodes, &Server{s})
+		c.nodes = append(c.nodes, &natsserver.Server{Server: s})
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for i, s := range c.nodes {
 		if !s.ReadyForConnections(time.Until(deadline)) {
 			c.Close()
-			return nil, fmt.Errorf("natsserver: node %d not ready", i)
+			return nil, fmt.Errorf("natscluster: node %d not ready", i)
 		}
 	}
 	for !c.hasMetaLeader() {
 		if time.Now().After(deadline) {
 			c.Close()
-			return nil, errors.New("natsserver: no JetStream meta leader within 30s")
+			return nil, errors.New("natscluster: no JetStream meta leader within 30s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -120,7 +124,7 @@ func (c *Cluster) URLs() string {
 }
 
 // Node returns node i (0-based).
-func (c *Cluster) Node(i int) *Server { return c.nodes[i] }
+func (c *Cluster) Node(i int) *natsserver.Server { return c.nodes[i] }
 
 // Close shuts every node down and waits for them. Nodes already shut
 // down are fine.

@@ -3,7 +3,6 @@ package natsserver
 import (
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -99,15 +98,11 @@ func Start(o Options) (*Server, error) {
 func (s *Server) Connect(name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
 	if s.Server.ClientURL() == "" || s.Server.Addr() == nil {
-		opts = append(opts, nats.InProcessServer(inProcess{s.Server}))
+		opts = append(opts, nats.InProcessServer(s.Server))
 		return nats.Connect("", opts...)
 	}
 	return nats.Connect(s.ClientURL(), opts...)
 }
-
-type inProcess struct{ s *server.Server }
-
-func (p inProcess) InProcessConn() (net.Conn, error) { return p.s.InProcessConn() }
 
 // Close shuts the server down and waits for it.
 func (s *Server) Close() {

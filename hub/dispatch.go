@@ -1,0 +1,110 @@
+package hub
+
+import (
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// shards is how many dispatcher goroutines hand republished entries to
+// views; a session always goes to the same one, so its entries stay in
+// order.
+const shards = 8
+
+func (h *Hub) shard(id string) chan *nats.Msg {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(id))
+	return h.live[f.Sum32()%shards]
+}
+
+// dispatch hands republished entries to their views, one shard's sessions
+// in order. It never waits on JetStream: a view that finds a gap repairs
+// it on a goroutine of its own (view.repairLocked).
+func (h *Hub) dispatch(ch chan *nats.Msg) {
+	defer h.workers.Done()
+	prefix := h.opts.Subject + ".live."
+	for {
+		select {
+		case m := <-ch:
+			id := strings.TrimPrefix(m.Subject, prefix)
+			h.mu.Lock()
+			v := h.views[id]
+			h.mu.Unlock()
+			if v != nil {
+				v.onLive(m)
+			}
+		case <-h.closed:
+			return
+		}
+	}
+}
+
+// janitor closes views that have been idle past ViewIdle.
+func (h *Hub) janitor() {
+	defer h.workers.Done()
+	t := time.NewTicker(max(h.opts.ViewIdle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.sweep(time.Now())
+		case <-h.closed:
+			return
+		}
+	}
+}
+
+func (h *Hub) sweep(now time.Time) {
+	var idle []*view
+	h.mu.Lock()
+	for id, v := range h.views {
+		v.mu.Lock()
+		if v.refs == 0 && now.Sub(v.idle) >= h.opts.ViewIdle {
+			delete(h.views, id)
+			idle = append(idle, v)
+		}
+		v.mu.Unlock()
+	}
+	h.mu.Unlock()
+	for _, v := range idle {
+		v.close()
+		h.opts.Metrics.ViewClosed()
+	}
+}
+
+// pinger pings every socket each PingInterval; a socket whose pong does
+// not come within PingTimeout is closed with ClosePingTimeout.
+func (h *Hub) pinger() {
+	defer h.workers.Done()
+	t := time.NewTicker(h.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			for _, c := range h.sockets() {
+				if !c.closing.Load() && c.pinging.CompareAndSwap(false, true) {
+					go c.ping()
+				}
+			}
+		case <-h.closed:
+			return
+		}
+	}
+}
+
+// sockets returns every socket of this instance.
+func (h *Hub) sockets() []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*conn
+	for _, v := range h.views {
+		v.mu.Lock()
+		for c := range v.conns {
+			out = append(out, c)
+		}
+		v.mu.Unlock()
+	}
+	return out
+}

@@ -1,0 +1,67 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/sessionhub/sessionhub/internal/protocol"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// entry is one log entry of a session: the ops one writer appended
+// together, with their sequence number.
+type entry struct {
+	Seq    uint64
+	Ops    []session.Op // each with Seq set
+	Source string       // protocol.SourceWS or protocol.SourceHTTP
+}
+
+// encodeEntry returns the payload of a log entry.
+func encodeEntry(ops []session.Op) ([]byte, error) {
+	w := make([]protocol.WireOp, len(ops))
+	for i, op := range ops {
+		if err := op.Validate(); err != nil {
+			return nil, Errorf(CodeInvalid, "%v", err)
+		}
+		w[i] = protocol.WireOp{Type: op.Type, Key: op.Key, Value: op.Value}
+	}
+	return json.Marshal(w)
+}
+
+// decodeEntry parses a log entry's payload; every op gets seq.
+func decodeEntry(data []byte, seq uint64) ([]session.Op, error) {
+	var w []protocol.WireOp
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, fmt.Errorf("hub: log entry %d: %w", seq, err)
+	}
+	ops := make([]session.Op, 0, len(w))
+	for _, o := range w {
+		op := session.Op{Seq: seq, Type: o.Type, Key: o.Key, Value: o.Value}
+		if err := op.Validate(); err != nil {
+			return nil, fmt.Errorf("hub: log entry %d: %w", seq, err)
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// flatten returns the ops of entries, in order.
+func flatten(entries []entry) []session.Op {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Ops)
+	}
+	ops := make([]session.Op, 0, n)
+	for _, e := range entries {
+		ops = append(ops, e.Ops...)
+	}
+	return ops
+}
+
+// lastSeq returns the sequence of the last of entries, 0 for none.
+func lastSeq(entries []entry) uint64 {
+	if len(entries) == 0 {
+		return 0
+	}
+	return entries[len(entries)-1].Seq
+}

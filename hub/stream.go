@@ -1,0 +1,138 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// Headers of sessionhub's log messages, and of JetStream's republished and
+// direct-get messages.
+const (
+	hdrSource       = "Sessionhub-Source"
+	hdrNatsSeq      = "Nats-Sequence"
+	hdrNatsLastSeq  = "Nats-Last-Sequence"
+	hdrNatsPending  = "Nats-Num-Pending"
+	hdrNatsExpected = "Nats-Expected-Last-Subject-Sequence"
+	hdrStatus       = "Status"
+)
+
+// jsLog is the session log on JetStream: one stream, one subject per
+// session (<prefix>.ops.<id>), republished after storage to
+// <prefix>.live.<id> with the sequence and the subject's previous
+// sequence, so that plain NATS subscribers learn of every change and can
+// tell when they missed one.
+type jsLog struct {
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	stream    string
+	directGet string // the stream's direct get API subject
+	prefix    string
+	timeout   time.Duration
+
+	replies replies // routes direct-get replies to fetches (fetch.go)
+
+	firstMu  sync.Mutex
+	firstSeq uint64
+	firstAt  time.Time
+}
+
+func newLog(nc *nats.Conn, js jetstream.JetStream, o *Options) *jsLog {
+	return &jsLog{
+		nc:        nc,
+		js:        js,
+		stream:    o.Stream,
+		directGet: "$JS.API.DIRECT.GET." + o.Stream,
+		prefix:    o.Subject,
+		timeout:   o.WriteTimeout,
+	}
+}
+
+func (l *jsLog) opsSubject(id string) string  { return l.prefix + ".ops." + id }
+func (l *jsLog) liveSubject(id string) string { return l.prefix + ".live." + id }
+func (l *jsLog) ctlSubject(id string) string  { return l.prefix + ".ctl." + id }
+
+// ensure creates the stream or updates it to the hub's configuration.
+func (l *jsLog) ensure(ctx context.Context, o *Options) error {
+	cfg := jetstream.StreamConfig{
+		Name:                 l.stream,
+		Description:          "sessionhub session logs",
+		Subjects:             []string{l.prefix + ".ops.*"},
+		Retention:            jetstream.LimitsPolicy,
+		MaxAge:               o.Retention,
+		MaxMsgsPerSubject:    int64(o.MaxOpsPerSession),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgSize:           int32(o.MaxEntrySize),
+		Storage:              jetstream.FileStorage,
+		Replicas:             o.Replicas,
+		AllowDirect:          true,
+		RePublish: &jetstream.RePublish{
+			Source:      l.prefix + ".ops.*",
+			Destination: l.prefix + ".live.{{wildcard(1)}}",
+		},
+	}
+	if o.MemoryStorage {
+		cfg.Storage = jetstream.MemoryStorage
+	}
+	_, err := l.js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("hub: stream %s: %w", l.stream, err)
+	}
+	return nil
+}
+
+// append writes ops as one entry of session id's log and returns its
+// sequence once JetStream acknowledged it. With expect set, the append
+// succeeds only when the subject's last sequence is *expect (errConflict
+// otherwise).
+func (l *jsLog) append(ctx context.Context, id, source string, expect *uint64, ops []session.Op) (uint64, error) {
+	data, err := encodeEntry(ops)
+	if err != nil {
+		return 0, err
+	}
+	if !l.nc.IsConnected() {
+		return 0, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	m := nats.NewMsg(l.opsSubject(id))
+	m.Data = data
+	m.Header.Set(hdrSource, source)
+	if expect != nil {
+		m.Header.Set(hdrNatsExpected, strconv.FormatUint(*expect, 10))
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	ack, err := l.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
+	if err != nil {
+		return 0, classifyPublish(err)
+	}
+	return ack.Sequence, nil
+}
+
+// complete reports whether the log still holds every entry after seq: no
+// entry above it has aged out of the retention window. Age-based removal
+// takes the oldest entries first, so it holds when the stream's first
+// sequence is at most after+1. The first sequence is cached for a second.
+func (l *jsLog) complete(ctx context.Context, after uint64) (bool, error) {
+	l.firstMu.Lock()
+	defer l.firstMu.Unlock()
+	if after+1 >= l.firstSeq && time.Since(l.firstAt) < time.Second {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	st, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return false, wrapErr(ErrUnavailable, err)
+	}
+	info := st.CachedInfo()
+	l.firstSeq, l.firstAt = info.State.FirstSeq, time.Now()
+	return after+1 >= l.firstSeq, nil
+}

@@ -1,0 +1,157 @@
+package hub
+
+import (
+	"context"
+	"sync"
+
+	"github.com/coder/websocket"
+)
+
+// queue hands msg to the writer without blocking.
+func (c *conn) queue(msg []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	if !c.out.push(msg) {
+		c.close(CloseTooSlow, "too slow: send buffer full")
+		return false
+	}
+	c.kick()
+	return true
+}
+
+// kick starts the writer unless one runs.
+func (c *conn) kick() {
+	if c.writing.CompareAndSwap(false, true) {
+		go c.drain()
+	}
+}
+
+// outbox is a socket's bounded send queue. An idle socket holds no buffer:
+// the queue's slice is allocated when messages wait and dropped once the
+// writer took them.
+type outbox struct {
+	mu  sync.Mutex
+	q   [][]byte
+	max int
+}
+
+func newOutbox(max int) outbox {
+	return outbox{max: max}
+}
+
+// push appends msg, or reports false when max messages already wait.
+func (o *outbox) push(msg []byte) bool {
+	o.mu.Lock()
+	if len(o.q) >= o.max {
+		o.mu.Unlock()
+		return false
+	}
+	o.q = append(o.q, msg)
+	o.mu.Unlock()
+	return true
+}
+
+// room reports whether n more messages fit now.
+func (o *outbox) room(n int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q)+n <= o.max
+}
+
+// unshift puts msgs back at the front of the queue (they were taken but
+// not written), whatever the bound.
+func (o *outbox) unshift(msgs [][]byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.q = append(append([][]byte(nil), msgs...), o.q...)
+}
+
+// empty reports whether no message waits.
+func (o *outbox) empty() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q) == 0
+}
+
+// take returns the waiting messages and empties the queue.
+func (o *outbox) take() [][]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.q
+	o.q = nil
+	return q
+}
+
+// close asks the writer to close the socket with code. Safe to call many
+// times and from any goroutine; the first code wins.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.closeCode, c.closeMsg = code, reason
+		c.closing.Store(true)
+		c.kick()
+	})
+}
+
+// drain is the socket's writer while messages wait: it writes them, exits
+// once the queue is empty, and on a close sends the close frame.
+func (c *conn) drain() {
+	for {
+		if c.closing.Load() {
+			c.finish()
+			c.cancel()
+			close(c.finished)
+			return // writing stays set: no writer after the close
+		}
+		msgs := c.out.take()
+		if len(msgs) == 0 {
+			c.writing.Store(false)
+			// A message or a close that came after take found a writer
+			// still running and did not start one: take the role back.
+			if (c.out.empty() && !c.closing.Load()) || !c.writing.CompareAndSwap(false, true) {
+				return
+			}
+			continue
+		}
+		for i, msg := range msgs {
+			if c.closing.Load() {
+				c.out.unshift(msgs[i:]) // finish decides what still goes out
+				break
+			}
+			if err := c.write(msg); err != nil {
+				c.close(CloseInternal, "write failed")
+				_ = c.ws.CloseNow()
+				break
+			}
+		}
+	}
+}
+
+// ping checks that the client answers; the hub's pinger calls it.
+func (c *conn) ping() {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
+	defer cancel()
+	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
+		c.close(ClosePingTimeout, "no pong")
+	}
+}
+
+// finish sends what is already queued when the close is orderly (a final
+// error or change), then the close frame.
+func (c *conn) finish() {
+	if c.closeCode != CloseTooSlow {
+		for _, msg := range c.out.take() {
+			if c.write(msg) != nil {
+				break
+			}
+		}
+	}
+	_ = c.ws.Close(c.closeCode, c.closeMsg)
+}
+
+func (c *conn) write(msg []byte) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteWait)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, msg)
+}
