@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -483,4 +484,69 @@ func sameValues(a, b map[string]json.RawMessage) bool {
 		}
 	}
 	return true
+}
+
+// enderLog is a memLog that records the End and Rotated calls, and what
+// the client had received when each came.
+type enderLog struct {
+	*memLog
+	rec   *httptest.ResponseRecorder
+	calls []string
+}
+
+func (l *enderLog) End(_ context.Context, id string) error {
+	l.calls = append(l.calls, fmt.Sprintf("end %s flushed=%v", id, l.rec.Flushed))
+	return nil
+}
+
+func (l *enderLog) Rotated(_ context.Context, id string) error {
+	l.calls = append(l.calls, fmt.Sprintf("rotated %s flushed=%v", id, l.rec.Flushed))
+	return nil
+}
+
+// A handler that ends or rotates its session has the Log end or rotate the
+// old IDs (an Ender: the hub closes their sockets), in order, once its
+// response with the new cookie was flushed to the client; a session
+// ended by folding another's logout is not ended again.
+func TestMiddlewareRetiresIDsAfterTheResponse(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	log := &enderLog{memLog: newMemLog()}
+	var first, second string
+	h := httpbridge.Middleware(store, &httpbridge.Options{Log: log, Logger: testLogger(t)})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := httpbridge.FromContext(r.Context())
+		switch r.URL.Path {
+		case "/login":
+			first = s.EnsureID()
+			second = s.Rotate()
+			if second != first {
+				t.Errorf("Rotate returned %q, want the old ID %q", second, first)
+			}
+			second = s.ID()
+			_ = s.Set("user", "ada")
+		case "/logout":
+			second = s.End()
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	log.rec = httptest.NewRecorder()
+	h.ServeHTTP(log.rec, httptest.NewRequest("POST", "/login", nil))
+	cookie := sessionCookie(t, log.rec.Result())
+	log.rec = httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/logout", nil)
+	req.AddCookie(cookie)
+	h.ServeHTTP(log.rec, req)
+	want := []string{"rotated " + first + " flushed=true", "end " + second + " flushed=true"}
+	if !slices.Equal(log.calls, want) {
+		t.Fatalf("calls %q, want %q", log.calls, want)
+	}
+
+	// Another instance's logout, folded from the log, is not a new end.
+	log.calls = nil
+	log.write(t, second, session.Op{Type: session.OpEnd})
+	log.rec = httptest.NewRecorder()
+	h.ServeHTTP(log.rec, req)
+	if len(log.calls) != 0 {
+		t.Fatalf("folding an end op made calls %q", log.calls)
+	}
 }

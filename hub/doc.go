@@ -3,6 +3,25 @@
 // every socket of the session on every hub instance, and folded into the
 // signed cookie on the client's next HTTP round trip.
 //
+// # Embedding
+//
+// One Hub is the whole wiring of an app (README.md shows a complete
+// program; hub/natsserver starts the embedded NATS it needs on one
+// machine):
+//
+//	h, err := hub.New(ctx, &hub.Options{Store: store, Conn: nc, ClientKeys: keys})
+//	mux.Handle("/hub/", h)             // the socket at /hub/ws, the bridge at /hub/flush
+//	mux.Handle("/", h.Middleware(app)) // every route gets its session
+//	srv.RegisterOnShutdown(func() { _ = h.Shutdown(ctx) })
+//
+// Handlers read and write the session with httpbridge.FromContext. A
+// handler's writes go through the log, so open sockets see them live and
+// concurrent requests and sockets never overwrite each other's keys. A
+// handler that calls session.Session.End (logout) or Rotate (login) needs
+// nothing more: Middleware ends the session in the hub (every socket of it
+// closed with CloseSessionEnded, on every instance) or moves the old ID's
+// sockets to the new cookie (CloseSessionRotated).
+//
 // # The log
 //
 // Each session has a log: the subject <Subject>.ops.<id> of one JetStream
@@ -20,30 +39,33 @@
 // The stream republishes every stored entry to <Subject>.live.<id> with
 // its sequence and the subject's previous sequence. Each instance keeps a
 // view of every session it serves: a subscription to that subject and the
-// recent tail of the log. Views deliver changes to their sockets in order,
-// detect a missed entry by the previous-sequence header and read it from
-// JetStream, and serve folds (HTTP requests, handshakes) without a NATS
-// round trip. An instance's own acknowledged writes are always visible to
-// its next read (read your writes); the bridge (POST /flush) reads
-// JetStream once so that it sees every acknowledged write, wherever made.
+// recent tail of the log. Views deliver changes to their sockets in order
+// and serve folds (HTTP requests, handshakes) without a NATS round trip. A
+// view that sees a gap (an entry whose predecessor it lacks) goes stale,
+// so reads go to JetStream, and repairs itself from JetStream on its own
+// goroutine without waiting for a later write. An instance's own
+// acknowledged writes are always visible to its next read (read your
+// writes). The bridge (POST <Prefix>/flush) brings the view up to every
+// acknowledged write, wherever made: without a round trip when the
+// client's ?seq= is already in the view, with one JetStream read
+// otherwise.
 //
 // # The socket
 //
 // Hub.ServeHTTP serves the WebSocket at <Prefix>/ws and the bridge at
 // <Prefix>/flush (default prefix "/hub"). The wire protocol (messages,
-// error codes, close codes, limits) is docs/PROTOCOL.md. The browser may
-// write only keys declared client-writable in Options.Keys, each checked by
-// its validator, and reads only keys declared client-readable; Go code
-// writes any key.
+// error codes and their HTTP statuses, close codes by range, limits) is
+// docs/PROTOCOL.md. The browser may write only keys declared
+// client-writable in Options.ClientKeys, each checked by its validator,
+// and reads only keys declared client-readable; Go code writes any key.
 //
 // # Go API
 //
 // Handle registers handlers of client events; their Socket writes the
-// session through the log. Write stages server-side changes outside a
-// socket. End and Rotated close every socket of a session on every
-// instance (logout, login). The Hub is an httpbridge.Log: give it to
-// httpbridge.Middleware so HTTP handlers see socket writes and their
-// writes reach open sockets.
+// session through the log and pushes events to the browser. Write stages
+// server-side changes outside a request or a socket (a worker, an admin
+// action); End ends a session from there. Errors carry a Code (CodeOf),
+// the same codes the browser sees.
 //
 // # Shutdown
 //

@@ -57,11 +57,3 @@ func flatten(entries []entry) []session.Op {
 	}
 	return ops
 }
-
-// lastSeq returns the sequence of the last of entries, 0 for none.
-func lastSeq(entries []entry) uint64 {
-	if len(entries) == 0 {
-		return 0
-	}
-	return entries[len(entries)-1].Seq
-}

@@ -275,6 +275,54 @@ func TestEndAndRotateCloseSockets(t *testing.T) {
 	}
 }
 
+// A handler behind Hub.Middleware that calls session.End or Rotate needs
+// no hub call of its own: the middleware closes the session's sockets on
+// every instance (4000 for a logout, 4100 for a login, which moves them to
+// the new ID), and a logout is final: the logged-out cookie, replayed,
+// brings nothing back.
+func TestMiddlewareEndsAndRotates(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a := newInstance(t, ns, nil)
+	b := newInstance(t, ns, nil)
+	c, sa, sb := twoTabs(t, a, b)
+	sa.set("colour", "red")
+	before := sessionID(t, a.store, c.cookie(a))
+	if code, _ := c.do(a, "POST", "/app/login?name=ada", nil); code != http.StatusNoContent {
+		t.Fatalf("login: %d", code)
+	}
+	for name, s := range map[string]*sock{"A": sa, "B": sb} {
+		if m := s.expect("closed"); websocket.StatusCode(num(m["code"])) != hub.CloseSessionRotated {
+			t.Errorf("login, socket on %s: %v, want %d", name, m, hub.CloseSessionRotated)
+		}
+	}
+	after := sessionID(t, a.store, c.cookie(a))
+	if after == before || after == "" {
+		t.Fatalf("login kept the session ID %q", before)
+	}
+	// The tabs reconnect with the new cookie: the same values, a new ID.
+	sa, sb = c.dial(a), c.dial(b)
+	for name, s := range map[string]*sock{"A": sa, "B": sb} {
+		if m := s.expect("welcome"); values(m)["colour"] != "red" {
+			t.Errorf("after login, socket on %s: %v, want colour red", name, m)
+		}
+	}
+	stale := c.cookie(a)
+	if code, _ := c.do(b, "POST", "/app/logout", nil); code != http.StatusNoContent {
+		t.Fatalf("logout: %d", code)
+	}
+	for name, s := range map[string]*sock{"A": sa, "B": sb} {
+		if m := s.expect("closed"); websocket.StatusCode(num(m["code"])) != hub.CloseSessionEnded {
+			t.Errorf("logout, socket on %s: %v, want %d", name, m, hub.CloseSessionEnded)
+		}
+	}
+	replay := newClient(t)
+	replay.setCookie(a, stale)
+	if _, got := replay.do(a, "GET", "/app/get", nil); len(values(got)) != 0 {
+		t.Fatalf("the logged-out cookie, replayed, still has %v", values(got))
+	}
+}
+
 // Shutdown closes sockets with 1001 Going Away.
 func TestShutdownGoingAway(t *testing.T) {
 	t.Parallel()

@@ -120,6 +120,18 @@ func newInstance(t testing.TB, ns *natsserver.Server, tweak func(*hub.Options)) 
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	// Logout and login as an app writes them: session calls only; the
+	// middleware ends or rotates the session in the hub.
+	app.HandleFunc("POST /app/logout", func(w http.ResponseWriter, r *http.Request) {
+		httpbridge.FromContext(r.Context()).End()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	app.HandleFunc("POST /app/login", func(w http.ResponseWriter, r *http.Request) {
+		s := httpbridge.FromContext(r.Context())
+		s.Rotate()
+		_ = s.Set("name", r.URL.Query().Get("name"))
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.Handle("/app/", h.Middleware(app))
 	srv := httptest.NewServer(mux)
 	in := &instance{t: t, hub: h, nc: nc, srv: srv, store: store}

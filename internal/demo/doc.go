@@ -7,7 +7,7 @@
 // language (a BCP 47 tag such as en or pt-BR) and notifications (a
 // boolean) are readable and writable by the browser, each with its
 // validator; name, set by POST /login, is readable only. Keys returns the
-// policies for hub.Options.Keys.
+// policies for hub.Options.ClientKeys.
 //
 // # Routes
 //

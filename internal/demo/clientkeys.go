@@ -29,7 +29,7 @@ var themes = []string{"light", "dark", "system"}
 // Themes returns the values the theme key accepts.
 func Themes() []string { return slices.Clone(themes) }
 
-// Keys returns the demo's key policies for hub.Options.Keys: colour,
+// Keys returns the demo's key policies for hub.Options.ClientKeys: colour,
 // theme, language and notifications are readable and writable by the
 // browser, each with its validator; name is readable only.
 func Keys() map[string]hub.KeyPolicy {
