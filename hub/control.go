@@ -31,9 +31,7 @@ func (h *Hub) onControl(m *nats.Msg) {
 
 // closeSession closes every socket of session id on this instance.
 func (h *Hub) closeSession(id string, code websocket.StatusCode, reason string) {
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
+	v := h.lookup(id)
 	if v == nil {
 		return
 	}

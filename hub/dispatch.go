@@ -29,10 +29,7 @@ func (h *Hub) dispatch(ch chan *nats.Msg) {
 		select {
 		case m := <-ch:
 			id := strings.TrimPrefix(m.Subject, prefix)
-			h.mu.Lock()
-			v := h.views[id]
-			h.mu.Unlock()
-			if v != nil {
+			if v := h.lookup(id); v != nil {
 				v.onLive(m)
 			}
 		case <-h.closed:

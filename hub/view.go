@@ -39,6 +39,14 @@ type view struct {
 	missed    bool // an entry arrived past a gap while repairing: repair again
 }
 
+// lookup returns the view of session id on this instance, or nil; it
+// neither creates nor references it.
+func (h *Hub) lookup(id string) *view {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.views[id]
+}
+
 // acquire returns the view of session id, creating and loading it when
 // needed; after is the caller's version (its cookie's seq), where a new
 // view starts. The caller must release it.
@@ -274,9 +282,7 @@ func (v *view) appendLocked(c entry) {
 // acked records that this instance acknowledged entry seq of the session,
 // so reads through this instance wait for it (read your writes).
 func (h *Hub) acked(id string, seq uint64) {
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
+	v := h.lookup(id)
 	if v == nil {
 		return
 	}
