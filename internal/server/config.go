@@ -67,6 +67,9 @@ type Config struct {
 	// generated and kept in DataDir.
 	KeysFile string
 	Keys     string
+	// APIToken is the server API's bearer token (from SESSIONHUB_API_TOKEN;
+	// no flag). Empty turns the API off.
+	APIToken string
 
 	// LogJSON logs JSON lines instead of text; LogLevel is the minimum level.
 	LogJSON  bool
@@ -200,6 +203,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, output 
 		return c, nil, err // printed by the flag package
 	}
 	c.Keys = strings.TrimSpace(getenv(EnvKeys))
+	c.APIToken = strings.TrimSpace(getenv(EnvAPIToken))
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(output, "%s: %v\n", name, err)
 		return c, nil, err
