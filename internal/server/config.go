@@ -292,6 +292,7 @@ func PrintUsage(w io.Writer, name string) {
   %[1]s [flags]                  serve the demo, the hub and the bridge
   %[1]s keygen [-encrypt]        print a new key entry for %[2]s
   %[1]s inspect [flags] COOKIE   verify a session cookie and print its contents
+  %[1]s proxy -upstream URL     put the hub in front of a Flask or Quart app (see docs/FLASK.md)
 
 Keys: %[2]s holds comma-separated key entries, the first signs and all
 verify (rotation); each is a standard-base64 hash key of at least 32 bytes,
