@@ -40,11 +40,12 @@ func needFlask(t *testing.T) {
 	}
 }
 
-// startApp runs testdata/<script> with SECRET_KEY and returns its URL.
-func startApp(t *testing.T, script, secret string) *url.URL {
+// startApp runs testdata/<script> with SECRET_KEY (and env) and returns
+// its URL.
+func startApp(t *testing.T, script, secret string, env ...string) *url.URL {
 	t.Helper()
 	cmd := exec.Command(python, filepath.Join("testdata", script))
-	cmd.Env = append(os.Environ(), "SECRET_KEY="+secret, "PYTHONUNBUFFERED=1")
+	cmd.Env = append(append(os.Environ(), "SECRET_KEY="+secret, "PYTHONUNBUFFERED=1"), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -409,4 +410,57 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestQuartApp runs the real Quart app behind the proxy: its own websocket
+// route works through the proxy (with the session), and its websocket
+// route that stages a write with the server API, for the ID the proxy
+// sent in Sessionhub-Session, reaches the app's next request and an open
+// hub socket.
+func TestQuartApp(t *testing.T) {
+	needFlask(t)
+	t.Parallel()
+	const token = "quart-api-token"
+	app := startApp(t, "quartapp.py", secret, "SESSIONHUB_API_TOKEN="+token)
+	px := startProxy(t, app, token)
+	b := newBrowser(t, px.URL())
+	b.do("POST", "/login?user=ada")
+	hubSock := b.dial()
+	hubSock.expect("welcome")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(px.URL(), "http")
+	echo, _, err := websocket.Dial(ctx, wsURL+"/ws/echo", &websocket.DialOptions{HTTPClient: b.c})
+	if err != nil {
+		t.Fatalf("the app's own websocket route through the proxy: %v", err)
+	}
+	defer echo.CloseNow()
+	if err := echo.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := echo.Read(ctx); err != nil || string(got) != "echo hi user=ada" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+
+	ws, _, err := websocket.Dial(ctx, wsURL+"/ws/colour", &websocket.DialOptions{HTTPClient: b.c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte("green")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := ws.Read(ctx); err != nil || !strings.HasPrefix(string(got), "ok ") {
+		t.Fatalf("the app's API write: %q, %v", got, err)
+	}
+	if ch := hubSock.expect("change"); ch["source"] != "http" || !strings.Contains(mustJSON(t, ch["ops"]), `"green"`) {
+		t.Fatalf("change: %v", ch)
+	}
+	if got := b.appSession(); got["colour"] != "green" || got["user"] != "ada" {
+		t.Fatalf("the app's next request saw %v", got)
+	}
+	if got := flaskLoads(t, secret, b.cookie()); got["colour"] != "green" {
+		t.Fatalf("Flask reads %v", got)
+	}
 }
