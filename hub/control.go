@@ -26,6 +26,8 @@ func (h *Hub) onControl(m *nats.Msg) {
 		h.closeSession(id, CloseSessionEnded, "session ended")
 	case ctlRotate:
 		h.closeSession(id, CloseSessionRotated, "session rotated")
+	default:
+		h.pushLocal(id, m.Data) // PushSession
 	}
 }
 

@@ -14,6 +14,20 @@ import (
 	"github.com/gorilla/securecookie"
 )
 
+// CookieCodec turns a snapshot into a signed cookie value and back: the
+// cookie format of a Store. Two implement it: *Codec (gorilla/securecookie,
+// the default) and *FlaskCodec (Flask's and Quart's own cookie).
+//
+// Decode verifies and decodes a value; any failure is a *DecodeError and a
+// zero snapshot, never a panic. Encode signs a snapshot; a value that would
+// not fit MaxCookieSize is an error wrapping ErrTooLarge. EncodedLen is
+// the length Encode would return, computed without signing.
+type CookieCodec interface {
+	Encode(name string, snap Snapshot) (string, error)
+	Decode(name, value string) (Snapshot, error)
+	EncodedLen(snap Snapshot) (int, error)
+}
+
 // KeyPair is one signing key and an optional encryption key.
 //
 // Hash is the HMAC-SHA256 key: at least 32 bytes, 64 recommended. Block,

@@ -80,6 +80,30 @@
 // way the codec writes it (line breaks, non-zero base64 padding bits) is
 // refused as tampered.
 //
+// # Flask's cookie
+//
+// A store with Options.FlaskSecrets (or a [FlaskCodec]) reads and writes
+// the cookie of Flask's and Quart's default SecureCookieSessionInterface
+// instead, so that a Flask or Quart app and the hub share one cookie: an
+// itsdangerous URLSafeTimedSerializer (salt "cookie-session", key
+// derivation "hmac", HMAC-SHA1, unpadded URL-safe base64, zlib and a
+// leading "." when that is shorter, the signing time; max age = Lifetime,
+// PERMANENT_SESSION_LIFETIME) carrying Flask's TaggedJSONSerializer. The
+// first secret signs, all verify (SECRET_KEY, then SECRET_KEY_FALLBACKS).
+//
+// The app's values pass through byte for byte: each top-level key's value
+// is kept as the JSON Flask wrote, so a tuple, bytes, Markup, UUID or
+// datetime stays in its tagged form (for example {" t":[1,2]}) and reaches
+// the app unchanged. The keys are written sorted with ASCII-only escapes,
+// as Flask writes them. The hub's own fields (ID, Seq, creation time, pin)
+// live under one reserved key, [FlaskHubKey] ("_sessionhub"); Flask's
+// session.permanent, "_permanent", is Snapshot.Permanent. A cookie the app
+// wrote before the hub saw it is adopted by [Store.Decode]: a new ID, the
+// values kept. Values with a tagged object are read by Flask as Python
+// objects, so writes from browsers must be refused when [FlaskTagged]
+// reports one. JSON that Python accepts and JSON does not (NaN, Infinity)
+// is refused as malformed.
+//
 // # Size budget
 //
 // Browsers keep cookies of up to 4096 bytes, counting the name, the value

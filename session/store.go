@@ -49,8 +49,15 @@ type Options struct {
 	// ClockSkew is how far in the future a cookie's issue time may be.
 	// Default: 0.
 	ClockSkew time.Duration
-	// Keys: the first pair signs, all pairs verify (rotation). Required.
+	// Keys: the first pair signs, all pairs verify (rotation). Required
+	// unless FlaskSecrets is set.
 	Keys []KeyPair
+	// FlaskSecrets, when set, switches the cookie to Flask's own format
+	// (see FlaskCodec), so that a Flask or Quart app and the hub share one
+	// cookie: the app's SECRET_KEY first (it signs), older keys after (they
+	// verify) [secret_key, SECRET_KEY_FALLBACKS]. Keys must then be empty.
+	// Default: none, the securecookie format of Keys.
+	FlaskSecrets [][]byte
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -60,7 +67,7 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	opts  Options
-	codec *Codec
+	codec CookieCodec
 }
 
 // NewStore returns a store with the defaults filled in.
@@ -90,7 +97,16 @@ func NewStore(opts *Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	codec, err := NewCodec(CodecOptions{Keys: o.Keys, MaxAge: o.Lifetime, AbsoluteTimeout: o.AbsoluteTimeout, ClockSkew: o.ClockSkew, Now: o.Now})
+	var codec CookieCodec
+	var err error
+	if len(o.FlaskSecrets) > 0 {
+		if len(o.Keys) > 0 {
+			return nil, errors.New("session: Keys and FlaskSecrets are two cookie formats: set one")
+		}
+		codec, err = NewFlaskCodec(FlaskCodecOptions{Secrets: o.FlaskSecrets, MaxAge: o.Lifetime, AbsoluteTimeout: o.AbsoluteTimeout, ClockSkew: o.ClockSkew, Now: o.Now})
+	} else {
+		codec, err = NewCodec(CodecOptions{Keys: o.Keys, MaxAge: o.Lifetime, AbsoluteTimeout: o.AbsoluteTimeout, ClockSkew: o.ClockSkew, Now: o.Now})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -116,19 +132,21 @@ func stringsContainsByte(s string, c byte) bool {
 	return false
 }
 
-// Options returns the store's options with defaults filled in (keys
-// omitted).
+// Options returns the store's options with defaults filled in (keys and
+// secrets omitted).
 func (st *Store) Options() Options {
 	o := st.opts
 	o.Keys = nil
+	o.FlaskSecrets = nil
 	return o
 }
 
 // Name returns the cookie name.
 func (st *Store) Name() string { return st.opts.Name }
 
-// Codec returns the store's codec.
-func (st *Store) Codec() *Codec { return st.codec }
+// Codec returns the store's codec: a *Codec, or a *FlaskCodec when
+// Options.FlaskSecrets is set.
+func (st *Store) Codec() CookieCodec { return st.codec }
 
 // Load returns the session of the request. It never returns nil: a
 // missing or refused cookie yields a new empty session, and for a refused
@@ -143,11 +161,17 @@ func (st *Store) Load(r *http.Request) (*Session, error) {
 }
 
 // Decode returns the session a cookie value holds, or a new empty session
-// and a *DecodeError.
+// and a *DecodeError. A Flask cookie that holds values but not the hub's
+// fields (the app wrote it before the hub saw it) is adopted: the session
+// gets a new ID and creation time, and keeps the values.
 func (st *Store) Decode(value string) (*Session, error) {
 	snap, err := st.codec.Decode(st.opts.Name, value)
 	if err != nil {
 		return New(), err
+	}
+	if snap.ID == "" && len(snap.Values) > 0 {
+		snap.ID = NewID()
+		snap.Created = now()
 	}
 	return FromSnapshot(snap), nil
 }

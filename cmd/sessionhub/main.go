@@ -5,6 +5,7 @@
 //	sessionhub -help                 # flags and their environment variables
 //	sessionhub keygen [-encrypt]     # a key entry for SESSIONHUB_KEYS
 //	sessionhub inspect COOKIE        # verify a cookie and print its contents
+//	sessionhub proxy -upstream URL   # the hub in front of a Flask or Quart app
 package main
 
 import (

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sessionhub/sessionhub/internal/proxy"
 	"github.com/sessionhub/sessionhub/internal/server"
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return keygen(args[1:], stdout, stderr)
 		case "inspect":
 			return inspect(args[1:], getenv, stdout, stderr)
+		case "proxy":
+			return runProxy(ctx, args[1:], getenv, stderr)
 		case "help":
 			server.PrintUsage(stdout, "sessionhub")
 			return nil
@@ -54,6 +57,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return server.Run(ctx, cfg, server.NewLogger(stderr, &cfg))
+}
+
+// runProxy runs sessionhub proxy: the hub in front of a Flask or Quart app.
+func runProxy(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := proxy.ParseConfig("sessionhub proxy", args, getenv, stderr)
+	if err != nil {
+		return usageErr(err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return proxy.Run(ctx, cfg, server.NewLogger(stderr, &cfg.Server))
 }
 
 // usageErr turns a flag or configuration error, which was printed

@@ -67,6 +67,9 @@ type Config struct {
 	// generated and kept in DataDir.
 	KeysFile string
 	Keys     string
+	// APIToken is the server API's bearer token (from SESSIONHUB_API_TOKEN;
+	// no flag). Empty turns the API off.
+	APIToken string
 
 	// LogJSON logs JSON lines instead of text; LogLevel is the minimum level.
 	LogJSON  bool
@@ -200,6 +203,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, output 
 		return c, nil, err // printed by the flag package
 	}
 	c.Keys = strings.TrimSpace(getenv(EnvKeys))
+	c.APIToken = strings.TrimSpace(getenv(EnvAPIToken))
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(output, "%s: %v\n", name, err)
 		return c, nil, err
@@ -288,6 +292,7 @@ func PrintUsage(w io.Writer, name string) {
   %[1]s [flags]                  serve the demo, the hub and the bridge
   %[1]s keygen [-encrypt]        print a new key entry for %[2]s
   %[1]s inspect [flags] COOKIE   verify a session cookie and print its contents
+  %[1]s proxy -upstream URL     put the hub in front of a Flask or Quart app (see docs/FLASK.md)
 
 Keys: %[2]s holds comma-separated key entries, the first signs and all
 verify (rotation); each is a standard-base64 hash key of at least 32 bytes,

@@ -20,7 +20,12 @@ func NewLogger(w io.Writer, c *Config) *slog.Logger {
 // the command), then shuts it down within cfg.ShutdownTimeout. It returns
 // nil after a graceful shutdown.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	s := New(cfg, logger)
+	return RunApp(ctx, cfg, nil, logger)
+}
+
+// RunApp is Run with app served in place of the demo (see NewApp).
+func RunApp(ctx context.Context, cfg Config, app *App, logger *slog.Logger) error {
+	s := NewApp(cfg, app, logger)
 	if err := s.Start(ctx); err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/demo"
 	"github.com/sessionhub/sessionhub/session"
+	"github.com/sessionhub/sessionhub/web"
 )
 
 // ListeningMessage starts the log line that tells where the server
@@ -32,6 +33,7 @@ const ListeningMessage = "sessionhub listening on "
 // it, then Shutdown (or Close) it.
 type Server struct {
 	cfg Config
+	app *App // nil: the demo
 	log *slog.Logger
 
 	store   *session.Store
@@ -55,13 +57,36 @@ type Server struct {
 	hubClosed chan struct{}   // closed once the hub's sockets are closed
 }
 
-// New returns a server for cfg; logger receives its logs (default
-// slog.Default()).
+// New returns a server for cfg that serves the demo beside the hub;
+// logger receives its logs (default slog.Default()).
 func New(cfg Config, logger *slog.Logger) *Server {
+	return NewApp(cfg, nil, logger)
+}
+
+// App is what a Server serves in place of the demo: sessionhub proxy's
+// reverse proxy in front of a Flask or Quart app.
+type App struct {
+	// Keys are the hub's client key policies.
+	Keys map[string]hub.KeyPolicy
+	// FlaskSecrets, when set, switch the cookie to Flask's format with
+	// these secrets (session.Options.FlaskSecrets) instead of the
+	// configured keys.
+	FlaskSecrets [][]byte
+	// CheckOp refuses ops of the server API (see APIOptions.CheckOp).
+	CheckOp func(session.Op) error
+	// Handler builds the handler of every path outside /hub/.
+	Handler func(store *session.Store, h *hub.Hub) (http.Handler, error)
+}
+
+// NewApp returns a server for cfg that serves app beside the hub (the
+// demo when app is nil). With an app, health and metrics move to
+// /hub/healthz and /hub/metrics, and the browser client is served at
+// /hub/sessionhub.js: every other path is the app's.
+func NewApp(cfg Config, app *App, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: logger, serveErr: make(chan error, 1), hubClosed: make(chan struct{})}
+	return &Server{cfg: cfg, app: app, log: logger, serveErr: make(chan error, 1), hubClosed: make(chan struct{})}
 }
 
 // Start starts NATS, the hub and the HTTP server, and returns once the
@@ -78,13 +103,24 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
-	keys, src, err := LoadKeys(&s.cfg, true, s.log)
-	if err != nil {
+	var sopts *session.Options
+	if s.app != nil && len(s.app.FlaskSecrets) > 0 {
+		sopts = s.cfg.SessionOptions(nil)
+		sopts.FlaskSecrets = s.app.FlaskSecrets
+	} else {
+		keys, src, err := LoadKeys(&s.cfg, true, s.log)
+		if err != nil {
+			return err
+		}
+		s.log.Debug("signing keys loaded", "source", src, "keys", len(keys))
+		sopts = s.cfg.SessionOptions(keys)
+	}
+	if s.store, err = session.NewStore(sopts); err != nil {
 		return err
 	}
-	s.log.Debug("signing keys loaded", "source", src, "keys", len(keys))
-	if s.store, err = session.NewStore(s.cfg.SessionOptions(keys)); err != nil {
-		return err
+	policies := demo.Keys()
+	if s.app != nil {
+		policies = s.app.Keys
 	}
 	if err := s.startNATS(); err != nil {
 		return err
@@ -98,7 +134,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.hub, err = hub.New(hctx, &hub.Options{
 		Store:            s.store,
 		Conn:             s.nc,
-		ClientKeys:       demo.Keys(),
+		ClientKeys:       policies,
 		AllowedOrigins:   s.cfg.AllowedOrigins,
 		Replicas:         s.cfg.Replicas,
 		Retention:        s.cfg.Retention,
@@ -212,6 +248,27 @@ func (s *Server) natsDescription() string {
 // routes returns the server's handler: the hub, the bridge, the demo,
 // health and metrics, each counted under its route name.
 func (s *Server) routes() (http.Handler, error) {
+	m := s.metrics
+	mux := http.NewServeMux()
+	mux.Handle("/hub/ws", m.Instrument("ws", s.hub))
+	mux.Handle("/hub/flush", m.Instrument("flush", s.hub))
+	var checkOp func(session.Op) error
+	if s.app != nil {
+		checkOp = s.app.CheckOp
+	}
+	mux.Handle("/hub/api/", m.Instrument("server_api", API(APIOptions{Hub: s.hub, Token: s.cfg.APIToken, CheckOp: checkOp, Logger: s.log})))
+	mux.Handle("/hub/", m.Instrument("hub", s.hub))
+	if s.app != nil {
+		app, err := s.app.Handler(s.store, s.hub)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("GET /hub/healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
+		mux.Handle("GET /hub/metrics", m.Instrument("metrics", m.Handler()))
+		mux.Handle("GET /hub/sessionhub.js", m.Instrument("client", http.FileServerFS(web.FS())))
+		mux.Handle("/", m.Instrument("app", app))
+		return mux, nil
+	}
 	app, err := demo.New(&demo.Options{
 		Store:  s.store,
 		Hub:    s.hub,
@@ -220,11 +277,6 @@ func (s *Server) routes() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := s.metrics
-	mux := http.NewServeMux()
-	mux.Handle("/hub/ws", m.Instrument("ws", s.hub))
-	mux.Handle("/hub/flush", m.Instrument("flush", s.hub))
-	mux.Handle("/hub/", m.Instrument("hub", s.hub))
 	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("GET /metrics", m.Instrument("metrics", m.Handler()))
 	mux.Handle("/static/", m.Instrument("static", app))
