@@ -54,9 +54,13 @@ func (c *conn) deliver(e entry, msg []byte) {
 		c.mu.Unlock()
 		return
 	}
+	// A snapshot of what the socket holds already changes none of its
+	// values: it only advances the version, and the client is not sent
+	// the whole state again.
+	quiet := e.Covers > 0 && c.snap.Seq >= e.Covers
 	c.snap = c.snap.Fold(e.Ops)
 	c.mu.Unlock()
-	if msg != nil {
+	if msg != nil && !quiet {
 		c.queue(msg)
 	}
 	for _, op := range e.Ops {
@@ -233,7 +237,7 @@ func (c *conn) resume(id uint64, after uint64) {
 	v.mu.Lock()
 	v.waitAckedDroppingLock(c.ctx) // this instance's acknowledged writes are in the view
 	if changes, ok := v.sinceLocked(after); ok {
-		c.replayLocked(changes)
+		c.replayLocked(after, changes)
 		v.mu.Unlock()
 		return
 	}
@@ -261,10 +265,13 @@ func (c *conn) resume(id uint64, after uint64) {
 	for n < len(fetched) && fetched[n].Seq <= v.last {
 		n++
 	}
-	c.replayLocked(fetched[:n])
+	c.replayLocked(after, fetched[:n])
 }
 
-func (c *conn) replayLocked(changes []entry) {
+// replayLocked sends changes to a client at version after, then
+// "resumed". A snapshot of what the client holds by then is not sent: it
+// would change none of its values.
+func (c *conn) replayLocked(after uint64, changes []entry) {
 	if !c.out.room(len(changes) + 1) {
 		// A replay that cannot fit the send buffer would close the socket
 		// part-way (CloseTooSlow) and the client would resume past the gap: send
@@ -272,8 +279,12 @@ func (c *conn) replayLocked(changes []entry) {
 		c.resetLocked()
 		return
 	}
+	at := after
 	for _, e := range changes {
-		c.queue(c.h.changeMessage(e))
+		if e.Covers == 0 || at < e.Covers {
+			c.queue(c.h.changeMessage(e))
+		}
+		at = e.Seq
 	}
 	c.queue(protocol.Marshal(protocol.Resumed{Type: protocol.TypeResumed, Seq: c.v.last}))
 }

@@ -3,6 +3,9 @@ package hub
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
@@ -14,6 +17,25 @@ type entry struct {
 	Seq    uint64
 	Ops    []session.Op // each with Seq set
 	Source string       // protocol.SourceWS or protocol.SourceHTTP
+	// Covers is, for a snapshot (snapshot.go), the sequence of the last
+	// entry it compacts; 0 for every other entry.
+	Covers uint64
+}
+
+// entryOf parses a log entry from a stored, republished or direct-get
+// message with sequence seq.
+func entryOf(m *nats.Msg, seq uint64) (entry, error) {
+	ops, err := decodeEntry(m.Data, seq)
+	if err != nil {
+		return entry{}, err
+	}
+	e := entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}
+	if c := m.Header.Get(hdrSnapshot); c != "" {
+		if e.Covers, err = strconv.ParseUint(c, 10, 64); err != nil || e.Covers == 0 || e.Covers >= seq {
+			return entry{}, fmt.Errorf("hub: log entry %d: bad %s header %q", seq, hdrSnapshot, c)
+		}
+	}
+	return e, nil
 }
 
 // encodeEntry returns the payload of a log entry.

@@ -61,7 +61,7 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]ent
 			if err != nil {
 				return nil, wrapErr(ErrInternal, fmt.Errorf("direct get: bad sequence header: %w", err))
 			}
-			ops, err := decodeEntry(m.Data, seq)
+			e, err := entryOf(m, seq)
 			if err != nil {
 				return nil, wrapErr(ErrInternal, err)
 			}
@@ -69,7 +69,7 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]ent
 				past = true // the server's up_to_seq does not bound a next_by_subj batch
 				continue
 			}
-			out = append(out, entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
+			out = append(out, e)
 			next = seq + 1
 		}
 		if !more || past || (upTo > 0 && next > upTo) {

@@ -42,8 +42,12 @@ type Hub struct {
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
 
+	snapshotJobs chan struct{}      // one token per running compaction (snapshot.go)
+	bg           context.Context    // background work (compactions); cancelled by Close
+	stopBg       context.CancelFunc //
+
 	conns     sync.WaitGroup // open sockets
-	workers   sync.WaitGroup // dispatchers, janitor, pinger, view repairs
+	workers   sync.WaitGroup // dispatchers, janitor, pinger, view repairs, compactions
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -66,7 +70,10 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		views:    map[string]*view{},
 		handlers: map[string]EventHandler{},
 		closed:   make(chan struct{}),
+
+		snapshotJobs: make(chan struct{}, maxSnapshotJobs),
 	}
+	h.bg, h.stopBg = context.WithCancel(context.Background())
 	h.mw = h.newMiddleware()
 	h.flush = h.newFlush()
 	if err := h.log.ensure(ctx, &o); err != nil {
@@ -145,6 +152,7 @@ func (h *Hub) stopWorkers() {
 	if !isClosed(h.closed) {
 		close(h.closed)
 	}
+	h.stopBg()
 	h.workers.Wait()
 }
 

@@ -81,6 +81,16 @@ type Options struct {
 	// ViewTail is how many recent entries a view keeps in memory to serve
 	// folds and resumes without JetStream. Default: 64.
 	ViewTail int
+	// SnapshotEvery is how long a session's log may grow before it is
+	// compacted: once this instance's view of a session has seen this
+	// many entries since the log's last snapshot, the next append through
+	// this instance starts a snapshot, one entry that replaces every older
+	// one (JetStream rollup), so that folding any cookie, however stale,
+	// reads one snapshot and a short tail, and an honest session stays far
+	// below MaxOpsPerSession. It must be below MaxOpsPerSession; negative
+	// disables snapshots. Default: 64, or MaxOpsPerSession/4 when that is
+	// smaller.
+	SnapshotEvery int
 
 	// Logger receives the hub's logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -97,6 +107,7 @@ const (
 	DefaultRateLimit        = 50.0
 	DefaultRateBurst        = 100
 	DefaultSendBuffer       = 256
+	DefaultSnapshotEvery    = 64
 )
 
 func (o *Options) withDefaults() (Options, error) {
@@ -153,6 +164,12 @@ func (o *Options) withDefaults() (Options, error) {
 	defDur(&out.WriteWait, 10*time.Second)
 	defDur(&out.ViewIdle, 2*time.Minute)
 	def(&out.ViewTail, 64)
+	switch {
+	case out.SnapshotEvery == 0:
+		out.SnapshotEvery = max(1, min(DefaultSnapshotEvery, out.MaxOpsPerSession/4))
+	case out.SnapshotEvery >= out.MaxOpsPerSession:
+		return out, fmt.Errorf("hub: Options.SnapshotEvery %d must be below MaxOpsPerSession %d", out.SnapshotEvery, out.MaxOpsPerSession)
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

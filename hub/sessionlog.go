@@ -22,6 +22,7 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	}
 	h.opts.Metrics.Staged(source, time.Since(start))
 	h.acked(id, seq)
+	h.snapshotLater(id)
 	return seq, nil
 }
 
@@ -124,6 +125,11 @@ func (b bridgeLog) Append(ctx context.Context, id string, after uint64, ops []se
 		return nil, err
 	}
 	entries, err := h.log.fetch(ctx, id, after, seq)
+	if err == nil && (len(entries) == 0 || entries[len(entries)-1].Seq < seq) {
+		// A snapshot rolled up the new entry before it was read: the
+		// snapshot holds it, and the log after it is the rest.
+		entries, err = h.log.fetch(ctx, id, after, 0)
+	}
 	if err != nil {
 		return nil, err
 	}

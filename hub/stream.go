@@ -36,6 +36,7 @@ type jsLog struct {
 	directGet string // the stream's direct get API subject
 	prefix    string
 	timeout   time.Duration
+	maxEntry  int // MaxEntrySize
 
 	replies replies // routes direct-get replies to fetches (fetch.go)
 
@@ -52,6 +53,7 @@ func newLog(nc *nats.Conn, js jetstream.JetStream, o *Options) *jsLog {
 		directGet: "$JS.API.DIRECT.GET." + o.Stream,
 		prefix:    o.Subject,
 		timeout:   o.WriteTimeout,
+		maxEntry:  o.MaxEntrySize,
 	}
 }
 
@@ -74,6 +76,7 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 		Storage:              jetstream.FileStorage,
 		Replicas:             o.Replicas,
 		AllowDirect:          true,
+		AllowRollup:          true, // snapshots (snapshot.go)
 		RePublish: &jetstream.RePublish{
 			Source:      l.prefix + ".ops.*",
 			Destination: l.prefix + ".live.{{wildcard(1)}}",
@@ -119,7 +122,9 @@ func (l *jsLog) append(ctx context.Context, id, source string, expect *uint64, o
 // complete reports whether the log still holds every entry after seq: no
 // entry above it has aged out of the retention window. Age-based removal
 // takes the oldest entries first, so it holds when the stream's first
-// sequence is at most after+1. The first sequence is cached for a second.
+// sequence is at most after+1. (Entries a snapshot rolled up are not
+// missing: the snapshot that replaced them follows them in the log, and a
+// fetch returns it.) The first sequence is cached for a second.
 func (l *jsLog) complete(ctx context.Context, after uint64) (bool, error) {
 	l.firstMu.Lock()
 	defer l.firstMu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/sessionhub/sessionhub/session"
 )
 
 // view is one instance's picture of one session's log: a subscription to
@@ -37,6 +39,14 @@ type view struct {
 
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
+
+	// Compaction (snapshot.go): entries seen since the last snapshot, and
+	// whether that count is the log's (the view has read the log since its
+	// last snapshot) or a lower bound.
+	sinceSnap  int
+	counted    bool
+	compacting bool // a compaction runs
+	ended      bool // the log holds an end op: never compacted
 }
 
 // lookup returns the view of session id on this instance, or nil; it
@@ -139,6 +149,10 @@ func (v *view) load(ctx context.Context, after uint64) {
 	if n := len(changes); n > 0 {
 		v.last = changes[n-1].Seq
 	}
+	v.counted = after == 0 // read from the start
+	for _, e := range changes {
+		v.countLocked(e)
+	}
 	v.loaded = true
 	early := v.early
 	v.early = nil
@@ -173,7 +187,7 @@ func (v *view) applyLocked(m *nats.Msg) {
 	if err != nil || seq <= v.last {
 		return
 	}
-	ops, err := decodeEntry(m.Data, seq)
+	e, err := entryOf(m, seq)
 	if err != nil {
 		v.h.opts.Logger.Error("session view: bad log entry", "session", v.id, "seq", seq, "err", err)
 		return
@@ -187,7 +201,7 @@ func (v *view) applyLocked(m *nats.Msg) {
 		// The entry follows what the view holds: nothing is missing.
 		v.stale = false
 	}
-	v.appendLocked(entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)})
+	v.appendLocked(e)
 }
 
 // repairLocked marks the view stale (reads go to JetStream meanwhile) and
@@ -263,6 +277,7 @@ func (v *view) appendLocked(c entry) {
 	v.last = c.Seq
 	close(v.moved)
 	v.moved = make(chan struct{})
+	v.countLocked(c)
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max
@@ -277,6 +292,18 @@ func (v *view) appendLocked(c entry) {
 		cn.deliver(c, msg)
 	}
 	v.h.opts.Metrics.Delivered(len(v.conns))
+}
+
+// countLocked counts an entry towards the next snapshot.
+func (v *view) countLocked(e entry) {
+	if e.Covers > 0 {
+		v.sinceSnap, v.counted = 0, true
+	} else {
+		v.sinceSnap++
+	}
+	for _, op := range e.Ops {
+		v.ended = v.ended || op.Type == session.OpEnd
+	}
 }
 
 // acked records that this instance acknowledged entry seq of the session,

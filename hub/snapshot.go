@@ -1,0 +1,191 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// Snapshots keep a session's log short. A snapshot is a log entry whose
+// ops are the compaction of every entry before it: the last op on each
+// key (a set or a delete), after a clear when the log held one. It is
+// published with Nats-Rollup: sub, so JetStream drops the entries it
+// replaces, and with Nats-Expected-Last-Subject-Sequence set to the last
+// entry it folds, so it lands only when no entry was appended since it was
+// read: no acknowledged write is ever rolled away. A conflict just skips
+// the compaction; a later append tries again.
+//
+// Applying the compaction to a session at any version below the snapshot
+// gives the same values as applying the entries it replaces (each op
+// overwrites one key, or every key for a clear, so replaying a prefix of
+// the entries before all of them changes nothing), whether or not older
+// entries aged out of the log and whatever the cookie held before it:
+// folding stays idempotent, and a stale cookie folds one snapshot plus the
+// short tail after it. A session whose log holds an end op is never
+// compacted: the end op must stay for any stale cookie to fold.
+const hdrSnapshot = "Sessionhub-Snapshot" // the sequence of the last entry a snapshot compacts
+
+// maxSnapshotJobs bounds the compactions a hub runs at once; a session
+// whose turn finds them all busy is compacted at a later append.
+const maxSnapshotJobs = 4
+
+// compactOps returns one list of ops equivalent to ops applied in order,
+// on any starting values: a clear (when ops hold one) and the last op on
+// every key. ok is false when ops hold an end op.
+func compactOps(ops []session.Op) (out []session.Op, ok bool) {
+	last := map[string]session.Op{}
+	cleared := false
+	for _, op := range ops {
+		switch op.Type {
+		case session.OpEnd:
+			return nil, false
+		case session.OpClear:
+			cleared = true
+			clear(last)
+		default:
+			last[op.Key] = session.Op{Type: op.Type, Key: op.Key, Value: op.Value}
+		}
+	}
+	if cleared {
+		out = append(out, session.Op{Type: session.OpClear})
+	}
+	for _, k := range slices.Sorted(maps.Keys(last)) {
+		op := last[k]
+		if cleared && op.Type == session.OpDelete {
+			continue // absent after the clear anyway
+		}
+		out = append(out, op)
+	}
+	return out, true
+}
+
+// snapshotResult is what a compaction found in the log.
+type snapshotResult struct {
+	last  uint64 // the last entry read
+	since int    // entries after the last snapshot read (all of them when none)
+	ended bool   // the log holds an end op: never compacted
+	made  uint64 // the snapshot's sequence, 0 when none was published
+}
+
+// snapshot reads the retained log of session id and, when it holds at
+// least every entries after its last snapshot, publishes a snapshot of it
+// in their place (errConflict when an entry was appended meanwhile).
+func (l *jsLog) snapshot(ctx context.Context, id string, every int) (snapshotResult, error) {
+	var res snapshotResult
+	entries, err := l.fetch(ctx, id, 0, 0)
+	if err != nil || len(entries) == 0 {
+		return res, err
+	}
+	res.last = entries[len(entries)-1].Seq
+	for _, e := range entries {
+		if e.Covers > 0 {
+			res.since = 0
+		} else {
+			res.since++
+		}
+	}
+	ops, ok := compactOps(flatten(entries))
+	if !ok {
+		res.ended = true
+		return res, nil
+	}
+	if res.since < every {
+		return res, nil
+	}
+	data, err := encodeEntry(ops)
+	if err != nil {
+		return res, err
+	}
+	if len(data) > l.maxEntry {
+		return res, wrapErr(ErrTooLarge, errors.New("snapshot larger than MaxEntrySize"))
+	}
+	if !l.nc.IsConnected() {
+		return res, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	m := nats.NewMsg(l.opsSubject(id))
+	m.Data = data
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Header.Set(hdrNatsExpected, strconv.FormatUint(res.last, 10))
+	m.Header.Set(hdrSnapshot, strconv.FormatUint(res.last, 10))
+	ack, err := l.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
+	if err != nil {
+		return res, classifyPublish(err)
+	}
+	res.made = ack.Sequence
+	return res, nil
+}
+
+// snapshotLater starts a compaction of session id's log after this
+// instance appended to it, when its view has seen SnapshotEvery entries
+// since the last snapshot, or does not know how many there are (a view
+// loaded after the cookie's version). It never waits: the compaction runs
+// on a goroutine of its own, one per session at a time and at most
+// maxSnapshotJobs per hub, and the hub waits for it on Close.
+func (h *Hub) snapshotLater(id string) {
+	if h.opts.SnapshotEvery <= 0 {
+		return
+	}
+	h.mu.Lock()
+	v := h.views[id]
+	h.mu.Unlock()
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) {
+		return
+	}
+	select {
+	case h.snapshotJobs <- struct{}{}:
+	default:
+		return // busy: a later append tries again
+	}
+	v.compacting = true
+	h.workers.Add(1)
+	go v.snapshot()
+}
+
+// snapshot compacts the view's session log (snapshotLater) and records
+// what it learnt of the log.
+func (v *view) snapshot() {
+	h := v.h
+	defer h.workers.Done()
+	defer func() { <-h.snapshotJobs }()
+	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
+	res, err := h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
+	cancel()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.compacting = false
+	switch {
+	case errors.Is(err, errConflict):
+		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id)
+	case err != nil:
+		if h.bg.Err() == nil {
+			h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
+		}
+	case res.ended:
+		v.ended = true
+	default:
+		// The log's count is known now: what was read, and what the view
+		// took in after it.
+		v.sinceSnap, v.counted = res.since, true
+		if res.made > 0 {
+			v.sinceSnap = 0
+			h.opts.Logger.Debug("session snapshot", "session", v.id, "seq", res.made, "covers", res.last)
+		}
+		for _, e := range v.tail {
+			if e.Seq > max(res.last, res.made) {
+				v.sinceSnap++
+			}
+		}
+	}
+}
