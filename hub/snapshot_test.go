@@ -1,0 +1,376 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/hub"
+)
+
+// subjectCount returns how many entries session id's log holds in
+// JetStream.
+func subjectCount(t testing.TB, in *instance, id string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(in.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "SESSIONHUB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := "sessionhub.ops." + id
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subj]
+}
+
+// A stale first cookie after many writes folds one snapshot plus a short
+// tail, and gets the values a fresh cookie gets. The stream was made
+// without rollups (an older sessionhub): New updates it.
+func TestSnapshotBoundsStaleFold(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	nc := connect(t, ns)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SESSIONHUB", Subjects: []string{"sessionhub.ops.*"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	const every, writes = 16, 300
+	tweak := func(o *hub.Options) { o.SnapshotEvery = every; o.RateLimit, o.RateBurst = 10000, 10000 }
+	in := newInstance(t, ns, tweak)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	first := c.cookie(in)
+	id := sessionID(t, in.store, first)
+	keys := []string{"k0", "k1", "k2", "note"}
+	want := map[string]any{}
+	for i := range writes {
+		k := keys[i%len(keys)]
+		s.set(k, fmt.Sprintf("v%d", i))
+		want[k] = fmt.Sprintf("v%d", i)
+	}
+	if st, _ := c.do(in, "POST", "/hub/flush", nil); st != http.StatusOK {
+		t.Fatalf("flush: %d", st)
+	}
+	fresh := c.cookie(in)
+
+	// The log holds a snapshot and the entries since; without snapshots
+	// it would hold every write.
+	n := subjectCount(t, in, id)
+	t.Logf("%d writes, %d entries in the log", writes, n)
+	if n > 2*every {
+		t.Fatalf("the log holds %d entries after %d writes, want at most %d (one snapshot and a short tail)", n, writes, 2*every)
+	}
+
+	// A new instance has no view of the session: the first cookie's fold
+	// reads the log from JetStream, i.e. at most those n entries.
+	b := newInstance(t, ns, tweak)
+	for name, ck := range map[string]string{"first cookie": first, "fresh cookie": fresh} {
+		other := newClient(t)
+		other.setCookie(b, ck)
+		_, got := other.do(b, "GET", "/app/get", nil)
+		for k, v := range want {
+			if values(got)[k] != v {
+				t.Errorf("%s: %s = %v, want %v", name, k, values(got)[k], v)
+			}
+		}
+	}
+
+	// The writer's socket held the state already: no snapshot reached it
+	// as a change (each change is one write's single op).
+	for _, m := range append(s.backlog, drain(s)...) {
+		if m["type"] == "change" {
+			if ops, _ := m["ops"].([]any); len(ops) != 1 {
+				t.Fatalf("a socket holding the state got a snapshot as a change: %v", m)
+			}
+		}
+	}
+}
+
+// drain returns the messages s has received and not read yet.
+func drain(s *sock) []map[string]any {
+	var out []map[string]any
+	for {
+		select {
+		case m := <-s.in:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
+}
+
+// HTTP and socket writers on two instances write one session while
+// snapshots keep compacting its log: every acknowledged write is in the
+// final fold, each writer's writes in their order, and a socket sees the
+// changes in sequence order.
+func TestSnapshotConcurrentWritersLoseNothing(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	tweak := func(o *hub.Options) { o.SnapshotEvery = 8; o.RateLimit, o.RateBurst = 10000, 10000 }
+	a := newInstance(t, ns, tweak)
+	b := newInstance(t, ns, tweak)
+	c := newClient(t)
+	seed := c.dial(a)
+	seed.expect("welcome")
+	ck := c.cookie(a)
+	id := sessionID(t, a.store, ck)
+	observer := newClient(t)
+	observer.setCookie(b, ck)
+	watch := observer.dial(b)
+	watch.expect("welcome")
+
+	const httpWrites, socketWrites = 30, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i, in := range []*instance{a, a, b, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jar, _ := cookiejar.New(nil)
+			u, _ := url.Parse(in.srv.URL)
+			jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: ck, Path: "/"}})
+			hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+			for n := range httpWrites {
+				resp, err := hc.Post(fmt.Sprintf("%s/app/set?h%d=%d", in.srv.URL, i, n), "", nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					errs <- fmt.Errorf("writer h%d: write %d: status %d", i, n, resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	// Sockets are driven from this goroutine (the harness's sock is not
+	// safe for concurrent use), alternating between the two instances.
+	sockClient := newClient(t)
+	sockClient.setCookie(a, ck)
+	sa := sockClient.dial(a)
+	sa.expect("welcome")
+	sockClient.setCookie(b, ck)
+	sb := sockClient.dial(b)
+	sb.expect("welcome")
+	for n := range socketWrites {
+		sa.set("k0", n)
+		sb.set("k1", n)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	want := map[string]any{"k0": float64(socketWrites - 1), "k1": float64(socketWrites - 1)}
+	for i := range 4 {
+		want[fmt.Sprintf("h%d", i)] = fmt.Sprint(httpWrites - 1)
+	}
+	fresh := newInstance(t, ns, tweak)
+	for _, in := range []*instance{a, b, fresh} {
+		other := newClient(t)
+		other.setCookie(in, ck)
+		_, got := other.do(in, "GET", "/app/get", nil)
+		for k, v := range want {
+			if values(got)[k] != v {
+				t.Errorf("fold at %s: %s = %v, want %v: an acknowledged write was lost", in.srv.URL, k, values(got)[k], v)
+			}
+		}
+	}
+	total := 4*httpWrites + 2*socketWrites
+	n := subjectCount(t, a, id)
+	t.Logf("%d writes, %d entries in the log", total, n)
+	if n >= uint64(total)/2 {
+		t.Errorf("the log holds %d entries after %d writes: snapshots did not compact it", n, total)
+	}
+
+	// The watcher on B saw the changes in sequence order, and each key's
+	// values in the order they were written.
+	var last uint64
+	lastK := map[string]float64{"k0": -1, "k1": -1}
+	for seen := 0; lastK["k0"] < socketWrites-1 || lastK["k1"] < socketWrites-1; seen++ {
+		m := watch.next()
+		if m["type"] != "change" {
+			continue
+		}
+		seq := uint64(num(m["seq"]))
+		if seq <= last {
+			t.Fatalf("change %d after %d: out of order", seq, last)
+		}
+		last = seq
+		ops, _ := m["ops"].([]any)
+		for _, o := range ops {
+			op := o.(map[string]any)
+			k, _ := op["key"].(string)
+			prev, ok := lastK[k]
+			if !ok || op["type"] != "set" {
+				continue
+			}
+			if v := num(op["value"]); v < prev {
+				t.Fatalf("%s went from %v back to %v", k, prev, v)
+			} else {
+				lastK[k] = v
+			}
+		}
+	}
+}
+
+// An honest session written three times MaxOpsPerSession entries, by a
+// socket and HTTP requests, never gets too_many_pending: snapshots keep
+// its log short. Without them it does.
+func TestSnapshotKeepsHonestSessionBelowLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 40
+	for _, tc := range []struct {
+		name      string
+		every     int
+		wantLimit bool
+	}{
+		{"snapshots", 0, false}, // the default: MaxOpsPerSession/4
+		{"no snapshots", -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ns := startNATS(t)
+			in := newInstance(t, ns, func(o *hub.Options) {
+				o.MaxOpsPerSession, o.SnapshotEvery = limit, tc.every
+				o.RateLimit, o.RateBurst = 10000, 10000
+			})
+			c := newClient(t)
+			s := c.dial(in)
+			s.expect("welcome")
+			limited := false
+			for n := 0; n < 3*limit && !limited; n++ {
+				if n%3 == 2 {
+					if st, _ := c.do(in, "POST", fmt.Sprintf("/app/set?user_id=%d", n), nil); st != http.StatusNoContent {
+						limited = true
+						if !tc.wantLimit {
+							t.Fatalf("HTTP write %d: status %d", n, st)
+						}
+					}
+					continue
+				}
+				r := s.reply(s.send(map[string]any{"type": "set", "key": "note", "value": n}))
+				if r["type"] != "ack" {
+					limited = true
+					if !tc.wantLimit || r["code"] != "too_many_pending" {
+						t.Fatalf("socket write %d: %v", n, r)
+					}
+				}
+			}
+			if limited != tc.wantLimit {
+				t.Fatalf("limit reached: %v, want %v", limited, tc.wantLimit)
+			}
+		})
+	}
+}
+
+// A socket that resumes across a snapshot (the entries after its seq were
+// rolled up) converges on the current values, whichever instance it
+// resumes on.
+func TestResumeAcrossSnapshot(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	tweak := func(o *hub.Options) { o.SnapshotEvery, o.ViewTail = 8, 4; o.RateLimit, o.RateBurst = 10000, 10000 }
+	a := newInstance(t, ns, tweak)
+	c := newClient(t)
+	s := c.dial(a)
+	s.expect("welcome")
+	seq0 := s.set("note", "n0")
+	s.set("k9", "gone soon")
+	seq1 := s.set("colour", "red")
+	_ = s.ws.CloseNow()
+
+	w := newClient(t)
+	w.setCookie(a, c.cookie(a))
+	ws := w.dial(a)
+	ws.expect("welcome")
+	r := ws.reply(ws.send(map[string]any{"type": "delete", "key": "k9"}))
+	if r["type"] != "ack" {
+		t.Fatalf("delete: %v", r)
+	}
+	for n := range 40 {
+		ws.set([]string{"k0", "k1", "k2"}[n%3], n)
+	}
+	ws.set("note", "last")
+	id := sessionID(t, a.store, c.cookie(a))
+	if n := subjectCount(t, a, id); n > 20 {
+		t.Fatalf("no snapshot: %d entries", n)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		in    *instance
+		after uint64
+		state map[string]any // the client's values at after
+	}{
+		{"same instance", a, seq1, map[string]any{"note": "n0", "k9": "gone soon", "colour": "red"}},
+		{"other instance", newInstance(t, ns, tweak), seq0, map[string]any{"note": "n0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := newClient(t)
+			rc.setCookie(tc.in, c.cookie(a))
+			rs := rc.dial(tc.in)
+			welcome := rs.expect("welcome")
+			rs.send(map[string]any{"type": "resume", "after": tc.after})
+			state := tc.state
+			replayed := 0
+		loop:
+			for {
+				m := rs.next()
+				switch m["type"] {
+				case "resumed":
+					break loop
+				case "reset":
+					state = values(m)
+					break loop
+				case "change":
+					replayed++
+					ops, _ := m["ops"].([]any)
+					for _, o := range ops {
+						op := o.(map[string]any)
+						switch op["type"] {
+						case "set":
+							state[op["key"].(string)] = op["value"]
+						case "delete":
+							delete(state, op["key"].(string))
+						case "clear":
+							clear(state)
+						}
+					}
+				case "closed":
+					t.Fatalf("closed during resume: %v", m)
+				}
+			}
+			wantJSON, _ := json.Marshal(values(welcome))
+			gotJSON, _ := json.Marshal(state)
+			if string(gotJSON) != string(wantJSON) {
+				t.Fatalf("after resume from %d: %s, want %s", tc.after, gotJSON, wantJSON)
+			}
+			t.Logf("resume from %d: %d changes replayed, then %v", tc.after, replayed, state)
+			if replayed > 20 {
+				t.Fatalf("resume replayed %d changes: the snapshot did not replace the entries", replayed)
+			}
+		})
+	}
+}
