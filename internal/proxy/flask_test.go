@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,9 +41,15 @@ func needFlask(t *testing.T) {
 	}
 }
 
-// startApp runs testdata/<script> with SECRET_KEY (and env) and returns
-// its URL.
-func startApp(t *testing.T, script, secret string, env ...string) *url.URL {
+// pyApp is a running testdata app: its URL, and its log (stderr), which
+// goes to t.Log and can be waited on.
+type pyApp struct {
+	url *url.URL
+	log *lineLog
+}
+
+// startApp runs testdata/<script> with SECRET_KEY (and env).
+func startApp(t *testing.T, script, secret string, env ...string) *pyApp {
 	t.Helper()
 	cmd := exec.Command(python, filepath.Join("testdata", script))
 	cmd.Env = append(append(os.Environ(), "SECRET_KEY="+secret, "PYTHONUNBUFFERED=1"), env...)
@@ -50,7 +57,8 @@ func startApp(t *testing.T, script, secret string, env ...string) *url.URL {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = testWriter{t}
+	log := &lineLog{t: t, changed: make(chan struct{})}
+	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +79,7 @@ func startApp(t *testing.T, script, secret string, env ...string) *url.URL {
 	select {
 	case port := <-lines:
 		u, _ := url.Parse("http://127.0.0.1:" + port)
-		return u
+		return &pyApp{url: u, log: log}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s did not start", script)
 	}
@@ -85,10 +93,48 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// lineLog is an app's stderr: logged with t.Log and kept, so that a test
+// can wait for a line.
+type lineLog struct {
+	t       *testing.T
+	mu      sync.Mutex
+	text    strings.Builder
+	changed chan struct{} // closed and replaced on every write
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.text.Write(p)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return len(p), nil
+}
+
+// wait waits until the log holds s, at most 10 seconds.
+func (l *lineLog) wait(s string) {
+	l.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		l.mu.Lock()
+		found, changed := strings.Contains(l.text.String(), s), l.changed
+		l.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			l.t.Fatalf("the app did not log %q", s)
+		}
+	}
+}
+
 // startProxy runs the proxy in front of upstream with the given secrets.
-func startProxy(t *testing.T, upstream *url.URL, token string, secrets ...string) *server.Server {
+func startProxy(t *testing.T, upstream *pyApp, token string, secrets ...string) *server.Server {
 	t.Helper()
-	cfg := &Config{Server: server.DefaultConfig(), Upstream: upstream, CookieFormat: "flask",
+	cfg := &Config{Server: server.DefaultConfig(), Upstream: upstream.url, CookieFormat: "flask",
 		ClientKeys: []string{"colour", "theme"}, ReadableKeys: []string{"user"}}
 	cfg.Server.Addr = "127.0.0.1:0"
 	cfg.Server.DataDir = t.TempDir()
@@ -413,10 +459,12 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 // TestQuartApp runs the real Quart app behind the proxy: its own websocket
-// route works through the proxy (with the session), and its websocket
-// route that stages a write with the server API, for the ID the proxy
-// sent in Sessionhub-Session, reaches the app's next request and an open
-// hub socket.
+// route works through the proxy (with the session); Quart's caveat holds,
+// a websocket route's write to session is lost (the next request does not
+// see it, nor does an open hub socket); and the websocket route that
+// stages the write with the server API instead, for the ID the proxy sent
+// in Sessionhub-Session, reaches the app's next request and an open hub
+// socket.
 func TestQuartApp(t *testing.T) {
 	needFlask(t)
 	t.Parallel()
@@ -443,6 +491,25 @@ func TestQuartApp(t *testing.T) {
 		t.Fatalf("echo: %q, %v", got, err)
 	}
 
+	// Quart's caveat: a session write during websocket handling is lost,
+	// and Quart says so in its log when the handler returns.
+	lost, _, err := websocket.Dial(ctx, wsURL+"/ws/colour-lost", &websocket.DialOptions{HTTPClient: b.c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lost.CloseNow()
+	if err := lost.Write(ctx, websocket.MessageText, []byte("blue")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := lost.Read(ctx); err != nil || string(got) != "ok" {
+		t.Fatalf("the app's direct session write: %q, %v", got, err)
+	}
+	app.log.wait("These modifications will be lost as a cookie cannot be set.")
+	if got := b.appSession(); got["colour"] != nil || got["user"] != "ada" {
+		t.Fatalf("after the direct write in a websocket handler the app's next request saw %v, want no colour", got)
+	}
+
+	// The solution: the server API, for the ID in Sessionhub-Session.
 	ws, _, err := websocket.Dial(ctx, wsURL+"/ws/colour", &websocket.DialOptions{HTTPClient: b.c})
 	if err != nil {
 		t.Fatal(err)
@@ -454,6 +521,8 @@ func TestQuartApp(t *testing.T) {
 	if _, got, err := ws.Read(ctx); err != nil || !strings.HasPrefix(string(got), "ok ") {
 		t.Fatalf("the app's API write: %q, %v", got, err)
 	}
+	// The first change the hub socket gets is the server API's: the lost
+	// write made none.
 	if ch := hubSock.expect("change"); ch["source"] != "http" || !strings.Contains(mustJSON(t, ch["ops"]), `"green"`) {
 		t.Fatalf("change: %v", ch)
 	}

@@ -1,11 +1,13 @@
 """A small Quart app that knows nothing of sessionhub, for internal/proxy's
 tests. It listens on 127.0.0.1 on a free port and prints "port N".
 
-Its websocket route /ws/colour shows Quart's caveat solved: a session write
-made during websocket handling is lost in Quart ("Secure Cookie Session
-modified during websocket handling. These modifications will be lost as a
-cookie cannot be set."), so it stages the write with the server API instead,
-for the session named by the Sessionhub-Session header the proxy sends.
+Its websocket routes are docs/FLASK.md's first example, Quart's caveat and
+its solution. /ws/colour-lost writes session["colour"] during websocket
+handling: Quart drops that write when the handler returns and logs "Secure
+Cookie Session modified during websocket handling. These modifications will
+be lost as a cookie cannot be set." /ws/colour stages the write with the
+server API instead, for the session named by the Sessionhub-Session header
+the proxy sends: the next request sees it.
 
     SECRET_KEY=... SESSIONHUB_API_TOKEN=... /usr/bin/python3 quartapp.py
 """
@@ -51,6 +53,12 @@ def stage(host, sid, ops):
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)["seq"]
+
+
+@app.websocket("/ws/colour-lost")
+async def colour_lost():
+    session["colour"] = await websocket.receive()
+    await websocket.send("ok")
 
 
 @app.websocket("/ws/colour")
