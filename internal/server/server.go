@@ -265,7 +265,9 @@ func (s *Server) routes() (http.Handler, error) {
 		}
 		mux.Handle("GET /hub/healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
 		mux.Handle("GET /hub/metrics", m.Instrument("metrics", m.Handler()))
-		mux.Handle("GET /hub/sessionhub.js", m.Instrument("client", http.FileServerFS(web.FS())))
+		mux.Handle("GET /hub/sessionhub.js", m.Instrument("client", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, web.FS(), "sessionhub.js")
+		})))
 		mux.Handle("/", m.Instrument("app", app))
 		return mux, nil
 	}

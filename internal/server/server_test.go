@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/session"
+	"github.com/sessionhub/sessionhub/web"
 )
 
 func TestHealthz(t *testing.T) {
@@ -377,5 +383,50 @@ func TestExternalNATSUnreachable(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "nats://127.0.0.1:1") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestAppRoutes: with an App, the server serves the browser client at
+// /hub/sessionhub.js (the file of web.FS), health and metrics under
+// /hub/, and every other path is the app's.
+func TestAppRoutes(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.DataDir, cfg.Keys = "127.0.0.1:0", t.TempDir(), FormatKey(testKey)
+	app := &App{Handler: func(*session.Store, *hub.Hub) (http.Handler, error) {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "app "+r.URL.Path)
+		}), nil
+	}}
+	s := NewApp(cfg, app, testLogger(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	b := newBrowser(t, s.URL())
+
+	want, err := fs.ReadFile(web.FS(), "sessionhub.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, h, body := b.do("GET", "/hub/sessionhub.js", "", "")
+	if status != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("GET /hub/sessionhub.js: %d, %d bytes, want 200 and web's sessionhub.js (%d bytes)", status, len(body), len(want))
+	}
+	if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("GET /hub/sessionhub.js: Content-Type %q, want text/javascript (a module script needs it)", ct)
+	}
+	if status, body := b.doJSON("GET", "/hub/healthz", ""); status != http.StatusOK || body["status"] != "ok" {
+		t.Errorf("GET /hub/healthz: %d %v", status, body)
+	}
+	if status, _, body := b.do("GET", "/hub/metrics", "", ""); status != http.StatusOK || !strings.Contains(string(body), "# TYPE") {
+		t.Errorf("GET /hub/metrics: %d %.200s", status, body)
+	}
+	for _, path := range []string{"/", "/healthz", "/static/sessionhub.js"} {
+		if status, _, body := b.do("GET", path, "", ""); status != http.StatusOK || string(body) != "app "+path {
+			t.Errorf("GET %s: %d %q, want the app's", path, status, body)
+		}
 	}
 }
