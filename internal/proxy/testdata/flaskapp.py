@@ -7,6 +7,7 @@ import os
 import sys
 
 from flask import Flask, jsonify, request, session
+from markupsafe import escape
 from werkzeug.serving import make_server
 
 app = Flask(__name__)
@@ -38,13 +39,24 @@ def logout():
 
 @app.get("/page")
 def page():
-    colour = session.get("colour", "none")
+    # The page renders the colour from the session; its one script tag
+    # writes it over the hub's socket (the Save button).
+    colour = escape(session.get("colour", "none"))
     return f"""<!doctype html>
 <title>flask app</title>
-<p>colour: <span id="colour">{colour}</span></p>
+<link rel="icon" href="data:,">
+<p>colour: <span id="colour" style="background: {colour}; padding: 0 2em">{colour}</span></p>
+<p><input id="pick"> <button id="save">Save</button> <span id="state"></span></p>
 <script type="module">
 import {{ connect }} from "/hub/sessionhub.js";
-window.hub = connect();
+const hub = (window.sessionhub = connect());
+const state = document.getElementById("state");
+document.getElementById("save").onclick = () => {{
+  state.textContent = "pending";
+  hub.set("colour", document.getElementById("pick").value).then(
+    () => {{ state.textContent = "acknowledged"; }},
+    (err) => {{ state.textContent = "error: " + err.code; }});
+}};
 </script>
 """
 
