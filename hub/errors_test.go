@@ -23,6 +23,7 @@ func TestErrorCodes(t *testing.T) {
 	ns := startNATS(t)
 	in := newInstance(t, ns, func(o *hub.Options) {
 		o.MaxOpsPerSession = 3
+		o.SnapshotEvery = -1 // no compaction: the log fills up (TestSnapshotKeepsHonestSessionBelowLimit has it on)
 		o.RateLimit, o.RateBurst = 1000, 1000
 	})
 	in.hub.Handle("boom", func(ctx context.Context, ev *hub.Event) (any, error) {

@@ -17,6 +17,15 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	}
 	start := time.Now()
 	seq, err := h.log.append(ctx, id, source, expect, ops)
+	if errors.Is(err, ErrTooManyPending) && h.opts.SnapshotEvery > 0 {
+		// A full log takes no more appends, so a snapshot of it cannot race
+		// one (only another snapshot, which makes room as well): compact it
+		// now and append again. A log that cannot be compacted (it holds an
+		// end op, or its snapshot would be too large) stays full.
+		if _, serr := h.log.snapshot(ctx, id, 1); serr == nil || errors.Is(serr, errConflict) {
+			seq, err = h.log.append(ctx, id, source, expect, ops)
+		}
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -36,6 +36,9 @@ const hdrSnapshot = "Sessionhub-Snapshot" // the sequence of the last entry a sn
 // whose turn finds them all busy is compacted at a later append.
 const maxSnapshotJobs = 4
 
+// snapshotAttempts bounds one compaction job's tries against a moving log.
+const snapshotAttempts = 3
+
 // compactOps returns one list of ops equivalent to ops applied in order,
 // on any starting values: a clear (when ops hold one) and the last op on
 // every key. ok is false when ops hold an end op.
@@ -159,14 +162,30 @@ func (v *view) snapshot() {
 	h := v.h
 	defer h.workers.Done()
 	defer func() { <-h.snapshotJobs }()
-	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
-	res, err := h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
-	cancel()
+	var (
+		res snapshotResult
+		err error
+	)
+	// A write that lands between the read and the publish refuses the
+	// snapshot; under steady writes the next read usually wins.
+	for attempt := 0; attempt < snapshotAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
+		res, err = h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
+		cancel()
+		if !errors.Is(err, errConflict) {
+			break
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.compacting = false
 	switch {
 	case errors.Is(err, errConflict):
+		// Busy log: try again once it grew by a quarter of the threshold,
+		// rather than re-reading it at every append. A log that fills up
+		// meanwhile is compacted by the append it refuses (Hub.stage).
+		v.sinceSnap = max(0, h.opts.SnapshotEvery-max(1, h.opts.SnapshotEvery/4))
+		v.counted = true
 		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id)
 	case err != nil:
 		if h.bg.Err() == nil {
