@@ -35,8 +35,12 @@ type Config struct {
 	// DataDir holds the embedded server's JetStream store and generated
 	// keys. Default: ./sessionhub-data.
 	DataDir string
-	// AllowedOrigins: host patterns allowed besides the request's own host.
+	// AllowedOrigins: origin patterns allowed besides the page's own origin
+	// (hub.Options.AllowedOrigins).
 	AllowedOrigins []string
+	// TrustProxy takes the request's scheme from X-Forwarded-Proto, for a
+	// server behind a TLS-terminating proxy. Default: false.
+	TrustProxy bool
 
 	// Cookie attributes and lifetime (session.Options).
 	CookieName        string
@@ -135,7 +139,8 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen `address`; port 0 picks a free port")
 	fs.Var((*listValue)(&c.NATS), "nats", "comma-separated external NATS server `URLs`; empty runs an embedded NATS server")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data `directory`: the embedded server's JetStream store and the generated keys")
-	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated host `patterns` (path.Match syntax) allowed to open sockets and post, besides the page's own host")
+	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated origin `patterns` (path.Match syntax; host[:port] on the page's scheme, or scheme://host[:port]) allowed to open sockets and post, besides the page's own origin")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the request's scheme from X-Forwarded-Proto (behind a TLS-terminating proxy only)")
 	fs.StringVar(&c.CookieName, "cookie-name", c.CookieName, "session cookie `name`")
 	fs.StringVar(&c.CookieDomain, "cookie-domain", c.CookieDomain, "cookie Domain `attribute`; empty for a host-only cookie")
 	fs.StringVar(&c.CookiePath, "cookie-path", c.CookiePath, "cookie Path `attribute`")

@@ -20,6 +20,7 @@ import (
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/demo"
+	"github.com/sessionhub/sessionhub/internal/origin"
 	"github.com/sessionhub/sessionhub/session"
 	"github.com/sessionhub/sessionhub/web"
 )
@@ -286,6 +287,9 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("/login", m.Instrument("login", app))
 	mux.Handle("/logout", m.Instrument("logout", app))
 	mux.Handle("/", m.Instrument("page", app))
+	if s.cfg.TrustProxy {
+		return origin.TrustForwardedProto(mux), nil
+	}
 	return mux, nil
 }
 
