@@ -80,7 +80,18 @@ type Config struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds a graceful shutdown. Default: 10s.
 	ShutdownTimeout time.Duration
+	// ReadTimeout bounds the reading of a whole request, body included
+	// (the header alone: at most 10s). A socket is not held to it once
+	// upgraded. Default: 30s.
+	ReadTimeout time.Duration
 }
+
+// DefaultReadTimeout bounds the reading of one request, header and body;
+// MaxReadHeaderTimeout bounds its header alone.
+const (
+	DefaultReadTimeout   = 30 * time.Second
+	MaxReadHeaderTimeout = 10 * time.Second
+)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -102,6 +113,7 @@ func DefaultConfig() Config {
 		SendBuffer:       hub.DefaultSendBuffer,
 		LogLevel:         slog.LevelInfo,
 		ShutdownTimeout:  10 * time.Second,
+		ReadTimeout:      DefaultReadTimeout,
 	}
 }
 
@@ -160,6 +172,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.KeysFile, "keys-file", c.KeysFile, "`file` of key entries, as in "+EnvKeys+" (set one of them; with neither, a key is generated in the data directory)")
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log JSON lines instead of text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "minimum log `level`: debug, info, warn or error")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "bound of reading one request, header and body (a slow client is cut off); upgraded sockets are not held to it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound of a graceful shutdown on SIGINT or SIGTERM")
 	return fs
 }
@@ -265,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SendBuffer < 1 {
 		bad("-send-buffer %d: at least 1", c.SendBuffer)
+	}
+	if c.ReadTimeout < 100*time.Millisecond {
+		bad("-read-timeout %v: at least 100ms", c.ReadTimeout)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout %v: must be positive", c.ShutdownTimeout)

@@ -1,9 +1,14 @@
 package server
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestOriginSchemeAndProxy: the page's own origin is its scheme, host and
@@ -47,5 +52,70 @@ func TestOriginSchemeAndProxy(t *testing.T) {
 				t.Errorf("trust-proxy=%v, Origin %s, X-Forwarded-Proto %q: %d, want %d", trust, tt.origin, tt.proto, got, tt.want)
 			}
 		}
+	}
+}
+
+// TestSlowBodiesCutOff: clients trickling a request body are cut off
+// within the read timeout, while other clients keep being served and an
+// upgraded socket outlives it.
+func TestSlowBodiesCutOff(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 500 * time.Millisecond
+	const clients = 20
+	s := startServer(t, func(c *Config) { c.ReadTimeout = readTimeout })
+	b := newBrowser(t, s.URL())
+	ws := b.dial()
+	ws.expect("welcome")
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	cutOff := make(chan time.Duration, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", s.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "POST /api/settings HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", s.Addr())
+			// One byte every 50ms, for at most 10s; a read in between
+			// tells whether the server has closed the connection.
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+			for i := 0; i < 200; i++ {
+				if _, err := c.Write([]byte("{")); err != nil {
+					cutOff <- time.Since(start)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Error("a slow body was still accepted after 10s")
+		}()
+	}
+	// Meanwhile another client is served, and the socket writes.
+	other := newBrowser(t, s.URL())
+	if st, body := other.doJSON("POST", "/api/settings", `{"theme":"dark"}`); st != http.StatusOK || values(body)["theme"] != "dark" {
+		t.Fatalf("settings while slow bodies trickle: %d %v", st, body)
+	}
+	wg.Wait()
+	close(cutOff)
+	n := 0
+	for d := range cutOff {
+		n++
+		if d > readTimeout+3*time.Second {
+			t.Errorf("a slow body was cut off after %v (read timeout %v)", d, readTimeout)
+		}
+	}
+	if n != clients {
+		t.Fatalf("%d of %d slow bodies cut off", n, clients)
+	}
+	// The socket, open longer than the read timeout by now, still works.
+	if time.Since(start) < readTimeout {
+		t.Fatal("the test ran shorter than the read timeout")
+	}
+	if r := ws.request(map[string]any{"type": "set", "key": "colour", "value": "red"}); r["type"] != "ack" {
+		t.Fatalf("socket after the read timeout: %v", r)
 	}
 }
