@@ -80,6 +80,13 @@ type Config struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds a graceful shutdown. Default: 10s.
 	ShutdownTimeout time.Duration
+	// MetricsAddr, when set, serves /metrics on its own listener instead
+	// of the main one (127.0.0.1:9090, say, out of the public's reach).
+	// Default: empty, /metrics on Addr.
+	MetricsAddr string
+	// MetricsToken, when set, makes /metrics require the header
+	// "Authorization: Bearer <token>". Default: empty, no token.
+	MetricsToken string
 	// ReadTimeout bounds the reading of a whole request, body included
 	// (the header alone: at most 10s). A socket is not held to it once
 	// upgraded. Default: 30s.
@@ -172,6 +179,8 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.KeysFile, "keys-file", c.KeysFile, "`file` of key entries, as in "+EnvKeys+" (set one of them; with neither, a key is generated in the data directory)")
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log JSON lines instead of text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "minimum log `level`: debug, info, warn or error")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this listen `address` (e.g. 127.0.0.1:9090) instead of -addr")
+	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "require \"Authorization: Bearer `token`\" on /metrics (prefer the environment variable: flags show in process lists)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "bound of reading one request, header and body (a slow client is cut off); upgraded sockets are not held to it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound of a graceful shutdown on SIGINT or SIGTERM")
 	return fs
@@ -278,6 +287,11 @@ func (c *Config) Validate() error {
 	}
 	if c.SendBuffer < 1 {
 		bad("-send-buffer %d: at least 1", c.SendBuffer)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("-metrics-addr %q: %v", c.MetricsAddr, err)
+		}
 	}
 	if c.ReadTimeout < 100*time.Millisecond {
 		bad("-read-timeout %v: at least 100ms", c.ReadTimeout)

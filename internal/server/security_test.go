@@ -119,3 +119,56 @@ func TestSlowBodiesCutOff(t *testing.T) {
 		t.Fatalf("socket after the read timeout: %v", r)
 	}
 }
+
+// TestMetricsAddrAndToken: /metrics moves to its own listener with
+// -metrics-addr, and needs the bearer token with -metrics-token.
+func TestMetricsAddrAndToken(t *testing.T) {
+	t.Parallel()
+	get := func(url, auth string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusOK && !strings.Contains(string(data), "sessionhub_sockets_open") {
+			t.Fatalf("%s: 200 without the metrics: %q", url, data)
+		}
+		return resp.StatusCode
+	}
+	t.Run("separate address", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, func(c *Config) { c.MetricsAddr = "127.0.0.1:0" })
+		if s.MetricsURL() == "" || s.MetricsURL() == s.URL() {
+			t.Fatalf("metrics URL %q, main URL %q", s.MetricsURL(), s.URL())
+		}
+		if st := get(s.URL()+"/metrics", ""); st == http.StatusOK {
+			t.Errorf("main listener still serves /metrics: %d", st)
+		}
+		if st := get(s.MetricsURL()+"/metrics", ""); st != http.StatusOK {
+			t.Errorf("metrics listener: %d", st)
+		}
+		if st := get(s.MetricsURL()+"/healthz", ""); st != http.StatusNotFound {
+			t.Errorf("metrics listener serves more than /metrics: %d", st)
+		}
+	})
+	t.Run("token", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, func(c *Config) { c.MetricsToken = "s3cret" })
+		for auth, want := range map[string]int{
+			"":              http.StatusUnauthorized,
+			"Bearer wrong":  http.StatusUnauthorized,
+			"Bearer s3cret": http.StatusOK,
+			"s3cret":        http.StatusUnauthorized,
+		} {
+			if st := get(s.URL()+"/metrics", auth); st != want {
+				t.Errorf("Authorization %q: %d, want %d", auth, st, want)
+			}
+		}
+	})
+}
