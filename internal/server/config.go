@@ -332,7 +332,9 @@ func PrintUsage(w io.Writer, name string) {
 Keys: %[2]s holds comma-separated key entries, the first signs and all
 verify (rotation); each is a standard-base64 hash key of at least 32 bytes,
 optionally followed by ":" and a base64 AES block key of 16, 24 or 32 bytes.
-Without keys, one is generated and kept in <data>/keys.
+Without a block key, cookies are signed but readable by whoever holds them
+(sessionhub keygen -encrypt makes both). Without keys, one is generated and
+kept in <data>/keys.
 
 Flags (each also an environment variable; flags win):
 `, name, EnvKeys)
