@@ -31,8 +31,8 @@ type FlushOptions struct {
 	// Readable reports whether the client may read key; only those keys
 	// are in the response. Default: none.
 	Readable func(key string) bool
-	// AllowedOrigins: host patterns allowed besides the request's own host
-	// (as hub.Options.AllowedOrigins). Default: none.
+	// AllowedOrigins: origin patterns allowed besides the request's own
+	// origin (see hub.Options.AllowedOrigins). Default: none.
 	AllowedOrigins []string
 	// Logger. Default: slog.Default().
 	Logger *slog.Logger

@@ -86,8 +86,14 @@ func TestFlush(t *testing.T) {
 		}
 	})
 	t.Run("allowed other origin", func(t *testing.T) {
-		if resp := post(cookie, "Origin", "https://app.example.com"); resp.StatusCode != http.StatusOK {
+		if resp := post(cookie, "Origin", "http://app.example.com"); resp.StatusCode != http.StatusOK {
 			t.Errorf("status %d", resp.StatusCode)
+		}
+		// The same host on another scheme than the page's is another origin.
+		for _, o := range []string{"https://app.example.com", "https://example.com", "ftp://example.com"} {
+			if resp := post(cookie, "Origin", o); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("origin %s: status %d", o, resp.StatusCode)
+			}
 		}
 	})
 	t.Run("no cookie: empty answer, no cookie", func(t *testing.T) {

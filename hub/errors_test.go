@@ -134,8 +134,15 @@ func TestForeignOriginRefused(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: err=%v resp=%v", err, resp)
 	}
-	if _, _, err := c.tryDial(in, http.Header{"Origin": {"https://app.example.com"}}); err != nil {
+	if _, _, err := c.tryDial(in, http.Header{"Origin": {"http://app.example.com"}}); err != nil {
 		t.Fatalf("allowed origin: %v", err)
+	}
+	// The page's own host on another scheme, and an allowed host on
+	// another scheme than the page's, are other origins.
+	for _, o := range []string{"https://" + strings.TrimPrefix(in.srv.URL, "http://"), "https://app.example.com", "ftp://app.example.com"} {
+		if _, resp, err := c.tryDial(in, http.Header{"Origin": {o}}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("origin %s: err=%v resp=%v", o, err, resp)
+		}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -145,7 +152,8 @@ func TestForeignOriginRefused(t *testing.T) {
 	}{
 		{"foreign origin", "POST", http.Header{"Origin": {"https://evil.example.net"}}, 403},
 		{"cross-site fetch without origin", "POST", http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403},
-		{"allowed origin", "POST", http.Header{"Origin": {"https://app.example.com"}, "Sec-Fetch-Site": {"cross-site"}}, 200},
+		{"allowed origin", "POST", http.Header{"Origin": {"http://app.example.com"}, "Sec-Fetch-Site": {"cross-site"}}, 200},
+		{"allowed host, other scheme", "POST", http.Header{"Origin": {"https://app.example.com"}, "Sec-Fetch-Site": {"cross-site"}}, 403},
 		{"same origin", "POST", http.Header{"Origin": {in.srv.URL}, "Sec-Fetch-Site": {"same-origin"}}, 200},
 		{"GET", "GET", nil, 405},
 	} {

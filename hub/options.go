@@ -28,10 +28,11 @@ type Options struct {
 	// Prefix is the path prefix of the socket and the bridge.
 	// Default: "/hub" (so "/hub/ws" and "/hub/flush").
 	Prefix string
-	// AllowedOrigins are host patterns (path.Match syntax, matched against
-	// the Origin's host, or against scheme://host when the pattern holds
-	// "://") allowed to open sockets and call the bridge. The request's own
-	// host is always allowed. Default: none other.
+	// AllowedOrigins are origin patterns (path.Match syntax) allowed to
+	// open sockets and call the bridge besides the page's own origin (the
+	// request's scheme, host and port): a pattern holding "://" is matched
+	// against the Origin's scheme://host[:port], any other against its
+	// host[:port] on the request's own scheme only. Default: none other.
 	AllowedOrigins []string
 
 	// Stream is the JetStream stream holding the logs. Default: "SESSIONHUB".

@@ -86,7 +86,7 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	encrypt := fs.Bool("encrypt", false, "add an AES-256 block key: cookies are encrypted as well as signed")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: sessionhub keygen [-encrypt]\n\nPrints a new key entry for %s (put it first to rotate; keep the old\nentries after it until their cookies have expired).\n\n", server.EnvKeys)
+		fmt.Fprintf(stderr, "Usage: sessionhub keygen [-encrypt]\n\nPrints a new key entry for %s (put it first to rotate; keep the old\nentries after it until their cookies have expired).\n\nWithout -encrypt, cookies are signed only: anyone holding one can read\nits session ID and every value, though not change them. Use -encrypt\nwhen values are private.\n\n", server.EnvKeys)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

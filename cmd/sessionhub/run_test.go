@@ -121,6 +121,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"-replicas", "9"}, errUsage, "-replicas 9"},
 		{[]string{"stray"}, errUsage, "unexpected argument"},
 		{[]string{"keygen", "extra"}, errUsage, "Usage: sessionhub keygen"},
+		{[]string{"keygen", "-help"}, flag.ErrHelp, "Use -encrypt\nwhen values are private"},
 		{[]string{"inspect"}, errUsage, "Usage: sessionhub inspect"},
 	} {
 		var out, errOut bytes.Buffer

@@ -35,8 +35,12 @@ type Config struct {
 	// DataDir holds the embedded server's JetStream store and generated
 	// keys. Default: ./sessionhub-data.
 	DataDir string
-	// AllowedOrigins: host patterns allowed besides the request's own host.
+	// AllowedOrigins: origin patterns allowed besides the page's own origin
+	// (hub.Options.AllowedOrigins).
 	AllowedOrigins []string
+	// TrustProxy takes the request's scheme from X-Forwarded-Proto, for a
+	// server behind a TLS-terminating proxy. Default: false.
+	TrustProxy bool
 
 	// Cookie attributes and lifetime (session.Options).
 	CookieName        string
@@ -76,7 +80,25 @@ type Config struct {
 	LogLevel slog.Level
 	// ShutdownTimeout bounds a graceful shutdown. Default: 10s.
 	ShutdownTimeout time.Duration
+	// MetricsAddr, when set, serves /metrics on its own listener instead
+	// of the main one (127.0.0.1:9090, say, out of the public's reach).
+	// Default: empty, /metrics on Addr.
+	MetricsAddr string
+	// MetricsToken, when set, makes /metrics require the header
+	// "Authorization: Bearer <token>". Default: empty, no token.
+	MetricsToken string
+	// ReadTimeout bounds the reading of a whole request, body included
+	// (the header alone: at most 10s). A socket is not held to it once
+	// upgraded. Default: 30s.
+	ReadTimeout time.Duration
 }
+
+// DefaultReadTimeout bounds the reading of one request, header and body;
+// MaxReadHeaderTimeout bounds its header alone.
+const (
+	DefaultReadTimeout   = 30 * time.Second
+	MaxReadHeaderTimeout = 10 * time.Second
+)
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -98,6 +120,7 @@ func DefaultConfig() Config {
 		SendBuffer:       hub.DefaultSendBuffer,
 		LogLevel:         slog.LevelInfo,
 		ShutdownTimeout:  10 * time.Second,
+		ReadTimeout:      DefaultReadTimeout,
 	}
 }
 
@@ -135,7 +158,8 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen `address`; port 0 picks a free port")
 	fs.Var((*listValue)(&c.NATS), "nats", "comma-separated external NATS server `URLs`; empty runs an embedded NATS server")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data `directory`: the embedded server's JetStream store and the generated keys")
-	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated host `patterns` (path.Match syntax) allowed to open sockets and post, besides the page's own host")
+	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated origin `patterns` (path.Match syntax; host[:port] on the page's scheme, or scheme://host[:port]) allowed to open sockets and post, besides the page's own origin")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the request's scheme from X-Forwarded-Proto (behind a TLS-terminating proxy only)")
 	fs.StringVar(&c.CookieName, "cookie-name", c.CookieName, "session cookie `name`")
 	fs.StringVar(&c.CookieDomain, "cookie-domain", c.CookieDomain, "cookie Domain `attribute`; empty for a host-only cookie")
 	fs.StringVar(&c.CookiePath, "cookie-path", c.CookiePath, "cookie Path `attribute`")
@@ -155,6 +179,9 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.StringVar(&c.KeysFile, "keys-file", c.KeysFile, "`file` of key entries, as in "+EnvKeys+" (set one of them; with neither, a key is generated in the data directory)")
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log JSON lines instead of text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "minimum log `level`: debug, info, warn or error")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this listen `address` (e.g. 127.0.0.1:9090) instead of -addr")
+	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "require \"Authorization: Bearer `token`\" on /metrics (prefer the environment variable: flags show in process lists)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "bound of reading one request, header and body (a slow client is cut off); upgraded sockets are not held to it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound of a graceful shutdown on SIGINT or SIGTERM")
 	return fs
 }
@@ -261,6 +288,14 @@ func (c *Config) Validate() error {
 	if c.SendBuffer < 1 {
 		bad("-send-buffer %d: at least 1", c.SendBuffer)
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("-metrics-addr %q: %v", c.MetricsAddr, err)
+		}
+	}
+	if c.ReadTimeout < 100*time.Millisecond {
+		bad("-read-timeout %v: at least 100ms", c.ReadTimeout)
+	}
 	if c.ShutdownTimeout <= 0 {
 		bad("-shutdown-timeout %v: must be positive", c.ShutdownTimeout)
 	}
@@ -297,7 +332,9 @@ func PrintUsage(w io.Writer, name string) {
 Keys: %[2]s holds comma-separated key entries, the first signs and all
 verify (rotation); each is a standard-base64 hash key of at least 32 bytes,
 optionally followed by ":" and a base64 AES block key of 16, 24 or 32 bytes.
-Without keys, one is generated and kept in <data>/keys.
+Without a block key, cookies are signed but readable by whoever holds them
+(sessionhub keygen -encrypt makes both). Without keys, one is generated and
+kept in <data>/keys.
 
 Flags (each also an environment variable; flags win):
 `, name, EnvKeys)

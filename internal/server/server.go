@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/demo"
+	"github.com/sessionhub/sessionhub/internal/origin"
 	"github.com/sessionhub/sessionhub/session"
 	"github.com/sessionhub/sessionhub/web"
 )
@@ -29,7 +31,8 @@ import (
 const ListeningMessage = "sessionhub listening on "
 
 // Server is the sessionhub server: NATS (embedded or external), the hub at
-// /hub/, the demo app, /healthz and /metrics on one HTTP listener. Start
+// /hub/, the demo app, /healthz and /metrics on one HTTP listener (or
+// /metrics on its own, with MetricsAddr). Start
 // it, then Shutdown (or Close) it.
 type Server struct {
 	cfg Config
@@ -47,6 +50,10 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 	url     string
+
+	metricsHTTP *http.Server // nil unless MetricsAddr is set
+	metricsLn   net.Listener
+	metricsURL  string
 
 	serveErr  chan error
 	closing   atomic.Bool
@@ -153,9 +160,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// ReadTimeout covers the body too: a client trickling one is cut off.
+	// The deadline it sets on the connection is cleared when a socket
+	// hijacks it, so sockets are not held to it.
 	s.http = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		ReadHeaderTimeout: min(s.cfg.ReadTimeout, MaxReadHeaderTimeout),
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -177,6 +188,28 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.url = "http://" + displayAddr(s.ln.Addr())
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			_ = s.ln.Close()
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		s.metricsURL = "http://" + displayAddr(s.metricsLn.Addr())
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metricsHandler())
+		s.metricsHTTP = &http.Server{
+			Handler:           mux,
+			ReadTimeout:       s.cfg.ReadTimeout,
+			ReadHeaderTimeout: min(s.cfg.ReadTimeout, MaxReadHeaderTimeout),
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			if err := s.metricsHTTP.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics listener stopped", "err", err)
+			}
+		}()
+		s.log.Info("metrics on "+s.metricsURL+"/metrics", "addr", s.metricsLn.Addr().String())
+	}
 	go func() {
 		err := s.http.Serve(s.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -280,13 +313,37 @@ func (s *Server) routes() (http.Handler, error) {
 		return nil, err
 	}
 	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
-	mux.Handle("GET /metrics", m.Instrument("metrics", m.Handler()))
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	mux.Handle("/static/", m.Instrument("static", app))
 	mux.Handle("/api/", m.Instrument("api", app))
 	mux.Handle("/login", m.Instrument("login", app))
 	mux.Handle("/logout", m.Instrument("logout", app))
 	mux.Handle("/", m.Instrument("page", app))
+	if s.cfg.TrustProxy {
+		return origin.TrustForwardedProto(mux), nil
+	}
 	return mux, nil
+}
+
+// metricsHandler serves the metrics, behind the bearer token when one is
+// configured (401 without it).
+func (s *Server) metricsHandler() http.Handler {
+	h := s.metrics.Handler()
+	if token := s.cfg.MetricsToken; token != "" {
+		want := []byte("Bearer " + token)
+		next := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+				http.Error(w, "metrics need a bearer token", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	return s.metrics.Instrument("metrics", h)
 }
 
 // Health is the body of /healthz.
@@ -328,6 +385,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // URL returns the server's base URL, e.g. http://127.0.0.1:8080.
 func (s *Server) URL() string { return s.url }
 
+// MetricsURL returns the base URL of the metrics listener, or "" when
+// /metrics is served at URL.
+func (s *Server) MetricsURL() string { return s.metricsURL }
+
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -365,6 +426,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	start := time.Now()
 	var errs []error
+	if s.metricsHTTP != nil {
+		if err := s.metricsHTTP.Shutdown(ctx); err != nil {
+			_ = s.metricsHTTP.Close()
+		}
+	}
 	if s.http != nil {
 		s.hubMu.Lock()
 		s.hubCtx = ctx
