@@ -43,6 +43,7 @@ type Hub struct {
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
 
 	snapshotJobs chan struct{}      // one token per running compaction (snapshot.go)
+	viewless     map[string]int     // appends to sessions without a view, by ID (snapshotViewless; under mu)
 	bg           context.Context    // background work (compactions); cancelled by Close
 	stopBg       context.CancelFunc //
 
@@ -72,6 +73,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		closed:   make(chan struct{}),
 
 		snapshotJobs: make(chan struct{}, maxSnapshotJobs),
+		viewless:     map[string]int{},
 	}
 	h.bg, h.stopBg = context.WithCancel(context.Background())
 	h.mw = h.newMiddleware()

@@ -135,10 +135,9 @@ func (h *Hub) snapshotLater(id string) {
 	if h.opts.SnapshotEvery <= 0 {
 		return
 	}
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
+	v := h.lookup(id)
 	if v == nil {
+		h.snapshotViewless(id)
 		return
 	}
 	v.mu.Lock()
@@ -156,26 +155,84 @@ func (h *Hub) snapshotLater(id string) {
 	go v.snapshot()
 }
 
+// maxViewless bounds the sessions whose appends snapshotViewless counts;
+// past it the counts start over (a session then compacts later, and a
+// full log still compacts on the append it refuses).
+const maxViewless = 4096
+
+// snapshotViewless counts this instance's appends to a session it has no
+// view of (Hub.Write from a worker, the server API) and compacts the
+// session's log once they reach SnapshotEvery, so a session written only
+// from outside sockets and requests stays short too.
+func (h *Hub) snapshotViewless(id string) {
+	every := h.opts.SnapshotEvery
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, ok := h.viewless[id]
+	if ok && n < 0 { // compacting
+		return
+	}
+	n++
+	if n < every || h.closing.Load() {
+		if !ok && len(h.viewless) >= maxViewless {
+			clear(h.viewless)
+		}
+		h.viewless[id] = n
+		return
+	}
+	select {
+	case h.snapshotJobs <- struct{}{}:
+	default:
+		h.viewless[id] = n // busy: a later append tries again
+		return
+	}
+	h.viewless[id] = -1
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		defer func() { <-h.snapshotJobs }()
+		res, err := h.compact(id)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		switch {
+		case errors.Is(err, errConflict):
+			h.viewless[id] = every - max(1, every/4)
+		case err != nil, res.ended:
+			h.viewless[id] = 0
+		case res.made > 0:
+			h.viewless[id] = 0
+		default:
+			h.viewless[id] = res.since
+		}
+	}()
+}
+
+// compact runs one compaction of session id's log, retrying a few times
+// against a moving log.
+func (h *Hub) compact(id string) (res snapshotResult, err error) {
+	// A write that lands between the read and the publish refuses the
+	// snapshot; under steady writes the next read usually wins.
+	for attempt := 0; attempt < snapshotAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
+		res, err = h.log.snapshot(ctx, id, h.opts.SnapshotEvery)
+		cancel()
+		if !errors.Is(err, errConflict) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, errConflict) && h.bg.Err() == nil {
+		h.opts.Logger.Warn("session snapshot failed", "session", id, "err", err)
+	}
+	return res, err
+}
+
 // snapshot compacts the view's session log (snapshotLater) and records
 // what it learnt of the log.
 func (v *view) snapshot() {
 	h := v.h
 	defer h.workers.Done()
 	defer func() { <-h.snapshotJobs }()
-	var (
-		res snapshotResult
-		err error
-	)
-	// A write that lands between the read and the publish refuses the
-	// snapshot; under steady writes the next read usually wins.
-	for attempt := 0; attempt < snapshotAttempts; attempt++ {
-		ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
-		res, err = h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
-		cancel()
-		if !errors.Is(err, errConflict) {
-			break
-		}
-	}
+	res, err := h.compact(v.id)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.compacting = false
@@ -187,10 +244,7 @@ func (v *view) snapshot() {
 		v.sinceSnap = max(0, h.opts.SnapshotEvery-max(1, h.opts.SnapshotEvery/4))
 		v.counted = true
 		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id)
-	case err != nil:
-		if h.bg.Err() == nil {
-			h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
-		}
+	case err != nil: // logged by compact; a later append tries again
 	case res.ended:
 		v.ended = true
 	default:

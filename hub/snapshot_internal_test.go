@@ -1,11 +1,14 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -77,5 +80,43 @@ func TestCompactOpsRefusesEnd(t *testing.T) {
 	ops := []session.Op{{Seq: 1, Type: session.OpSet, Key: "a", Value: json.RawMessage(`1`)}, {Seq: 2, Type: session.OpEnd}, {Seq: 3, Type: session.OpSet, Key: "a", Value: json.RawMessage(`2`)}}
 	if _, ok := compactOps(ops); ok {
 		t.Fatal("a log with an end op was compacted: a stale cookie would no longer fold the logout")
+	}
+}
+
+// A session written only by Go code outside sockets and requests (a
+// worker, the server API: no view on this instance) is compacted too, so
+// its first cookie folds a short log.
+func TestSnapshotWithoutView(t *testing.T) {
+	t.Parallel()
+	const every = 8
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = every })
+	ctx := context.Background()
+	id := session.NewID()
+	for i := range 10 * every {
+		op, _ := session.SetOp("n", []byte(strconv.Itoa(i)))
+		if _, err := h.Write(ctx, id, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.lookup(id) != nil {
+		t.Fatal("the writes made a view: this test wants none")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		entries, err := h.log.fetch(ctx, id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap := session.Snapshot{ID: id}.Fold(flatten(entries))
+		if string(snap.Values["n"]) != strconv.Itoa(10*every-1) {
+			t.Fatalf("the log folds to n=%s, want %d", snap.Values["n"], 10*every-1)
+		}
+		if len(entries) <= 2*every {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries after %d writes without a view: never compacted", len(entries), 10*every)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

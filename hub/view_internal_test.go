@@ -12,7 +12,12 @@ import (
 	"github.com/sessionhub/sessionhub/session"
 )
 
-func internalHub(t *testing.T) *Hub {
+func internalHub(t testing.TB) *Hub {
+	return internalHubWith(t, nil)
+}
+
+// internalHubWith is internalHub with options tweaked.
+func internalHubWith(t testing.TB, tweak func(*Options)) *Hub {
 	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
@@ -25,7 +30,11 @@ func internalHub(t *testing.T) *Hub {
 	}
 	t.Cleanup(nc.Close)
 	store, _ := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
-	h, err := New(context.Background(), &Options{Store: store, Conn: nc})
+	o := &Options{Store: store, Conn: nc}
+	if tweak != nil {
+		tweak(o)
+	}
+	h, err := New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +170,32 @@ func TestLogger(t *testing.T) {
 	NewLogger(&buf, &c).Info("shown")
 	if !strings.HasPrefix(buf.String(), "{") {
 		t.Fatalf("JSON logger wrote %q", buf.String())
+	}
+}
+
+// README's flag table lists every flag of the server, each with its
+// environment variable, and no flag the server does not have.
+func TestReadmeListsEveryFlag(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `-([a-z0-9-]+)` \\| `([A-Z0-9_]+)` \\|")
+	listed := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		listed[m[1]] = m[2]
+	}
+	for _, f := range Flags() {
+		env, ok := listed[f.Name]
+		switch {
+		case !ok:
+			t.Errorf("README's flag table has no row for -%s", f.Name)
+		case env != f.Env:
+			t.Errorf("README gives -%s the environment variable %s, the server reads %s", f.Name, env, f.Env)
+		}
+		delete(listed, f.Name)
+	}
+	for name := range listed {
+		t.Errorf("README's flag table lists -%s, which the server does not have", name)
 	}
 }

@@ -146,6 +146,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Replicas:         s.cfg.Replicas,
 		Retention:        s.cfg.Retention,
 		MaxOpsPerSession: s.cfg.MaxOpsPerSession,
+		SnapshotEvery:    s.cfg.SnapshotEvery,
 		ReadLimit:        s.cfg.ReadLimit,
 		RateLimit:        s.cfg.RateLimit,
 		RateBurst:        s.cfg.RateBurst,
