@@ -1,8 +1,10 @@
 package hub
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"strings"
 
@@ -60,7 +62,8 @@ func validKey(k string) bool {
 // serveWS upgrades the request to a session socket. The handshake's
 // cookie names the session; without a valid one the hub creates a session
 // and sets its cookie on the 101 response, and a cookie behind the log is
-// refreshed there too.
+// refreshed there too. A socket of a session whose log is empty is lazy
+// (lazy.go): it holds no view until the session is written.
 func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if h.closing.Load() {
 		protocol.WriteCode(w, protocol.CodeUnavailable, "shutting down")
@@ -73,41 +76,48 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if refuseHandshake(w, r) {
 		return
 	}
+	addr := clientAddr(r)
+	if !h.reserve(h.perAddr, addr, h.opts.MaxSocketsPerAddr) {
+		w.Header().Set("Retry-After", "10")
+		protocol.WriteCode(w, protocol.CodeRateLimited, "too many sockets from this address")
+		return
+	}
 	s, err := h.opts.Store.Load(r)
 	if err != nil {
 		h.opts.Logger.Debug("session cookie refused at handshake", "reason", session.ReasonOf(err), "err", err)
 		h.opts.Metrics.CookieRefused(session.ReasonOf(err))
 	}
-	id := s.EnsureID()
-	v := h.acquire(r.Context(), id, s.Seq())
-	// Fold what the view holds after the cookie's version; older entries
-	// come from JetStream.
-	v.mu.Lock()
-	v.waitAckedDroppingLock(r.Context())
-	entries, ok := v.sinceLocked(s.Seq())
-	v.mu.Unlock()
-	if !ok {
-		if fetched, err := h.log.fetch(r.Context(), id, s.Seq(), 0); err == nil {
-			entries = fetched
+	id, v, lazy := h.handshakeSession(r.Context(), s)
+	// unreserve gives back what the handshake holds when no socket comes
+	// of it.
+	unreserve := func(session bool) {
+		if v != nil {
+			v.release()
 		}
+		if lazy {
+			h.unpendLazy(id, nil)
+		}
+		if session {
+			h.unreserve(h.perSession, id)
+		}
+		h.unreserve(h.perAddr, addr)
 	}
-	s.Fold(flatten(entries))
-	if s.Ended() {
-		// The cookie names a session that was logged out: start a new one.
-		v.release()
-		id = s.EnsureID()
-		v = h.acquire(r.Context(), id, 0)
+	if !h.reserve(h.perSession, id, h.opts.MaxSocketsPerSession) {
+		unreserve(false)
+		w.Header().Set("Retry-After", "10")
+		protocol.WriteCode(w, protocol.CodeRateLimited, "too many sockets for this session")
+		return
 	}
 	if _, err := h.opts.Store.Save(w.Header(), s); err != nil {
 		h.opts.Logger.Error("session cookie not written at handshake", "session", id, "err", err)
 	}
 
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(&sndbufWriter{ResponseWriter: w, size: h.opts.SocketKernelBuffer}, r, &websocket.AcceptOptions{
 		// The origin was checked above, by scheme, host and port.
 		InsecureSkipVerify: true,
 	})
 	if err != nil {
-		v.release()
+		unreserve(true)
 		return // Accept wrote the HTTP error
 	}
 	ws.SetReadLimit(h.opts.ReadLimit)
@@ -116,10 +126,10 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		h:        h,
 		ws:       ws,
-		v:        v,
 		id:       id,
+		joined:   make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
-		out:      newOutbox(h.opts.SendBuffer),
+		out:      newOutbox(h.opts.SendBuffer, h.opts.SendBufferBytes),
 		ctx:      ctx,
 		cancel:   cancel,
 		finished: make(chan struct{}),
@@ -128,7 +138,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	if h.closing.Load() {
 		h.mu.Unlock()
-		v.release()
+		unreserve(true)
 		_ = ws.Close(CloseGoingAway, "server shutting down")
 		return
 	}
@@ -137,14 +147,117 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	h.opts.Metrics.SocketOpened()
 	finish := func() {
 		cancel()
-		v.mu.Lock()
-		delete(v.conns, c)
-		v.mu.Unlock()
-		v.release()
+		h.mu.Lock()
+		c.gone = true
+		if ls := h.lazy[id]; ls != nil {
+			delete(ls.conns, c)
+			if ls.pending == 0 && len(ls.conns) == 0 {
+				delete(h.lazy, id)
+			}
+		}
+		cv := c.v.Load()
+		h.mu.Unlock()
+		if cv != nil {
+			cv.mu.Lock()
+			delete(cv.conns, c)
+			cv.mu.Unlock()
+			cv.release()
+		}
+		h.unreserve(h.perSession, id)
+		h.unreserve(h.perAddr, addr)
 		h.opts.Metrics.SocketClosed(int(c.closeCode))
 		h.conns.Done()
 	}
 
+	if lazy {
+		// The welcome first: a wake's changes follow it.
+		c.out.push(protocol.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Seq: c.snap.Seq, Values: h.ReadableValues(c.snap.Values)}))
+		if h.unpendLazy(id, c) {
+			h.workers.Add(1)
+			go func() {
+				defer h.workers.Done()
+				h.joinLazy(id, []*conn{c})
+			}()
+		}
+	} else {
+		close(c.joined)
+		c.v.Store(v)
+		h.welcome(c, v)
+	}
+	if h.closing.Load() { // Shutdown may have collected the sockets before this one
+		c.close(CloseGoingAway, "server shutting down")
+	}
+
+	// The socket lives on fresh goroutines; the handler returns (Accept
+	// hijacked the connection), so the stack it grew during the handshake
+	// is not kept for the life of an idle socket.
+	c.kick() // the welcome
+	go func() {
+		defer finish()
+		c.readLoop() // ends with c.close
+		<-c.finished // the close frame went out (bounded by WriteWait and the close handshake)
+		_ = c.ws.CloseNow()
+	}()
+}
+
+// handshakeSession folds into s what the log holds after its version and
+// returns the session the socket is of, with its view (one reference
+// taken), or none and lazy set (a pending lazy handshake, lazy.go) when
+// the session's log is empty: a handshake without a cookie, with the
+// cookie of a session never written, or of a session logged out (a new
+// session starts then).
+func (h *Hub) handshakeSession(ctx context.Context, s *session.Session) (id string, v *view, lazy bool) {
+	anonymous := s.ID() == ""
+	id = s.EnsureID()
+	if s.Seq() == 0 && h.lookup(id) == nil {
+		h.pendLazy(id)
+		if anonymous {
+			return id, nil, true // a new random ID: nothing can be logged under it yet
+		}
+		empty, revoked := h.probeEmpty(ctx, id)
+		if empty {
+			return id, nil, true
+		}
+		h.unpendLazy(id, nil)
+		if revoked {
+			s.Fold(endOp)
+			id = s.EnsureID()
+			h.pendLazy(id)
+			return id, nil, true
+		}
+	}
+	v = h.acquire(ctx, id, s.Seq())
+	if v.isRevoked(ctx) {
+		s.Fold([]session.Op{{Type: session.OpEnd, Seq: s.Seq() + 1}})
+	} else {
+		// Fold what the view holds after the cookie's version; older
+		// entries come from JetStream.
+		v.mu.Lock()
+		v.waitAckedDroppingLock(ctx)
+		entries, ok := v.sinceLocked(s.Seq())
+		v.mu.Unlock()
+		if !ok {
+			if fetched, err := h.log.fetch(ctx, id, s.Seq(), 0); err == nil {
+				entries = fetched
+			}
+		}
+		s.Fold(flatten(entries))
+	}
+	if s.Ended() {
+		// The cookie names a session that was logged out: start a new one,
+		// lazy as any new session.
+		v.release()
+		id = s.EnsureID()
+		h.pendLazy(id)
+		return id, nil, true
+	}
+	return id, v, false
+}
+
+// welcome registers a socket with its view and queues its welcome, reading
+// from JetStream what the view's tail lacks.
+func (h *Hub) welcome(c *conn, v *view) {
+	id := c.id
 	// Register and welcome under the view's lock: no change slips between
 	// the welcome's seq and the first change message.
 	ended, whole := h.register(c, v)
@@ -174,20 +287,6 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	if ended {
 		c.close(CloseSessionEnded, "session ended")
 	}
-	if h.closing.Load() { // Shutdown may have collected the sockets before this one
-		c.close(CloseGoingAway, "server shutting down")
-	}
-
-	// The socket lives on fresh goroutines; the handler returns (Accept
-	// hijacked the connection), so the stack it grew during the handshake
-	// is not kept for the life of an idle socket.
-	c.kick() // the welcome
-	go func() {
-		defer finish()
-		c.readLoop() // ends with c.close
-		<-c.finished // the close frame went out (bounded by WriteWait and the close handshake)
-		_ = c.ws.CloseNow()
-	}()
 }
 
 // register folds what the view holds after the socket's snapshot, queues
@@ -227,3 +326,61 @@ func headerHasToken(h http.Header, name, token string) bool {
 	}
 	return false
 }
+
+// reserve takes one of the max slots of key in counts (max 0: no bound).
+func (h *Hub) reserve(counts map[string]int, key string, max int) bool {
+	if max <= 0 {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if counts[key] >= max {
+		return false
+	}
+	counts[key]++
+	return true
+}
+
+// unreserve gives a slot taken by reserve back.
+func (h *Hub) unreserve(counts map[string]int, key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n, ok := counts[key]; ok {
+		if n <= 1 {
+			delete(counts, key)
+		} else {
+			counts[key] = n - 1
+		}
+	}
+}
+
+// clientAddr is the host of the request's remote address.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// sndbufWriter sets the kernel send buffer of the connection a socket
+// hijacks, so that the kernel's buffers cannot absorb an unbounded backlog
+// for a client that stopped reading.
+type sndbufWriter struct {
+	http.ResponseWriter
+	size int
+}
+
+func (w *sndbufWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		if tc, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+			_ = tc.SetWriteBuffer(w.size)
+		}
+	}
+	return c, brw, err
+}
+
+func (w *sndbufWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var _ http.Hijacker = (*sndbufWriter)(nil)

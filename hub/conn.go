@@ -18,9 +18,13 @@ import (
 
 // conn is one WebSocket of a session on this instance.
 type conn struct {
-	h       *Hub
-	ws      *websocket.Conn
-	v       *view
+	h  *Hub
+	ws *websocket.Conn
+	// v is the session's view; nil while the socket is lazy (lazy.go),
+	// until joined is closed.
+	v       atomic.Pointer[view]
+	joined  chan struct{}
+	gone    bool   // the socket finished (under h.mu): a join gives its reference back
 	id      string // session ID
 	limiter *rate.Limiter
 	out     outbox
@@ -94,12 +98,13 @@ func (c *conn) readLoop() {
 // error. Errors never close the socket.
 func (c *conn) handle(data []byte) {
 	m, err := protocol.DecodeClientMessage(data)
-	if err != nil {
-		c.fail(m.ID, err)
-		return
-	}
+	// Every frame counts against the socket's limit, valid or not.
 	if !c.limiter.Allow() {
 		c.fail(m.ID, ErrRateLimited)
+		return
+	}
+	if err != nil {
+		c.fail(m.ID, err)
 		return
 	}
 	switch m.Type {
@@ -154,7 +159,10 @@ func (c *conn) clientWrite(m protocol.ClientMessage) (uint64, error) {
 func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint64, error) {
 	const attempts = 4
 	for attempt := 1; ; attempt++ {
-		snap, last, whole := c.current(ctx)
+		snap, last, whole, err := c.current(ctx)
+		if err != nil {
+			return 0, err
+		}
 		n, err := c.h.opts.Store.Size(snap, ops...)
 		if err != nil {
 			return 0, wrapErr(ErrInternal, err)
@@ -181,8 +189,11 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 // current returns the socket's snapshot with every entry the view holds
 // folded in (this instance's own acknowledged writes included), the
 // view's last sequence, and whether the view is known to be whole.
-func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool) {
-	v := c.v
+func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool, error) {
+	v := c.view()
+	if v == nil {
+		return session.Snapshot{}, 0, false, wrapErr(ErrUnavailable, errNoView)
+	}
 	v.mu.Lock()
 	v.waitAckedDroppingLock(ctx)
 	c.mu.Lock()
@@ -194,8 +205,11 @@ func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool) {
 	if len(changes) > 0 {
 		snap = snap.Fold(flatten(changes))
 	}
-	return snap, last, whole
+	return snap, last, whole, nil
 }
+
+// errNoView: a lazy socket could not join its session's view.
+var errNoView = errors.New("hub: session state unavailable")
 
 // event runs the application's handler for a client event.
 func (c *conn) event(m protocol.ClientMessage) {
@@ -233,7 +247,11 @@ func safeCall(ctx context.Context, fn EventHandler, ev *Event) (reply any, err e
 // order, then "resumed"; when the log no longer holds them all, "reset"
 // with the current values.
 func (c *conn) resume(id uint64, after uint64) {
-	v := c.v
+	v := c.view()
+	if v == nil {
+		c.fail(id, wrapErr(ErrUnavailable, errNoView))
+		return
+	}
 	v.mu.Lock()
 	v.waitAckedDroppingLock(c.ctx) // this instance's acknowledged writes are in the view
 	if changes, ok := v.sinceLocked(after); ok {
@@ -286,14 +304,14 @@ func (c *conn) replayLocked(after uint64, changes []entry) {
 		}
 		at = e.Seq
 	}
-	c.queue(protocol.Marshal(protocol.Resumed{Type: protocol.TypeResumed, Seq: c.v.last}))
+	c.queue(protocol.Marshal(protocol.Resumed{Type: protocol.TypeResumed, Seq: c.v.Load().last}))
 }
 
 // resetLocked sends the socket's whole current state: the log no longer
 // holds the changes asked for.
 func (c *conn) resetLocked() {
 	snap := c.snapshot()
-	if changes, ok := c.v.sinceLocked(snap.Seq); ok && len(changes) > 0 {
+	if changes, ok := c.v.Load().sinceLocked(snap.Seq); ok && len(changes) > 0 {
 		snap = snap.Fold(flatten(changes))
 	}
 	c.queue(protocol.Marshal(protocol.Reset{Type: protocol.TypeReset, Seq: snap.Seq, Values: c.h.ReadableValues(snap.Values)}))

@@ -91,11 +91,16 @@ func (h *Hub) pinger() {
 	}
 }
 
-// sockets returns every socket of this instance.
+// sockets returns every socket of this instance, lazy ones included.
 func (h *Hub) sockets() []*conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []*conn
+	for _, ls := range h.lazy {
+		for c := range ls.conns {
+			out = append(out, c)
+		}
+	}
 	for _, v := range h.views {
 		v.mu.Lock()
 		for c := range v.conns {

@@ -27,15 +27,19 @@ const (
 // the per-session fan-out over NATS, the WebSocket endpoint and the
 // session middleware. A Hub is safe for concurrent use.
 type Hub struct {
-	opts Options
-	log  *jsLog
+	opts    Options
+	log     *jsLog
+	revoked revocations // ended sessions, kept for the cookie lifetime (revoke.go)
 
 	mw    func(http.Handler) http.Handler // the session middleware (middleware.go)
 	flush http.Handler                    // the bridge at <Prefix>/flush
 
-	mu       sync.Mutex
-	views    map[string]*view
-	handlers map[string]EventHandler
+	mu         sync.Mutex
+	views      map[string]*view
+	lazy       map[string]*lazySet // sockets of sessions with an empty log, no view (lazy.go)
+	handlers   map[string]EventHandler
+	perSession map[string]int // open sockets (and handshakes past the check) per session
+	perAddr    map[string]int // the same per client address, with MaxSocketsPerAddr
 
 	live   [shards]chan *nats.Msg // republished entries, one channel per dispatcher (dispatch.go)
 	ctlSub *nats.Subscription
@@ -66,11 +70,14 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		return nil, fmt.Errorf("hub: jetstream: %w", err)
 	}
 	h := &Hub{
-		opts:     o,
-		log:      newLog(o.Conn, js, &o),
-		views:    map[string]*view{},
-		handlers: map[string]EventHandler{},
-		closed:   make(chan struct{}),
+		opts:       o,
+		log:        newLog(o.Conn, js, &o),
+		views:      map[string]*view{},
+		lazy:       map[string]*lazySet{},
+		handlers:   map[string]EventHandler{},
+		perSession: map[string]int{},
+		perAddr:    map[string]int{},
+		closed:     make(chan struct{}),
 
 		snapshotJobs: make(chan struct{}, maxSnapshotJobs),
 		viewless:     map[string]int{},
@@ -81,7 +88,12 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	if err := h.log.ensure(ctx, &o); err != nil {
 		return nil, err
 	}
+	if err := h.revoked.open(ctx, js, o.Conn, &o, h.onRevoked); err != nil {
+		h.revoked.close()
+		return nil, fmt.Errorf("hub: revocation bucket %s: %w", o.RevocationBucket, err)
+	}
 	if err := h.log.replies.start(o.Conn); err != nil {
+		h.revoked.close()
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
 	}
 	for i := range h.live {
@@ -91,7 +103,6 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	}
 	h.ctlSub, err = o.Conn.Subscribe(o.Subject+".ctl.*", h.onControl)
 	if err != nil {
-		h.log.replies.stop()
 		h.stopWorkers()
 		return nil, fmt.Errorf("hub: control subscription: %w", err)
 	}
@@ -144,6 +155,7 @@ func (h *Hub) stopWorkers() {
 		_ = h.ctlSub.Unsubscribe()
 	}
 	h.log.replies.stop()
+	h.revoked.close()
 	h.mu.Lock()
 	views := slices.Collect(maps.Values(h.views))
 	h.views = map[string]*view{}

@@ -35,6 +35,11 @@ type Options struct {
 	// host[:port] on the request's own scheme only. Default: none other.
 	AllowedOrigins []string
 
+	// RevocationBucket is the JetStream key-value bucket recording ended
+	// sessions, each for the cookie lifetime (Store's Lifetime and
+	// ClockSkew, plus a minute), so a logout outlives the log's retention
+	// and its limits. Default: Stream + "_REVOKED".
+	RevocationBucket string
 	// Stream is the JetStream stream holding the logs. Default: "SESSIONHUB".
 	Stream string
 	// Subject is the subject prefix: logs on <Subject>.ops.<id>, live
@@ -66,15 +71,45 @@ type Options struct {
 	// per second, burst 100.
 	RateLimit float64
 	RateBurst int
+	// SessionWriteRate is the sustained log entries per second one session
+	// may append, all its writers together (sockets, HTTP requests and
+	// Hub.Write, on every instance); SessionWriteBurst the burst. Each
+	// instance's view of the session debits every entry it sees, whoever
+	// wrote it, so the budget is shared through the log itself. Past it:
+	// rate_limited. Snapshots are not writes and logouts are never
+	// refused. Default: 20 per second, burst 200.
+	SessionWriteRate  float64
+	SessionWriteBurst int
 	// SendBuffer is how many messages may wait for one socket; a socket
 	// whose buffer is full is closed with CloseTooSlow (4200) while everyone
 	// else keeps receiving. Default: 256.
 	SendBuffer int
+	// SendBufferBytes bounds the bytes waiting for one socket (the messages
+	// queued and the frame being written); past it the socket is closed
+	// with CloseTooSlow. A single message larger than it is still sent
+	// alone. Default: 1 MiB.
+	SendBufferBytes int
+	// SocketKernelBuffer is the kernel send buffer (SO_SNDBUF) of a
+	// socket's TCP connection, so that a client that stops reading pins at
+	// most about this much kernel memory before the frame write blocks and
+	// WriteWait closes it with CloseTooSlow. Default: 64 KiB.
+	SocketKernelBuffer int
+	// MaxSocketsPerSession bounds the sockets one session may have open on
+	// this instance; a handshake past it gets 429 with Retry-After and no
+	// cookie. Default: 32.
+	MaxSocketsPerSession int
+	// MaxSocketsPerAddr bounds the sockets one client address (the
+	// request's RemoteAddr host) may have open on this instance; a
+	// handshake past it gets 429. Behind a proxy every client has the
+	// proxy's address, so it is off by default. Default: 0 (no bound).
+	MaxSocketsPerAddr int
 	// PingInterval is how often the hub pings an idle socket; a pong must
 	// arrive within PingTimeout. Default: 25s and 10s.
 	PingInterval time.Duration
 	PingTimeout  time.Duration
-	// WriteWait bounds writing one frame to a socket. Default: 10s.
+	// WriteWait bounds writing one frame to a socket; a frame not written
+	// in time (a client that stopped reading) closes it with CloseTooSlow.
+	// The close handshake is bounded by it too. Default: 10s.
 	WriteWait time.Duration
 	// ViewIdle is how long a session's view (its cached log tail and NATS
 	// subscription) outlives its last socket or request. Default: 2m.
@@ -109,6 +144,13 @@ const (
 	DefaultRateBurst        = 100
 	DefaultSendBuffer       = 256
 	DefaultSnapshotEvery    = 64
+
+	DefaultSessionWriteRate     = 20.0
+	DefaultSessionWriteBurst    = 200
+	DefaultSendBufferBytes      = 1 << 20
+	DefaultSocketKernelBuffer   = 64 << 10
+	DefaultMaxSocketsPerSession = 32
+	DefaultWriteWait            = 10 * time.Second
 )
 
 func (o *Options) withDefaults() (Options, error) {
@@ -144,6 +186,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.Stream == "" {
 		out.Stream = "SESSIONHUB"
 	}
+	if out.RevocationBucket == "" {
+		out.RevocationBucket = out.Stream + "_REVOKED"
+	}
 	if out.Subject == "" {
 		out.Subject = "sessionhub"
 	}
@@ -159,10 +204,20 @@ func (o *Options) withDefaults() (Options, error) {
 		out.RateLimit = DefaultRateLimit
 	}
 	def(&out.RateBurst, DefaultRateBurst)
+	if out.SessionWriteRate <= 0 {
+		out.SessionWriteRate = DefaultSessionWriteRate
+	}
+	def(&out.SessionWriteBurst, DefaultSessionWriteBurst)
 	def(&out.SendBuffer, DefaultSendBuffer)
+	def(&out.SendBufferBytes, DefaultSendBufferBytes)
+	def(&out.SocketKernelBuffer, DefaultSocketKernelBuffer)
+	def(&out.MaxSocketsPerSession, DefaultMaxSocketsPerSession)
+	if out.MaxSocketsPerAddr < 0 {
+		out.MaxSocketsPerAddr = 0
+	}
 	defDur(&out.PingInterval, 25*time.Second)
 	defDur(&out.PingTimeout, 10*time.Second)
-	defDur(&out.WriteWait, 10*time.Second)
+	defDur(&out.WriteWait, DefaultWriteWait)
 	defDur(&out.ViewIdle, 2*time.Minute)
 	def(&out.ViewTail, 64)
 	switch {

@@ -46,19 +46,7 @@ func (h *Hub) pushLocal(id string, msg []byte) {
 	if !strings.HasPrefix(string(msg), "{") {
 		return
 	}
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
-	if v == nil {
-		return
-	}
-	v.mu.Lock()
-	conns := make([]*conn, 0, len(v.conns))
-	for c := range v.conns {
-		conns = append(conns, c)
-	}
-	v.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range h.sessionSockets(id) {
 		c.queue(msg)
 	}
 }

@@ -15,7 +15,12 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	if h.closing.Load() {
 		return 0, wrapErr(ErrUnavailable, ErrClosed)
 	}
+	v := h.lookup(id)
+	if !v.withinBudget(ops) {
+		return 0, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", h.opts.SessionWriteRate)
+	}
 	start := time.Now()
+	written := v.written(start)
 	seq, err := h.log.append(ctx, id, source, expect, ops)
 	if errors.Is(err, ErrTooManyPending) && h.opts.SnapshotEvery > 0 {
 		// A full log takes no more appends, so a snapshot of it cannot race
@@ -30,9 +35,56 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 		return 0, err
 	}
 	h.opts.Metrics.Staged(source, time.Since(start))
+	v.markFresh(start)
+	if !written {
+		h.wake(id)
+	}
 	h.acked(id, seq)
 	h.snapshotLater(id)
 	return seq, nil
+}
+
+// withinBudget reports whether the session may append another entry: its
+// view on this instance (every socket and request of it has one) holds a
+// token of the session's write budget. An end op always may; a session
+// without a view here (Hub.Write from server code) is not metered.
+func (v *view) withinBudget(ops []session.Op) bool {
+	if v == nil {
+		return true
+	}
+	for _, op := range ops {
+		if op.Type == session.OpEnd {
+			return true
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.budget.Tokens() >= 1
+}
+
+// written reports whether the session's log is known to hold an entry at
+// now, so that no socket of it can be lazy (lazy.go) and an append needs
+// no wake: the view saw an entry written less than Retention/2 ago.
+func (v *view) written(now time.Time) bool {
+	if v == nil {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
+}
+
+// markFresh records that the session had an entry appended at (or just
+// after) at.
+func (v *view) markFresh(at time.Time) {
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if at.After(v.fresh) {
+		v.fresh = at
+	}
 }
 
 // Write appends ops to session id's log on behalf of server-side code (any
@@ -72,6 +124,11 @@ func (b bridgeLog) Pending(ctx context.Context, id string, after uint64) ([]sess
 	}
 	v := h.acquire(ctx, id, after)
 	defer v.release()
+	if v.isRevoked(ctx) {
+		// Logged out: the end folds into any cookie of the session, however
+		// stale, whatever the log still holds.
+		return []session.Op{{Type: session.OpEnd, Seq: after + 1}}, nil
+	}
 	v.mu.Lock()
 	v.waitAckedDroppingLock(ctx)
 	entries, ok := v.sinceLocked(after)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -47,6 +48,19 @@ type view struct {
 	counted    bool
 	compacting bool // a compaction runs
 	ended      bool // the log holds an end op: never compacted
+
+	// budget is the session's write budget (Options.SessionWriteRate),
+	// debited by every entry the view sees, whoever wrote it.
+	budget *rate.Limiter
+	// fresh is when the view last saw an entry just written (its own
+	// append or a live one): until Retention/2 after it, the log is known
+	// not to be empty, and a write needs no wake (lazy.go).
+	fresh time.Time
+
+	// revoked: the session ended (the revocation bucket holds it);
+	// revChecked: revoked is known, kept up to date by the bucket's
+	// subscription until a NATS reconnect.
+	revoked, revChecked bool
 }
 
 // lookup returns the view of session id on this instance, or nil; it
@@ -65,7 +79,8 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 	h.mu.Lock()
 	v, ok := h.views[id]
 	if !ok {
-		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}, moved: make(chan struct{})}
+		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}, moved: make(chan struct{}),
+			budget: rate.NewLimiter(rate.Limit(h.opts.SessionWriteRate), h.opts.SessionWriteBurst)}
 		h.views[id] = v
 	}
 	v.mu.Lock()
@@ -98,6 +113,9 @@ func (h *Hub) checkReconnect() {
 	for _, v := range h.views {
 		v.mu.Lock()
 		v.stale = true
+		if !v.revoked {
+			v.revChecked = false // a revocation may have been missed too
+		}
 		v.mu.Unlock()
 	}
 }
@@ -136,6 +154,9 @@ func (v *view) load(ctx context.Context, after uint64) {
 	if err == nil {
 		changes, err = log.fetch(ctx, v.id, after, 0)
 	}
+	if err == nil {
+		v.checkRevoked(ctx)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.from, v.last = after, after
@@ -159,6 +180,41 @@ func (v *view) load(ctx context.Context, after uint64) {
 	for _, m := range early {
 		v.applyLocked(m)
 	}
+}
+
+// isRevoked reports whether the session ended: from the view once known,
+// otherwise from the revocation bucket. When the bucket cannot be reached
+// the session is served as the log has it (degraded, logged) and the next
+// read asks again.
+func (v *view) isRevoked(ctx context.Context) bool {
+	v.mu.Lock()
+	known, revoked := v.revChecked, v.revoked
+	v.mu.Unlock()
+	if known {
+		return revoked
+	}
+	return v.checkRevoked(ctx)
+}
+
+// checkRevoked asks the revocation bucket whether the session ended.
+func (v *view) checkRevoked(ctx context.Context) bool {
+	revoked, err := v.h.revoked.revoked(ctx, v.id)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		v.h.opts.Logger.Warn("revocation not checked; serving the session as its log has it", "session", v.id, "err", err)
+		return v.revoked
+	}
+	v.markRevokedLocked(revoked)
+	return v.revoked
+}
+
+// markRevokedLocked records what the revocation bucket says of the
+// session; a revoked session's log is never compacted.
+func (v *view) markRevokedLocked(revoked bool) {
+	v.revoked = v.revoked || revoked
+	v.revChecked = true
+	v.ended = v.ended || v.revoked
 }
 
 // onLive receives a republished log entry, from the dispatcher goroutine
@@ -201,6 +257,7 @@ func (v *view) applyLocked(m *nats.Msg) {
 		// The entry follows what the view holds: nothing is missing.
 		v.stale = false
 	}
+	v.fresh = time.Now()
 	v.appendLocked(e)
 }
 
@@ -278,6 +335,9 @@ func (v *view) appendLocked(c entry) {
 	close(v.moved)
 	v.moved = make(chan struct{})
 	v.countLocked(c)
+	if c.Covers == 0 {
+		v.budget.ReserveN(time.Now(), 1) // into debt if need be: the entry is written
+	}
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max

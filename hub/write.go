@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -31,25 +33,36 @@ func (c *conn) kick() {
 // the queue's slice is allocated when messages wait and dropped once the
 // writer took them.
 type outbox struct {
-	mu  sync.Mutex
-	q   [][]byte
-	max int
+	mu       sync.Mutex
+	q        [][]byte
+	max      int
+	bytes    int // queued, and taken but not yet written
+	maxBytes int
 }
 
-func newOutbox(max int) outbox {
-	return outbox{max: max}
+func newOutbox(max, maxBytes int) outbox {
+	return outbox{max: max, maxBytes: maxBytes}
 }
 
-// push appends msg, or reports false when max messages already wait.
+// push appends msg, or reports false when max messages already wait or
+// msg would take the unsent bytes past maxBytes (a message alone always
+// fits).
 func (o *outbox) push(msg []byte) bool {
 	o.mu.Lock()
-	if len(o.q) >= o.max {
-		o.mu.Unlock()
+	defer o.mu.Unlock()
+	if len(o.q) >= o.max || (o.bytes > 0 && o.bytes+len(msg) > o.maxBytes) {
 		return false
 	}
 	o.q = append(o.q, msg)
-	o.mu.Unlock()
+	o.bytes += len(msg)
 	return true
+}
+
+// written accounts for a taken message that went out (or never will).
+func (o *outbox) written(n int) {
+	o.mu.Lock()
+	o.bytes -= n
+	o.mu.Unlock()
 }
 
 // room reports whether n more messages fit now.
@@ -118,8 +131,16 @@ func (c *conn) drain() {
 				c.out.unshift(msgs[i:]) // finish decides what still goes out
 				break
 			}
-			if err := c.write(msg); err != nil {
-				c.close(CloseInternal, "write failed")
+			err := c.write(msg)
+			c.out.written(len(msg))
+			if err != nil {
+				// A frame not written within WriteWait: the client stopped
+				// reading, and the close frame cannot get through either.
+				if errors.Is(err, errWriteTimeout) {
+					c.close(CloseTooSlow, "too slow: frame write timed out")
+				} else {
+					c.close(CloseInternal, "write failed")
+				}
 				_ = c.ws.CloseNow()
 				break
 			}
@@ -140,6 +161,10 @@ func (c *conn) ping() {
 // finish sends what is already queued when the close is orderly (a final
 // error or change), then the close frame.
 func (c *conn) finish() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteWait)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = c.ws.CloseNow() }) // the close handshake is bounded too
+	defer stop()
 	if c.closeCode != CloseTooSlow {
 		for _, msg := range c.out.take() {
 			if c.write(msg) != nil {
@@ -150,8 +175,15 @@ func (c *conn) finish() {
 	_ = c.ws.Close(c.closeCode, c.closeMsg)
 }
 
+// errWriteTimeout: a frame was not written within WriteWait.
+var errWriteTimeout = errors.New("hub: frame write timed out")
+
 func (c *conn) write(msg []byte) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteWait)
 	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, msg)
+	err := c.ws.Write(ctx, websocket.MessageText, msg)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", errWriteTimeout, err)
+	}
+	return err
 }

@@ -79,6 +79,8 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	rateLimit := fs.Float64("rate-limit", 0, "hub.Options.RateLimit (messages per second per socket)")
 	rateBurst := fs.Int("rate-burst", 0, "hub.Options.RateBurst")
 	sendBuffer := fs.Int("send-buffer", 0, "hub.Options.SendBuffer")
+	sessionRate := fs.Float64("session-write-rate", 0, "hub.Options.SessionWriteRate")
+	sessionBurst := fs.Int("session-write-burst", 0, "hub.Options.SessionWriteBurst")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,6 +120,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	h, err := hub.New(ctx, &hub.Options{
 		Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), Logger: log,
 		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer,
+		SessionWriteRate: *sessionRate, SessionWriteBurst: *sessionBurst,
 	})
 	cancel()
 	if err != nil {

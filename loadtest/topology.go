@@ -84,6 +84,10 @@ func startTopology(ctx context.Context, cfg *Config, progress func(string, ...an
 			"-max-ops-per-session", strconv.Itoa(cfg.MaxOpsPerSession),
 			"-rate-limit", strconv.FormatFloat(cfg.HubRateLimit, 'f', -1, 64),
 			"-rate-burst", strconv.Itoa(max(100, int(cfg.HubRateLimit))),
+			// The load writes each session as fast as asked: its budget is
+			// the sockets' rate, not the default per-session one.
+			"-session-write-rate", strconv.FormatFloat(cfg.HubRateLimit*float64(max(1, cfg.Sockets)), 'f', -1, 64),
+			"-session-write-burst", strconv.Itoa(max(200, int(cfg.HubRateLimit))),
 		)
 		if cfg.SendBuffer > 0 {
 			argv = append(argv, "-send-buffer", strconv.Itoa(cfg.SendBuffer))

@@ -67,6 +67,12 @@ type Config struct {
 	RateBurst        int
 	SendBuffer       int
 
+	SendBufferBytes   int
+	SessionWriteRate  float64
+	SessionWriteBurst int
+	SocketsPerSession int
+	SocketsPerAddr    int
+
 	// KeysFile is a file of key entries; Keys the entries themselves (from
 	// SESSIONHUB_KEYS). At most one may be set; with neither, keys are
 	// generated and kept in DataDir.
@@ -119,9 +125,14 @@ func DefaultConfig() Config {
 		RateLimit:        hub.DefaultRateLimit,
 		RateBurst:        hub.DefaultRateBurst,
 		SendBuffer:       hub.DefaultSendBuffer,
-		LogLevel:         slog.LevelInfo,
-		ShutdownTimeout:  10 * time.Second,
-		ReadTimeout:      DefaultReadTimeout,
+
+		SendBufferBytes:   hub.DefaultSendBufferBytes,
+		SessionWriteRate:  hub.DefaultSessionWriteRate,
+		SessionWriteBurst: hub.DefaultSessionWriteBurst,
+		SocketsPerSession: hub.DefaultMaxSocketsPerSession,
+		LogLevel:          slog.LevelInfo,
+		ShutdownTimeout:   10 * time.Second,
+		ReadTimeout:       DefaultReadTimeout,
 	}
 }
 
@@ -178,6 +189,11 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "messages per second one socket may send")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "burst of the socket rate limit")
 	fs.IntVar(&c.SendBuffer, "send-buffer", c.SendBuffer, "`messages` that may wait for one socket; past it the socket is closed with 4200")
+	fs.IntVar(&c.SendBufferBytes, "send-buffer-bytes", c.SendBufferBytes, "`bytes` that may wait for one socket; past them, or when a frame write takes 10s, the socket is closed with 4200")
+	fs.Float64Var(&c.SessionWriteRate, "session-write-rate", c.SessionWriteRate, "log entries per second one session may append, all its sockets and HTTP requests on every instance together (then rate_limited)")
+	fs.IntVar(&c.SessionWriteBurst, "session-write-burst", c.SessionWriteBurst, "burst of the session write budget")
+	fs.IntVar(&c.SocketsPerSession, "max-sockets-per-session", c.SocketsPerSession, "sockets one session may have open on an instance (then 429)")
+	fs.IntVar(&c.SocketsPerAddr, "max-sockets-per-addr", c.SocketsPerAddr, "sockets one client address may have open on an instance (then 429); 0 for no bound (behind a proxy every client shares its address)")
 	fs.StringVar(&c.KeysFile, "keys-file", c.KeysFile, "`file` of key entries, as in "+EnvKeys+" (set one of them; with neither, a key is generated in the data directory)")
 	fs.BoolVar(&c.LogJSON, "log-json", c.LogJSON, "log JSON lines instead of text")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "minimum log `level`: debug, info, warn or error")
@@ -292,6 +308,21 @@ func (c *Config) Validate() error {
 	}
 	if c.SendBuffer < 1 {
 		bad("-send-buffer %d: at least 1", c.SendBuffer)
+	}
+	if c.SendBufferBytes < 64<<10 {
+		bad("-send-buffer-bytes %d: at least 65536", c.SendBufferBytes)
+	}
+	if c.SessionWriteRate <= 0 {
+		bad("-session-write-rate %v: must be positive", c.SessionWriteRate)
+	}
+	if c.SessionWriteBurst < 1 {
+		bad("-session-write-burst %d: at least 1", c.SessionWriteBurst)
+	}
+	if c.SocketsPerSession < 1 {
+		bad("-max-sockets-per-session %d: at least 1", c.SocketsPerSession)
+	}
+	if c.SocketsPerAddr < 0 {
+		bad("-max-sockets-per-addr %d: 0 (no bound) or more", c.SocketsPerAddr)
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

@@ -151,8 +151,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		RateLimit:        s.cfg.RateLimit,
 		RateBurst:        s.cfg.RateBurst,
 		SendBuffer:       s.cfg.SendBuffer,
-		Logger:           s.log,
-		Metrics:          s.metrics,
+
+		SendBufferBytes:      s.cfg.SendBufferBytes,
+		SessionWriteRate:     s.cfg.SessionWriteRate,
+		SessionWriteBurst:    s.cfg.SessionWriteBurst,
+		MaxSocketsPerSession: s.cfg.SocketsPerSession,
+		MaxSocketsPerAddr:    s.cfg.SocketsPerAddr,
+		Logger:               s.log,
+		Metrics:              s.metrics,
 	})
 	if err != nil {
 		return err
