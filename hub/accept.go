@@ -149,11 +149,8 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		h.mu.Lock()
 		c.gone = true
-		if ls := h.lazy[id]; ls != nil {
-			delete(ls.conns, c)
-			if ls.pending == 0 && len(ls.conns) == 0 {
-				delete(h.lazy, id)
-			}
+		if !c.joining {
+			h.leaveLazyLocked(c) // a join in progress removes it itself
 		}
 		cv := c.v.Load()
 		h.mu.Unlock()

@@ -25,6 +25,7 @@ type conn struct {
 	v       atomic.Pointer[view]
 	joined  chan struct{}
 	gone    bool   // the socket finished (under h.mu): a join gives its reference back
+	joining bool   // a lazy socket being joined to a view (under h.mu)
 	id      string // session ID
 	limiter *rate.Limiter
 	out     outbox

@@ -42,18 +42,17 @@ func (h *Hub) pendLazy(id string) {
 }
 
 // unpendLazy ends a pending handshake of session id; with c, it registers
-// c as a lazy socket, and reports whether a wake came meanwhile (the
-// caller joins c to a view then).
+// c as a lazy socket, and reports whether a wake came meanwhile (c is
+// marked joining then, and the caller joins it to a view).
 func (h *Hub) unpendLazy(id string, c *conn) (woken bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ls := h.lazy[id]
 	ls.pending--
 	if c != nil {
+		ls.conns[c] = struct{}{}
 		if ls.woken {
-			woken = true
-		} else {
-			ls.conns[c] = struct{}{}
+			c.joining, woken = true, true
 		}
 	}
 	if ls.pending == 0 && len(ls.conns) == 0 {
@@ -71,7 +70,9 @@ func (h *Hub) wake(id string) {
 }
 
 // wakeLazy joins the lazy sockets of session id on this instance to a
-// view (a wake came), off the control subscription's goroutine.
+// view (a wake came), off the control subscription's goroutine. They stay
+// in the lazy set until they are in the view, so that an end, a rotation
+// or a push meanwhile reaches them.
 func (h *Hub) wakeLazy(id string) {
 	h.mu.Lock()
 	ls := h.lazy[id]
@@ -79,15 +80,15 @@ func (h *Hub) wakeLazy(id string) {
 		h.mu.Unlock()
 		return
 	}
-	conns := make([]*conn, 0, len(ls.conns))
+	var conns []*conn
 	for c := range ls.conns {
-		conns = append(conns, c)
+		if !c.joining {
+			c.joining = true
+			conns = append(conns, c)
+		}
 	}
-	clear(ls.conns)
 	if ls.pending > 0 {
 		ls.woken = true
-	} else {
-		delete(h.lazy, id)
 	}
 	closing := h.closing.Load()
 	if len(conns) > 0 && !closing {
@@ -103,8 +104,8 @@ func (h *Hub) wakeLazy(id string) {
 	}()
 }
 
-// takeLazy removes c from the lazy sockets of its session and reports
-// whether it was there (false: a wake is joining it already).
+// takeLazy marks c, a lazy socket, as joining and reports whether it was
+// not already (false: a wake is joining it).
 func (h *Hub) takeLazy(c *conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -112,20 +113,32 @@ func (h *Hub) takeLazy(c *conn) bool {
 	if ls == nil {
 		return false
 	}
-	if _, ok := ls.conns[c]; !ok {
+	if _, ok := ls.conns[c]; !ok || c.joining {
 		return false
+	}
+	c.joining = true
+	return true
+}
+
+// leaveLazyLocked removes c from the lazy sockets of its session.
+func (h *Hub) leaveLazyLocked(c *conn) {
+	ls := h.lazy[c.id]
+	if ls == nil {
+		return
 	}
 	delete(ls.conns, c)
 	if ls.pending == 0 && len(ls.conns) == 0 {
 		delete(h.lazy, c.id)
 	}
-	return true
 }
 
-// joinLazy joins lazy sockets of session id to its view.
+// joinLazy joins lazy sockets of session id, marked joining, to its view.
 func (h *Hub) joinLazy(id string, conns []*conn) {
 	if h.closing.Load() {
-		return // Shutdown closes the sockets
+		for _, c := range conns {
+			close(c.joined) // Shutdown closes the sockets
+		}
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.log.timeout)
 	defer cancel()
@@ -149,6 +162,7 @@ func (h *Hub) join(ctx context.Context, c *conn, v *view) {
 	for attempt := 0; attempt < 3; attempt++ {
 		h.mu.Lock()
 		if c.gone {
+			h.leaveLazyLocked(c)
 			h.mu.Unlock()
 			v.release()
 			return
@@ -164,6 +178,7 @@ func (h *Hub) join(ctx context.Context, c *conn, v *view) {
 			}
 			v.conns[c] = struct{}{}
 			c.v.Store(v)
+			h.leaveLazyLocked(c)
 			v.mu.Unlock()
 			h.mu.Unlock()
 			return
@@ -183,6 +198,7 @@ func (h *Hub) join(ctx context.Context, c *conn, v *view) {
 	}
 	h.mu.Lock()
 	gone := c.gone
+	h.leaveLazyLocked(c)
 	h.mu.Unlock()
 	v.release()
 	if !gone {

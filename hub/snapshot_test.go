@@ -53,7 +53,11 @@ func TestSnapshotBoundsStaleFold(t *testing.T) {
 	}
 
 	const every, writes = 16, 300
-	tweak := func(o *hub.Options) { o.SnapshotEvery = every; o.RateLimit, o.RateBurst = 10000, 10000 }
+	tweak := func(o *hub.Options) {
+		o.SessionWriteRate = 1e6
+		o.SnapshotEvery = every
+		o.RateLimit, o.RateBurst = 10000, 10000
+	}
 	in := newInstance(t, ns, tweak)
 	c := newClient(t)
 	s := c.dial(in)
@@ -125,7 +129,11 @@ func drain(s *sock) []map[string]any {
 func TestSnapshotConcurrentWritersLoseNothing(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
-	tweak := func(o *hub.Options) { o.SnapshotEvery = 8; o.RateLimit, o.RateBurst = 10000, 10000 }
+	tweak := func(o *hub.Options) {
+		o.SessionWriteRate = 1e6
+		o.SnapshotEvery = 8
+		o.RateLimit, o.RateBurst = 10000, 10000
+	}
 	a := newInstance(t, ns, tweak)
 	b := newInstance(t, ns, tweak)
 	c := newClient(t)
@@ -291,7 +299,11 @@ func TestSnapshotKeepsHonestSessionBelowLimit(t *testing.T) {
 func TestResumeAcrossSnapshot(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
-	tweak := func(o *hub.Options) { o.SnapshotEvery, o.ViewTail = 8, 4; o.RateLimit, o.RateBurst = 10000, 10000 }
+	tweak := func(o *hub.Options) {
+		o.SessionWriteRate = 1e6
+		o.SnapshotEvery, o.ViewTail = 8, 4
+		o.RateLimit, o.RateBurst = 10000, 10000
+	}
 	a := newInstance(t, ns, tweak)
 	c := newClient(t)
 	s := c.dial(a)
