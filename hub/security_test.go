@@ -114,6 +114,10 @@ func TestLogoutWithAFullLog(t *testing.T) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
+	// Another session keeps writing meanwhile.
+	other := newClient(t).dial(in)
+	other.expect("welcome")
+	other.set("colour", "blue")
 	stolen := c.cookie(in)
 	if st, _ := c.do(in, "POST", "/app/logout", nil); st != http.StatusNoContent {
 		t.Fatalf("logout: %d", st)
@@ -381,4 +385,28 @@ func TestSessionWriteBudget(t *testing.T) {
 		t.Fatalf("logout: %d", st)
 	}
 	sa.expect("closed")
+}
+
+// TestOversizedFramesFlood: sockets sending frames past ReadLimit are
+// closed with CloseTooBig, one after the other, while another session's
+// socket keeps writing.
+func TestOversizedFramesFlood(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.ReadLimit = 1 << 10 })
+	other := newClient(t).dial(in)
+	other.expect("welcome")
+	big := `{"id":1,"type":"set","key":"note","value":"` + strings.Repeat("x", 2<<10) + `"}`
+	for i := range 20 {
+		s := newClient(t).dial(in)
+		s.expect("welcome")
+		s.sendRaw(big)
+		if m := s.expect("closed"); int(num(m["code"])) != int(hub.CloseTooBig) {
+			t.Fatalf("oversized frame %d: %v", i, m)
+		}
+		if i%5 == 0 {
+			other.set("colour", "red")
+		}
+	}
+	other.set("colour", "green")
 }

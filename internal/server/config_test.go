@@ -61,6 +61,15 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "limits",
+			args: []string{"-send-buffer-bytes", "131072", "-session-write-rate", "2.5", "-max-sockets-per-addr", "8"},
+			env:  map[string]string{"SESSIONHUB_SESSION_WRITE_BURST": "9", "SESSIONHUB_MAX_SOCKETS_PER_SESSION": "4"},
+			want: func(c *Config) {
+				c.SendBufferBytes, c.SessionWriteRate, c.SocketsPerAddr = 131072, 2.5, 8
+				c.SessionWriteBurst, c.SocketsPerSession = 9, 4
+			},
+		},
+		{
 			name: "flags win over the environment",
 			args: []string{"-addr", "127.0.0.1:1", "-refresh"},
 			env:  map[string]string{"SESSIONHUB_ADDR": "127.0.0.1:2", "SESSIONHUB_REFRESH": "false"},
@@ -80,6 +89,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad replicas", args: []string{"-replicas", "0"}, wantErr: "-replicas"},
 		{name: "bad cookie path", args: []string{"-cookie-path", "app"}, wantErr: "-cookie-path"},
 		{name: "bad rate", args: []string{"-rate-limit", "0"}, wantErr: "-rate-limit"},
+		{name: "bad send buffer bytes", args: []string{"-send-buffer-bytes", "100"}, wantErr: "-send-buffer-bytes"},
+		{name: "bad session rate", env: map[string]string{"SESSIONHUB_SESSION_WRITE_RATE": "0"}, wantErr: "-session-write-rate"},
+		{name: "bad session burst", args: []string{"-session-write-burst", "0"}, wantErr: "-session-write-burst"},
+		{name: "bad sockets per session", args: []string{"-max-sockets-per-session", "0"}, wantErr: "-max-sockets-per-session"},
+		{name: "bad sockets per addr", args: []string{"-max-sockets-per-addr", "-1"}, wantErr: "-max-sockets-per-addr"},
 		{name: "keys twice", args: []string{"-keys-file", "k"}, env: map[string]string{"SESSIONHUB_KEYS": "a2V5"}, wantErr: "use one"},
 		{name: "unknown flag", args: []string{"-colour", "red"}, wantErr: "not defined"},
 	} {
