@@ -44,7 +44,10 @@
 // ratios that hold on a noisy machine: a coder/websocket echo round trip
 // and a bare net/http hello handler (a separate process, serve-baseline),
 // and a synchronous JetStream publish round trip and the async publish rate
-// against the run's nats-server.
+// against the run's nats-server. With -urls, -nats names the deployment's
+// NATS servers for these, reached with the server's -nats-creds,
+// -nats-nkey, -nats-user and -nats-tls-* flags and its
+// SESSIONHUB_NATS_PASSWORD and SESSIONHUB_NATS_TOKEN.
 //
 // # Zero-loss verdict
 //

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 // counters of the load, updated by every socket.
@@ -97,7 +99,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	urls := cfg.URLs
-	natsURL := cfg.NATSURL
+	natsURL, natsConn := cfg.NATSURL, cfg.NATSConn
 	var topo *topology
 	if len(urls) == 0 {
 		pr.logf("starting nats-server (%s durability) and %d hub instances", cfg.Durability, cfg.Instances)
@@ -106,7 +108,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			return nil, err
 		}
 		defer t.close()
-		topo, urls, natsURL = t, t.urls, t.natsURL
+		topo, urls, natsURL, natsConn = t, t.urls, t.natsURL, natsconn.Options{}
 		rep.Setup.Server = t.hubKind
 		pr.logf("nats-server at %s; hubs at %s (%s)", natsURL, strings.Join(urls, ", "), t.hubKind)
 	} else {
@@ -122,9 +124,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 				return nil, fmt.Errorf("nats-server for the baselines: %w", err)
 			}
 			defer t.close()
-			natsURL = t.natsURL
+			natsURL, natsConn = t.natsURL, natsconn.Options{}
 		}
-		b, err := measureBaselines(ctx, &cfg, natsURL, pr)
+		b, err := measureBaselines(ctx, &cfg, natsURL, &natsConn, pr)
 		if err != nil {
 			return nil, fmt.Errorf("baselines: %w", err)
 		}
