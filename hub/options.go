@@ -97,6 +97,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics, when set, receives the hub's counters. Default: none.
 	Metrics Metrics
+
+	// liveBuffer is how many live changes wait for each dispatcher before
+	// nats.go drops them as a slow consumer (tests set it). Default: 4096.
+	liveBuffer int
 }
 
 // The defaults of the Options fields a server exposes as flags.
@@ -171,6 +175,7 @@ func (o *Options) withDefaults() (Options, error) {
 	case out.SnapshotEvery >= out.MaxOpsPerSession:
 		return out, fmt.Errorf("hub: Options.SnapshotEvery %d must be below MaxOpsPerSession %d", out.SnapshotEvery, out.MaxOpsPerSession)
 	}
+	def(&out.liveBuffer, 4096)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
