@@ -84,6 +84,9 @@ type Config struct {
 	RestartNATS time.Duration
 	NATSSignal  string // "kill" or "term". Default: "kill".
 
+	// Cluster is the NATS cluster scenario (-nats-cluster and its faults).
+	Cluster ClusterConfig
+
 	// Baselines measures the machine's baselines in the same run.
 	// Default: true.
 	Baselines bool
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		FlushEvery:       time.Second,
 		KillInstance:     -1,
 		NATSSignal:       "kill",
+		Cluster:          ClusterConfig{Pause: 2 * time.Second},
 		Baselines:        true,
 		Concurrency:      32,
 		PhaseDuration:    3 * time.Second,
@@ -154,6 +158,7 @@ func (c *Config) validate() error {
 	if len(c.URLs) > 0 && (c.KillInstance > 0 || c.RestartNATS > 0) {
 		errs = append(errs, errors.New("-kill-instance and -restart-nats need the servers the run starts (no -urls)"))
 	}
+	errs = append(errs, c.validateCluster())
 	if err := c.NATSConn.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -208,6 +213,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 	fs.IntVar(&cfg.Instances, "instances", cfg.Instances, "hub instances to start")
 	fs.StringVar(&cfg.NATSURL, "nats", cfg.NATSURL, "with -urls: the comma-separated nats-server URLs of the JetStream baselines (empty: start one)")
 	cfg.NATSConn.AddFlags(fs)
+	cfg.Cluster.addFlags(fs)
 	fs.StringVar(&cfg.Durability, "durability", cfg.Durability, "JetStream durability of the started nats-server: default or strict (sync_interval: always)")
 	fs.StringVar(&cfg.ServerBin, "server-bin", cfg.ServerBin, "prebuilt hub server binary with cmd/sessionhub's flags (empty: go build ./cmd/sessionhub)")
 	fs.BoolVar(&cfg.FallbackHub, "fallback-hub", cfg.FallbackHub, "serve hub instances with the loadtest's own serve-hub mode even when cmd/sessionhub exists")

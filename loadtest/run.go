@@ -47,6 +47,8 @@ type load struct {
 	ack, same, cross, flushLat *hist
 	tl                         timeline
 	sessions                   []*lsession
+	marks                      *marks   // acks and unavailable answers per 10ms, for faults
+	faults                     faultLog // the fault windows
 }
 
 // now returns nanoseconds since the load started.
@@ -83,6 +85,9 @@ func newHTTPClient(conns int) *http.Client {
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Cluster.CompareR1 > 0 {
+		return runCompared(ctx, cfg, progress)
 	}
 	pr := newProgress(progress)
 	rep := &Report{Started: time.Now().UTC(), Machine: thisMachine()}
@@ -237,6 +242,7 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 	defer stopWriting()
 	l.writing = writing
 	l.start = time.Now()
+	l.marks, l.faults.start = newMarks(cfg.Duration), l.start
 	var wg sync.WaitGroup
 	for i, s := range l.sessions {
 		for j, k := range s.sockets {
@@ -262,7 +268,9 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 				return
 			}
 			events.add("SIGKILL hub instance %d (%s)", victim, l.urls[victim])
+			end := l.faults.begin(fmt.Sprintf("SIGKILL hub instance %d", victim))
 			down, err := topo.killHub(victim)
+			end(err)
 			if err != nil {
 				events.add("hub instance %d did not restart: %v", victim, err)
 				return
@@ -280,7 +288,9 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 				return
 			}
 			events.add("nats-server stopped with SIG%s", strings.ToUpper(cfg.NATSSignal))
+			end := l.faults.begin("nats-server stopped with SIG" + strings.ToUpper(cfg.NATSSignal))
 			down, err := topo.restartNATS(sig)
+			end(err)
 			if err != nil {
 				events.add("nats-server did not restart: %v", err)
 				return
@@ -288,6 +298,8 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 			events.add("nats-server restarted, down %v", down.Round(time.Millisecond))
 		})
 	}
+
+	l.clusterFaults(writing, topo, &events, &faults)
 
 	// Progress until the duration or the ops bound.
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -354,6 +366,10 @@ loop:
 	lr.Ack, lr.DeliverySame, lr.DeliveryCross, lr.Flush = l.ack.summary(), l.same.summary(), l.cross.summary(), l.flushLat.summary()
 	rep.Timeline = l.tl.seconds()
 	rep.Events = events.list()
+	rep.FaultWindows = l.faults.windows(l.marks, loadSecs)
+	if topo != nil && len(topo.nodes) > 0 {
+		rep.Cluster = &ClusterReport{Nodes: len(topo.nodes), Replicas: cfg.Cluster.replicas()}
+	}
 	return nil
 }
 

@@ -79,6 +79,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	rateLimit := fs.Float64("rate-limit", 0, "hub.Options.RateLimit (messages per second per socket)")
 	rateBurst := fs.Int("rate-burst", 0, "hub.Options.RateBurst")
 	sendBuffer := fs.Int("send-buffer", 0, "hub.Options.SendBuffer")
+	replicas := fs.Int("replicas", 0, "hub.Options.Replicas")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,7 +118,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	h, err := hub.New(ctx, &hub.Options{
 		Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), Logger: log,
-		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer,
+		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer, Replicas: *replicas,
 	})
 	cancel()
 	if err != nil {
