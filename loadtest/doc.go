@@ -62,6 +62,22 @@
 // restarts it; Config.RestartNATS restarts nats-server on its port and
 // store.
 //
+// # NATS cluster
+//
+// Config.Cluster.Nodes (-nats-cluster 3) starts that many nats-server
+// processes clustered over routes, each with its own store, the stream at
+// R3, every hub instance given all their URLs. Its faults, each at a point
+// of the load: -kill-nats-leader (the stream's leader, found from the
+// stream info, SIGKILLed and restarted on its store after -nats-pause),
+// -pause-nats (a follower stopped with SIGSTOP, continued with SIGCONT),
+// -restart-all (every nats-server SIGKILLed and restarted). For each fault,
+// and for -kill-instance and -restart-nats, the report gives the longest
+// time without an acknowledged op and the ops answered unavailable, from
+// the fault to 10 seconds after it was over (or the next fault).
+// -compare-r1 D first runs the same load for D at R1 on a fresh cluster
+// without faults and reports the R3 run's ops/s against it; a loss in
+// either run counts in the verdict.
+//
 // # Output
 //
 // Progress on stderr; Report.WriteText on stdout, ending with the line
