@@ -18,7 +18,10 @@ type Options struct {
 	// with and writes the 101 response's cookie with. Required.
 	Store *session.Store
 	// Conn is the NATS connection (JetStream enabled on its server).
-	// Required. The hub does not close it.
+	// Required. The hub does not close it. New puts the hub's async error
+	// handler in front of the connection's (which it still calls), to
+	// learn of live changes nats.go drops as a slow consumer, and listens
+	// to its reconnections.
 	Conn *nats.Conn
 	// ClientKeys lists the session keys the browser may read or write, each
 	// with its policy. Default: none, so the browser reads nothing and
