@@ -3,11 +3,14 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/httpbridge"
@@ -127,8 +130,121 @@ func newClusterInstance(t testing.TB, nc *nats.Conn) *instance {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"seq": s.Seq(), "values": s.Values()})
 	})
+	app.HandleFunc("POST /app/set", func(w http.ResponseWriter, r *http.Request) {
+		s := httpbridge.FromContext(r.Context())
+		for k, vs := range r.URL.Query() {
+			if err := s.Set(k, vs[0]); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.Handle("/app/", h.Middleware(app))
 	in := &instance{t: t, hub: h, nc: nc, srv: httptest.NewServer(mux), store: store}
 	t.Cleanup(in.stop)
 	return in
+}
+
+// On an R3 stream, HTTP writes (conditional appends through the
+// middleware) meeting a socket's writes to the same session get
+// JetStream's 10164 as often as 10071; both are conflicts: every request
+// answers 2xx and every HTTP write reaches the sockets on both instances.
+func TestR3ConcurrentHTTPAndSocketWrites(t *testing.T) {
+	t.Parallel()
+	cl, err := natscluster.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	a := newClusterInstance(t, clusterConn(t, cl.Node(0).ClientURL()))
+	b := newClusterInstance(t, clusterConn(t, cl.Node(1).ClientURL()))
+	c, sa, sb := twoTabs(t, a, b)
+
+	// The socket writes k0 as fast as it is acknowledged, while the HTTP
+	// requests run; its reader keeps every change seen.
+	const workers, perWorker = 4, 25
+	stop := make(chan struct{})
+	writerDone := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				writerDone <- nil
+				return
+			default:
+			}
+			b, _ := json.Marshal(map[string]any{"id": i + 1, "type": "set", "key": "k0", "value": fmt.Sprint("ws", i)})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := sa.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				writerDone <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	statuses := make(chan int, workers*perWorker)
+	hc := c.http(a)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				in := a
+				if i%2 == 1 {
+					in = b
+				}
+				resp, err := hc.Post(in.srv.URL+fmt.Sprintf("/app/set?k1=h%d-%d", w, i), "", nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	close(statuses)
+	for st := range statuses {
+		if st != http.StatusNoContent {
+			t.Fatalf("HTTP write answered %d", st)
+		}
+	}
+	// Every HTTP write reaches both sockets, within 10 seconds and with
+	// no further write.
+	for _, s := range []*sock{sa, sb} {
+		want := map[string]bool{}
+		for w := range workers {
+			for i := range perWorker {
+				want[fmt.Sprintf("h%d-%d", w, i)] = true
+			}
+		}
+		deadline := time.After(10 * time.Second)
+		for len(want) > 0 {
+			select {
+			case m, ok := <-s.in:
+				if !ok {
+					t.Fatal("socket closed")
+				}
+				if m["type"] != "change" {
+					continue
+				}
+				ops, _ := m["ops"].([]any)
+				for _, op := range ops {
+					if o, _ := op.(map[string]any); o["key"] == "k1" {
+						v, _ := o["value"].(string)
+						delete(want, v)
+					}
+				}
+			case <-deadline:
+				t.Fatalf("%d of %d HTTP writes never reached a socket", len(want), workers*perWorker)
+			}
+		}
+	}
 }

@@ -43,7 +43,11 @@
 // and serve folds (HTTP requests, handshakes) without a NATS round trip. A
 // view that sees a gap (an entry whose predecessor it lacks) goes stale,
 // so reads go to JetStream, and repairs itself from JetStream on its own
-// goroutine without waiting for a later write. An instance's own
+// goroutine without waiting for a later write. Misses no later entry
+// would reveal are caught too: a live change nats.go drops as a slow
+// consumer (its async error names the subscription, hence the view), and
+// whatever was republished while the connection was down (after a
+// reconnect every view with sockets reads JetStream). An instance's own
 // acknowledged writes are always visible to its next read (read your
 // writes). The bridge (POST <Prefix>/flush) brings the view up to every
 // acknowledged write, wherever made: without a round trip when the

@@ -87,11 +87,16 @@ type instance struct {
 
 func newInstance(t testing.TB, ns *natsserver.Server, tweak func(*hub.Options)) *instance {
 	t.Helper()
+	return newInstanceOn(t, connect(t, ns), tweak)
+}
+
+// newInstanceOn is newInstance on a given NATS connection.
+func newInstanceOn(t testing.TB, nc *nats.Conn, tweak func(*hub.Options)) *instance {
+	t.Helper()
 	store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{testKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := connect(t, ns)
 	o := &hub.Options{Store: store, Conn: nc, ClientKeys: demoKeys, Logger: testLogger(t), MemoryStorage: false}
 	if tweak != nil {
 		tweak(o)

@@ -45,6 +45,8 @@ type Hub struct {
 	ctlSub *nats.Subscription
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
+	resync     resyncer
+	status     chan nats.Status // the connection's reconnections, see resyncLoop
 
 	snapshotJobs chan struct{}      // one token per running compaction (snapshot.go)
 	viewless     map[string]int     // appends to sessions without a view, by ID (snapshotViewless; under mu)
@@ -52,7 +54,7 @@ type Hub struct {
 	stopBg       context.CancelFunc //
 
 	conns     sync.WaitGroup // open sockets
-	workers   sync.WaitGroup // dispatchers, janitor, pinger, view repairs, compactions
+	workers   sync.WaitGroup // dispatchers, janitor, pinger, resyncer, view repairs, compactions
 	closing   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -97,7 +99,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
 	}
 	for i := range h.live {
-		h.live[i] = make(chan *nats.Msg, 4096)
+		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
 		h.workers.Add(1)
 		go h.dispatch(h.live[i])
 	}
@@ -106,9 +108,12 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		h.stopWorkers()
 		return nil, fmt.Errorf("hub: control subscription: %w", err)
 	}
-	h.workers.Add(2)
+	h.resync.init()
+	h.status = h.watchConn()
+	h.workers.Add(3)
 	go h.janitor()
 	go h.pinger()
+	go h.resyncLoop(h.status)
 	return h, nil
 }
 
@@ -167,6 +172,9 @@ func (h *Hub) stopWorkers() {
 		close(h.closed)
 	}
 	h.stopBg()
+	if h.status != nil {
+		h.opts.Conn.RemoveStatusListener(h.status)
+	}
 	h.workers.Wait()
 }
 

@@ -2,33 +2,61 @@ package hub
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// JetStream error codes the log tells apart.
+// JetStream error codes the log tells apart: nats.go's named codes, and
+// those of nats-server's (jetstream_errors_generated.go) that nats.go does
+// not name, under nats-server's names.
 const (
-	jsErrWrongLastSeq = 10071
-	jsErrStoreFailed  = 10077 // "maximum messages per subject exceeded" with DiscardNewPerSubject
+	// A conditional append (Nats-Expected-Last-Subject-Sequence) whose
+	// subject moved on: 10071 on one node, 10164 on a replicated stream
+	// when another write to the subject is in flight.
+	jsErrWrongLastSeq         = jetstream.JSErrCodeStreamWrongLastSequence
+	jsErrWrongLastSeqConstant = jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	jsErrMessageTooLarge      = jetstream.JSErrCodeStreamMessageExceedsMaximum
+	// JSStreamStoreFailedF: storing failed, the store's error as the
+	// description; with DiscardNewPerSubject, the per-subject limit.
+	jsErrStoreFailed jetstream.ErrorCode = 10077
+	// Placement and availability: JSClusterNoPeersErrF,
+	// JSClusterNotAvailErr, JSClusterNotLeaderErr,
+	// JSInsufficientResourcesErr, JSStreamOfflineErr.
+	jsErrNoPeers               jetstream.ErrorCode = 10005
+	jsErrClusterNotAvailable   jetstream.ErrorCode = 10008
+	jsErrClusterNotLeader      jetstream.ErrorCode = 10009
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+	jsErrStreamOffline         jetstream.ErrorCode = 10118
+)
+
+// Descriptions of a JSStreamStoreFailedF error: nats-server's
+// ErrMaxMsgsPerSubject and ErrMsgTooLarge, the errors the store returns.
+const (
+	storeErrMaxMsgsPerSubject = "maximum messages per subject exceeded"
+	storeErrMsgTooLarge       = "message too large"
 )
 
 // errConflict: a conditional append found the log moved on.
 var errConflict = errors.New("hub: log moved on since the expected sequence")
 
-// classifyPublish maps a failed JetStream publish to the hub's errors.
+// classifyPublish maps a failed JetStream publish to the hub's errors, by
+// JetStream's error codes.
 func classifyPublish(err error) error {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
-		switch {
-		case api.ErrorCode == jsErrWrongLastSeq:
+		switch api.ErrorCode {
+		case jsErrWrongLastSeq, jsErrWrongLastSeqConstant:
 			return errConflict
-		case strings.Contains(api.Description, "maximum messages per subject"),
-			api.ErrorCode == jsErrStoreFailed && strings.Contains(api.Description, "per subject"):
-			return wrapErr(ErrTooManyPending, err)
-		case strings.Contains(api.Description, "message size exceeds"):
+		case jsErrMessageTooLarge:
 			return wrapErr(ErrTooLarge, err)
-		case strings.Contains(api.Description, "insufficient resources"), strings.Contains(api.Description, "no suitable peers"):
+		case jsErrStoreFailed:
+			switch api.Description {
+			case storeErrMaxMsgsPerSubject:
+				return wrapErr(ErrTooManyPending, err)
+			case storeErrMsgTooLarge:
+				return wrapErr(ErrTooLarge, err)
+			}
+		case jsErrNoPeers, jsErrClusterNotAvailable, jsErrClusterNotLeader, jsErrInsufficientResources, jsErrStreamOffline:
 			return wrapErr(ErrUnavailable, err)
 		}
 		return wrapErr(ErrInternal, err)

@@ -18,7 +18,10 @@ type Options struct {
 	// with and writes the 101 response's cookie with. Required.
 	Store *session.Store
 	// Conn is the NATS connection (JetStream enabled on its server).
-	// Required. The hub does not close it.
+	// Required. The hub does not close it. New puts the hub's async error
+	// handler in front of the connection's (which it still calls), to
+	// learn of live changes nats.go drops as a slow consumer, and listens
+	// to its reconnections.
 	Conn *nats.Conn
 	// ClientKeys lists the session keys the browser may read or write, each
 	// with its policy. Default: none, so the browser reads nothing and
@@ -132,6 +135,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics, when set, receives the hub's counters. Default: none.
 	Metrics Metrics
+
+	// liveBuffer is how many live changes wait for each dispatcher before
+	// nats.go drops them as a slow consumer (tests set it). Default: 4096.
+	liveBuffer int
 }
 
 // The defaults of the Options fields a server exposes as flags.
@@ -226,6 +233,7 @@ func (o *Options) withDefaults() (Options, error) {
 	case out.SnapshotEvery >= out.MaxOpsPerSession:
 		return out, fmt.Errorf("hub: Options.SnapshotEvery %d must be below MaxOpsPerSession %d", out.SnapshotEvery, out.MaxOpsPerSession)
 	}
+	def(&out.liveBuffer, 4096)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

@@ -101,7 +101,8 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 
 // checkReconnect marks every view stale after the NATS connection
 // reconnected: republished entries may have been missed while it was down.
-// Reads then go to JetStream until the next live entry fills the gap.
+// Reads then go to JetStream until the view is whole again (the resync of
+// resync.go, or the repair a later entry's gap starts).
 func (h *Hub) checkReconnect() {
 	n := h.opts.Conn.Stats().Reconnects
 	if n == h.reconnects.Load() {
@@ -133,7 +134,7 @@ func (v *view) release() {
 // load subscribes to the live changes, then reads the log after the
 // given sequence from JetStream. Changes that arrive meanwhile are
 // buffered and merged by sequence. A view whose load failed still serves
-// its sockets; it catches up at the next change (a gap) or Sync.
+// its sockets; the resyncer retries until it catches up.
 func (v *view) load(ctx context.Context, after uint64) {
 	defer close(v.ready)
 	log := v.h.log
@@ -163,7 +164,8 @@ func (v *view) load(ctx context.Context, after uint64) {
 	if err != nil {
 		v.h.opts.Logger.Warn("session view not loaded; reading JetStream until it is", "session", v.id, "err", err)
 		v.early = nil
-		v.loaded, v.stale = true, true // the next live entry fills the gap
+		v.loaded, v.stale = true, true
+		v.h.resync.schedule(v) // retried until JetStream answers
 		return
 	}
 	v.tail = changes

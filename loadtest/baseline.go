@@ -14,6 +14,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 // Baselines are this machine's limits, measured in the same run: what
@@ -50,7 +52,7 @@ const (
 	baselineWarmup = 300
 )
 
-func measureBaselines(ctx context.Context, cfg *Config, natsURL string, pr *progress) (*Baselines, error) {
+func measureBaselines(ctx context.Context, cfg *Config, natsURL string, conn *natsconn.Options, pr *progress) (*Baselines, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -76,7 +78,7 @@ func measureBaselines(ctx context.Context, cfg *Config, natsURL string, pr *prog
 		return nil, fmt.Errorf("ws echo: %w", err)
 	}
 	pr.logf("baseline: JetStream publish round trip (%d) and async publish rate", baselineRounds)
-	if err := jsBaselines(ctx, natsURL, cfg.PhaseDuration, b); err != nil {
+	if err := jsBaselines(ctx, natsURL, conn, cfg.PhaseDuration, b); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	pr.logf("baseline: net/http hello, %d clients for %v", cfg.Concurrency, cfg.PhaseDuration)
@@ -117,8 +119,8 @@ func wsEcho(ctx context.Context, url string) (Latency, error) {
 	return h.summary(), nil
 }
 
-func jsBaselines(ctx context.Context, url string, dur time.Duration, b *Baselines) error {
-	nc, err := nats.Connect(url, nats.Name("loadtest baseline"))
+func jsBaselines(ctx context.Context, urls string, conn *natsconn.Options, dur time.Duration, b *Baselines) error {
+	nc, err := conn.Connect(splitList(urls), nats.Name("loadtest baseline"))
 	if err != nil {
 		return err
 	}

@@ -485,6 +485,7 @@ func (k *lsocket) answer(id, seq uint64, code string, now int64) {
 	}
 	k.mu.Unlock()
 	l := k.l
+	l.marks.note(now, code)
 	if code == "" {
 		lat := time.Duration(now - sent)
 		l.ack.record(lat)

@@ -5,8 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 // Config is one load test run. The zero value is not useful: start from
@@ -20,6 +23,11 @@ type Config struct {
 	// NATSURL is the nats-server of the JetStream baselines when URLs is
 	// set. Empty: the run starts a nats-server of its own for them.
 	NATSURL string
+	// NATSConn authenticates the connection to NATSURL and sets its TLS
+	// (the servers the run starts take neither): the -nats-creds,
+	// -nats-nkey, -nats-user and -nats-tls-* flags, the password and
+	// token from SESSIONHUB_NATS_PASSWORD and SESSIONHUB_NATS_TOKEN.
+	NATSConn natsconn.Options
 	// Durability of the nats-server the run starts: "default" or "strict"
 	// (sync_interval: always). Default: "default".
 	Durability string
@@ -76,6 +84,9 @@ type Config struct {
 	RestartNATS time.Duration
 	NATSSignal  string // "kill" or "term". Default: "kill".
 
+	// Cluster is the NATS cluster scenario (-nats-cluster and its faults).
+	Cluster ClusterConfig
+
 	// Baselines measures the machine's baselines in the same run.
 	// Default: true.
 	Baselines bool
@@ -116,6 +127,7 @@ func DefaultConfig() Config {
 		FlushEvery:       time.Second,
 		KillInstance:     -1,
 		NATSSignal:       "kill",
+		Cluster:          ClusterConfig{Pause: 2 * time.Second},
 		Baselines:        true,
 		Concurrency:      32,
 		PhaseDuration:    3 * time.Second,
@@ -145,6 +157,13 @@ func (c *Config) validate() error {
 	}
 	if len(c.URLs) > 0 && (c.KillInstance > 0 || c.RestartNATS > 0) {
 		errs = append(errs, errors.New("-kill-instance and -restart-nats need the servers the run starts (no -urls)"))
+	}
+	errs = append(errs, c.validateCluster())
+	if err := c.NATSConn.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NATSConn != (natsconn.Options{}) && (len(c.URLs) == 0 || c.NATSURL == "") {
+		errs = append(errs, errors.New("NATS authentication and TLS settings need -urls and -nats (the servers the run starts take neither)"))
 	}
 	if c.MaxInflight < 1 {
 		c.MaxInflight = 1
@@ -192,7 +211,9 @@ baselines. Exits 1 when an acknowledged op was lost.
 	urls := fs.String("urls", "", "comma-separated URLs of running hub instances (http://host:port); empty: start servers")
 	keys := fs.String("keys", strings.Join(cfg.Keys, ","), "comma-separated client-writable, client-readable keys the writers set")
 	fs.IntVar(&cfg.Instances, "instances", cfg.Instances, "hub instances to start")
-	fs.StringVar(&cfg.NATSURL, "nats", cfg.NATSURL, "with -urls: the nats-server URL of the JetStream baselines (empty: start one)")
+	fs.StringVar(&cfg.NATSURL, "nats", cfg.NATSURL, "with -urls: the comma-separated nats-server URLs of the JetStream baselines (empty: start one)")
+	cfg.NATSConn.AddFlags(fs)
+	cfg.Cluster.addFlags(fs)
 	fs.StringVar(&cfg.Durability, "durability", cfg.Durability, "JetStream durability of the started nats-server: default or strict (sync_interval: always)")
 	fs.StringVar(&cfg.ServerBin, "server-bin", cfg.ServerBin, "prebuilt hub server binary with cmd/sessionhub's flags (empty: go build ./cmd/sessionhub)")
 	fs.BoolVar(&cfg.FallbackHub, "fallback-hub", cfg.FallbackHub, "serve hub instances with the loadtest's own serve-hub mode even when cmd/sessionhub exists")
@@ -230,6 +251,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 		cfg.URLs[i] = strings.TrimRight(u, "/")
 	}
 	cfg.Keys = splitList(*keys)
+	cfg.NATSConn.ReadEnv(os.Getenv)
 	return cfg.validate()
 }
 

@@ -44,7 +44,10 @@
 // ratios that hold on a noisy machine: a coder/websocket echo round trip
 // and a bare net/http hello handler (a separate process, serve-baseline),
 // and a synchronous JetStream publish round trip and the async publish rate
-// against the run's nats-server.
+// against the run's nats-server. With -urls, -nats names the deployment's
+// NATS servers for these, reached with the server's -nats-creds,
+// -nats-nkey, -nats-user and -nats-tls-* flags and its
+// SESSIONHUB_NATS_PASSWORD and SESSIONHUB_NATS_TOKEN.
 //
 // # Zero-loss verdict
 //
@@ -58,6 +61,22 @@
 // not count. Faults: Config.KillInstance SIGKILLs one instance mid-run and
 // restarts it; Config.RestartNATS restarts nats-server on its port and
 // store.
+//
+// # NATS cluster
+//
+// Config.Cluster.Nodes (-nats-cluster 3) starts that many nats-server
+// processes clustered over routes, each with its own store, the stream at
+// R3, every hub instance given all their URLs. Its faults, each at a point
+// of the load: -kill-nats-leader (the stream's leader, found from the
+// stream info, SIGKILLed and restarted on its store after -nats-pause),
+// -pause-nats (a follower stopped with SIGSTOP, continued with SIGCONT),
+// -restart-all (every nats-server SIGKILLed and restarted). For each fault,
+// and for -kill-instance and -restart-nats, the report gives the longest
+// time without an acknowledged op and the ops answered unavailable, from
+// the fault to 10 seconds after it was over (or the next fault).
+// -compare-r1 D first runs the same load for D at R1 on a fresh cluster
+// without faults and reports the R3 run's ops/s against it; a loss in
+// either run counts in the verdict.
 //
 // # Output
 //

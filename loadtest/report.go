@@ -27,7 +27,10 @@ type Report struct {
 	Verdict    Verdict     `json:"verdict"`
 	Targets    []Target    `json:"targets"`
 	Events     []Event     `json:"events,omitempty"`
-	Timeline   []Second    `json:"timeline,omitempty"`
+	// FaultWindows are the faults with the time without acks around each.
+	FaultWindows []FaultWindow  `json:"faults,omitempty"`
+	Cluster      *ClusterReport `json:"cluster,omitempty"`
+	Timeline     []Second       `json:"timeline,omitempty"`
 }
 
 // Machine is where the run ran.
@@ -352,6 +355,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 		}
 	})
+
+	writeCluster(p, r.Cluster)
+	writeFaults(p, r.FaultWindows)
 
 	v := r.Verdict
 	p("")

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 // counters of the load, updated by every socket.
@@ -45,6 +47,8 @@ type load struct {
 	ack, same, cross, flushLat *hist
 	tl                         timeline
 	sessions                   []*lsession
+	marks                      *marks   // acks and unavailable answers per 10ms, for faults
+	faults                     faultLog // the fault windows
 }
 
 // now returns nanoseconds since the load started.
@@ -82,6 +86,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Cluster.CompareR1 > 0 {
+		return runCompared(ctx, cfg, progress)
+	}
 	pr := newProgress(progress)
 	rep := &Report{Started: time.Now().UTC(), Machine: thisMachine()}
 	rep.Setup = setupOf(&cfg)
@@ -97,7 +104,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	urls := cfg.URLs
-	natsURL := cfg.NATSURL
+	natsURL, natsConn := cfg.NATSURL, cfg.NATSConn
 	var topo *topology
 	if len(urls) == 0 {
 		pr.logf("starting nats-server (%s durability) and %d hub instances", cfg.Durability, cfg.Instances)
@@ -106,7 +113,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 			return nil, err
 		}
 		defer t.close()
-		topo, urls, natsURL = t, t.urls, t.natsURL
+		topo, urls, natsURL, natsConn = t, t.urls, t.natsURL, natsconn.Options{}
 		rep.Setup.Server = t.hubKind
 		pr.logf("nats-server at %s; hubs at %s (%s)", natsURL, strings.Join(urls, ", "), t.hubKind)
 	} else {
@@ -122,9 +129,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 				return nil, fmt.Errorf("nats-server for the baselines: %w", err)
 			}
 			defer t.close()
-			natsURL = t.natsURL
+			natsURL, natsConn = t.natsURL, natsconn.Options{}
 		}
-		b, err := measureBaselines(ctx, &cfg, natsURL, pr)
+		b, err := measureBaselines(ctx, &cfg, natsURL, &natsConn, pr)
 		if err != nil {
 			return nil, fmt.Errorf("baselines: %w", err)
 		}
@@ -235,6 +242,7 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 	defer stopWriting()
 	l.writing = writing
 	l.start = time.Now()
+	l.marks, l.faults.start = newMarks(cfg.Duration), l.start
 	var wg sync.WaitGroup
 	for i, s := range l.sessions {
 		for j, k := range s.sockets {
@@ -260,7 +268,9 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 				return
 			}
 			events.add("SIGKILL hub instance %d (%s)", victim, l.urls[victim])
+			end := l.faults.begin(fmt.Sprintf("SIGKILL hub instance %d", victim))
 			down, err := topo.killHub(victim)
+			end(err)
 			if err != nil {
 				events.add("hub instance %d did not restart: %v", victim, err)
 				return
@@ -278,7 +288,9 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 				return
 			}
 			events.add("nats-server stopped with SIG%s", strings.ToUpper(cfg.NATSSignal))
+			end := l.faults.begin("nats-server stopped with SIG" + strings.ToUpper(cfg.NATSSignal))
 			down, err := topo.restartNATS(sig)
+			end(err)
 			if err != nil {
 				events.add("nats-server did not restart: %v", err)
 				return
@@ -286,6 +298,8 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 			events.add("nats-server restarted, down %v", down.Round(time.Millisecond))
 		})
 	}
+
+	l.clusterFaults(writing, topo, &events, &faults)
 
 	// Progress until the duration or the ops bound.
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -352,6 +366,10 @@ loop:
 	lr.Ack, lr.DeliverySame, lr.DeliveryCross, lr.Flush = l.ack.summary(), l.same.summary(), l.cross.summary(), l.flushLat.summary()
 	rep.Timeline = l.tl.seconds()
 	rep.Events = events.list()
+	rep.FaultWindows = l.faults.windows(l.marks, loadSecs)
+	if topo != nil && len(topo.nodes) > 0 {
+		rep.Cluster = &ClusterReport{Nodes: len(topo.nodes), Replicas: cfg.Cluster.replicas()}
+	}
 	return nil
 }
 

@@ -81,6 +81,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	sendBuffer := fs.Int("send-buffer", 0, "hub.Options.SendBuffer")
 	sessionRate := fs.Float64("session-write-rate", 0, "hub.Options.SessionWriteRate")
 	sessionBurst := fs.Int("session-write-burst", 0, "hub.Options.SessionWriteBurst")
+	replicas := fs.Int("replicas", 0, "hub.Options.Replicas")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	h, err := hub.New(ctx, &hub.Options{
 		Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), Logger: log,
-		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer,
+		MaxOpsPerSession: *maxOps, RateLimit: *rateLimit, RateBurst: *rateBurst, SendBuffer: *sendBuffer, Replicas: *replicas,
 		SessionWriteRate: *sessionRate, SessionWriteBurst: *sessionBurst,
 	})
 	cancel()

@@ -25,7 +25,8 @@ type topology struct {
 	cfg      *Config
 	dir      string
 	natsURL  string
-	nats     *proc
+	nats     *proc       // the single nats-server, or nil
+	nodes    []*natsNode // the nats-servers of a cluster (-nats-cluster)
 	hubs     []*proc
 	urls     []string // http://127.0.0.1:port of each hub
 	hubKind  string   // what serves the hub: cmd/sessionhub or the fallback
@@ -50,31 +51,56 @@ func startTopology(ctx context.Context, cfg *Config, progress func(string, ...an
 		return nil, err
 	}
 
+	if cfg.Cluster.Nodes > 1 {
+		if err := t.startCluster(natsBin); err != nil {
+			return nil, err
+		}
+	} else if err := t.startOneNATS(natsBin); err != nil {
+		return nil, err
+	}
+	if err := t.prepareHubs(hubArgv); err != nil {
+		return nil, err
+	}
+	for i := range t.hubs {
+		if err := t.startHub(i); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return t, nil
+}
+
+// startOneNATS starts the run's single nats-server.
+func (t *topology) startOneNATS(natsBin string) error {
+	cfg, dir := t.cfg, t.dir
 	port, err := freePort()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	t.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	natsArgv := []string{natsBin, "-js", "-sd", filepath.Join(dir, "nats"), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-n", "loadtest"}
 	if cfg.Durability == "strict" {
 		conf := filepath.Join(dir, "nats-strict.conf")
 		if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o644); err != nil {
-			return nil, err
+			return err
 		}
 		natsArgv = append(natsArgv, "-c", conf)
 	}
 	t.nats = &proc{name: "nats-server", argv: natsArgv, logPath: filepath.Join(dir, "nats-server.log")}
-	if err := t.startNATS(); err != nil {
-		return nil, err
-	}
+	return t.startNATS()
+}
 
+// prepareHubs sets up the hub instances' processes, all connected to
+// every nats-server of the run.
+func (t *topology) prepareHubs(hubArgv []string) error {
+	cfg, dir := t.cfg, t.dir
 	key := make([]byte, 64)
 	_, _ = rand.Read(key)
 	env := []string{"SESSIONHUB_KEYS=" + base64.StdEncoding.EncodeToString(key)}
 	for i := range cfg.Instances {
 		hp, err := freePort()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		argv := append(slicesClone(hubArgv),
 			"-addr", fmt.Sprintf("127.0.0.1:%d", hp),
@@ -88,6 +114,7 @@ func startTopology(ctx context.Context, cfg *Config, progress func(string, ...an
 			// the sockets' rate, not the default per-session one.
 			"-session-write-rate", strconv.FormatFloat(cfg.HubRateLimit*float64(max(1, cfg.Sockets)), 'f', -1, 64),
 			"-session-write-burst", strconv.Itoa(max(200, int(cfg.HubRateLimit))),
+			"-replicas", strconv.Itoa(cfg.Cluster.replicas()),
 		)
 		if cfg.SendBuffer > 0 {
 			argv = append(argv, "-send-buffer", strconv.Itoa(cfg.SendBuffer))
@@ -96,13 +123,7 @@ func startTopology(ctx context.Context, cfg *Config, progress func(string, ...an
 		t.hubs = append(t.hubs, p)
 		t.urls = append(t.urls, fmt.Sprintf("http://127.0.0.1:%d", hp))
 	}
-	for i := range t.hubs {
-		if err := t.startHub(i); err != nil {
-			return nil, err
-		}
-	}
-	ok = true
-	return t, nil
+	return nil
 }
 
 // binaries returns the nats-server binary and the argv prefix of a hub
@@ -286,6 +307,9 @@ func (t *topology) close() {
 	}
 	if t.nats != nil {
 		_ = t.nats.stop()
+	}
+	for _, n := range t.nodes {
+		_ = n.proc.stop()
 	}
 	if !t.cfg.KeepData {
 		_ = os.RemoveAll(t.dir)

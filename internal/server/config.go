@@ -14,6 +14,7 @@ import (
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -32,6 +33,11 @@ type Config struct {
 	Addr string
 	// NATS lists external NATS server URLs; empty runs an embedded server.
 	NATS []string
+	// NATSConn authenticates the connection to external NATS and sets its
+	// TLS: flags -nats-creds, -nats-nkey, -nats-user, -nats-tls-ca,
+	// -nats-tls-cert, -nats-tls-key; the password and token come from
+	// SESSIONHUB_NATS_PASSWORD and SESSIONHUB_NATS_TOKEN only.
+	NATSConn natsconn.Options
 	// DataDir holds the embedded server's JetStream store and generated
 	// keys. Default: ./sessionhub-data.
 	DataDir string
@@ -169,6 +175,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen `address`; port 0 picks a free port")
 	fs.Var((*listValue)(&c.NATS), "nats", "comma-separated external NATS server `URLs`; empty runs an embedded NATS server")
+	c.NATSConn.AddFlags(fs)
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data `directory`: the embedded server's JetStream store and the generated keys")
 	fs.Var((*listValue)(&c.AllowedOrigins), "allowed-origins", "comma-separated origin `patterns` (path.Match syntax; host[:port] on the page's scheme, or scheme://host[:port]) allowed to open sockets and post, besides the page's own origin")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the request's scheme from X-Forwarded-Proto (behind a TLS-terminating proxy only)")
@@ -249,6 +256,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, output 
 	}
 	c.Keys = strings.TrimSpace(getenv(EnvKeys))
 	c.APIToken = strings.TrimSpace(getenv(EnvAPIToken))
+	c.NATSConn.ReadEnv(getenv)
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(output, "%s: %v\n", name, err)
 		return c, nil, err
@@ -270,6 +278,12 @@ func (c *Config) Validate() error {
 		if !strings.Contains(u, "://") && strings.Contains(u, "/") {
 			bad("-nats %q: not a NATS URL", u)
 		}
+	}
+	if err := c.NATSConn.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.NATS) == 0 && c.NATSConn != (natsconn.Options{}) {
+		bad("NATS authentication and TLS settings need -nats (the embedded server takes neither)")
 	}
 	for _, p := range c.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
@@ -372,8 +386,11 @@ Without a block key, cookies are signed but readable by whoever holds them
 (sessionhub keygen -encrypt makes both). Without keys, one is generated and
 kept in <data>/keys.
 
+NATS secrets: %[3]s holds the password of -nats-user, %[4]s a
+token; neither has a flag.
+
 Flags (each also an environment variable; flags win):
-`, name, EnvKeys)
+`, name, EnvKeys, natsconn.EnvPassword, natsconn.EnvToken)
 	c := DefaultConfig()
 	fs := c.FlagSet(name)
 	fs.VisitAll(func(f *flag.Flag) {

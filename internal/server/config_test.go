@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -37,6 +38,7 @@ func TestParseConfig(t *testing.T) {
 				"-lifetime", "12h", "-refresh=false", "-durability", "strict", "-replicas", "3", "-retention", "1h",
 				"-max-ops-per-session", "50", "-read-limit", "4096", "-rate-limit", "5.5", "-rate-burst", "7",
 				"-send-buffer", "16", "-keys-file", "/etc/sh/keys", "-log-json", "-log-level", "debug", "-shutdown-timeout", "3s",
+				"-nats-user", "hub", "-nats-tls-ca", "/etc/nats/ca.pem", "-nats-tls-cert", "/etc/nats/c.pem", "-nats-tls-key", "/etc/nats/k.pem",
 			},
 			want: func(c *Config) {
 				c.Addr, c.NATS, c.DataDir = "0.0.0.0:9000", []string{"nats://a:4222", "nats://b:4222"}, "/var/lib/sh"
@@ -46,8 +48,28 @@ func TestParseConfig(t *testing.T) {
 				c.Durability, c.Replicas, c.Retention, c.MaxOpsPerSession = natsserver.DurabilityStrict, 3, time.Hour, 50
 				c.ReadLimit, c.RateLimit, c.RateBurst, c.SendBuffer = 4096, 5.5, 7, 16
 				c.KeysFile, c.LogJSON, c.LogLevel, c.ShutdownTimeout = "/etc/sh/keys", true, slog.LevelDebug, 3*time.Second
+				c.NATSConn = natsconn.Options{User: "hub", CAFile: "/etc/nats/ca.pem", CertFile: "/etc/nats/c.pem", KeyFile: "/etc/nats/k.pem"}
 			},
 		},
+		{
+			name: "NATS secrets and files from the environment",
+			env: map[string]string{
+				"SESSIONHUB_NATS": "tls://a:4222,tls://b:4222", "SESSIONHUB_NATS_CREDS": "/etc/nats/hub.creds",
+				"SESSIONHUB_NATS_TLS_CA": "/etc/nats/ca.pem",
+			},
+			want: func(c *Config) {
+				c.NATS = []string{"tls://a:4222", "tls://b:4222"}
+				c.NATSConn = natsconn.Options{CredsFile: "/etc/nats/hub.creds", CAFile: "/etc/nats/ca.pem"}
+			},
+		},
+		{
+			name: "NATS token from the environment",
+			env:  map[string]string{"SESSIONHUB_NATS": "nats://a:4222", "SESSIONHUB_NATS_TOKEN": "t0k"},
+			want: func(c *Config) { c.NATS, c.NATSConn.Token = []string{"nats://a:4222"}, "t0k" },
+		},
+		{name: "NATS auth without -nats", args: []string{"-nats-user", "u"}, wantErr: "need -nats"},
+		{name: "two NATS auths", args: []string{"-nats", "nats://a:4222", "-nats-user", "u", "-nats-nkey", "f"}, wantErr: "use one"},
+		{name: "NATS password without user", args: []string{"-nats", "nats://a:4222"}, env: map[string]string{"SESSIONHUB_NATS_PASSWORD": "p"}, wantErr: "without -nats-user"},
 		{
 			name: "environment",
 			env: map[string]string{
@@ -140,7 +162,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help lacks -%s / %s", f.Name, f.Env)
 		}
 	}
-	for _, want := range []string{"keygen", "inspect", EnvKeys} {
+	for _, want := range []string{"keygen", "inspect", EnvKeys, natsconn.EnvPassword, natsconn.EnvToken} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %s", want)
 		}
@@ -152,7 +174,8 @@ func TestHelp(t *testing.T) {
 	}
 	for _, n := range []string{"addr", "nats", "data", "allowed-origins", "cookie-name", "cookie-domain", "cookie-path",
 		"cookie-secure", "cookie-samesite", "cookie-partitioned", "lifetime", "refresh", "durability", "retention",
-		"max-ops-per-session", "read-limit", "rate-limit", "send-buffer", "keys-file", "log-json", "replicas"} {
+		"max-ops-per-session", "read-limit", "rate-limit", "send-buffer", "keys-file", "log-json", "replicas",
+		"nats-creds", "nats-nkey", "nats-user", "nats-tls-ca", "nats-tls-cert", "nats-tls-key"} {
 		if !names[n] {
 			t.Errorf("no flag -%s", n)
 		}

@@ -249,10 +249,10 @@ func (s *Server) startNATS() error {
 	if len(s.cfg.NATS) > 0 {
 		s.log.Info("durability is the external NATS servers' setting: strict needs sync_interval: always in their JetStream configuration",
 			"requested", s.cfg.Durability)
-		nc, err := nats.Connect(strings.Join(s.cfg.NATS, ","), opts...)
+		nc, err := s.cfg.NATSConn.Connect(s.cfg.NATS, opts...)
 		if err != nil {
 			s.ncClosed()
-			return fmt.Errorf("nats %s: %w", strings.Join(s.cfg.NATS, ","), err)
+			return err
 		}
 		s.nc = nc
 		return nil

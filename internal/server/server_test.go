@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/testtls"
 	"github.com/sessionhub/sessionhub/session"
 	"github.com/sessionhub/sessionhub/web"
 )
@@ -428,5 +431,75 @@ func TestAppRoutes(t *testing.T) {
 		if status, _, body := b.do("GET", path, "", ""); status != http.StatusOK || string(body) != "app "+path {
 			t.Errorf("GET %s: %d %q, want the app's", path, status, body)
 		}
+	}
+}
+
+// A real deployment's NATS: TLS with verified client certificates and a
+// user whose password comes from the environment, configured through the
+// flags and environment variables.
+func TestExternalNATSWithTLSAndAuth(t *testing.T) {
+	t.Parallel()
+	certs, err := testtls.WriteCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := testtls.StartNATS(t.TempDir(), certs, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "hub", Password: "pa55"}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	for _, tc := range []struct {
+		name, password, wantErr string
+	}{
+		{name: "right password", password: "pa55"},
+		{name: "wrong password", password: "guess", wantErr: "authorization"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// With the right password, a dead server first; with the wrong
+			// one, only the live server, whose refusal is then the error.
+			urls := "nats://127.0.0.1:1," + ns.ClientURL()
+			if tc.wantErr != "" {
+				urls = ns.ClientURL()
+			}
+			args := []string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-nats", urls,
+				"-nats-tls-cert", certs.ClientCert, "-nats-tls-key", certs.ClientKey}
+			env := map[string]string{
+				"SESSIONHUB_KEYS": FormatKey(testKey), "SESSIONHUB_NATS_USER": "hub", "SESSIONHUB_NATS_TLS_CA": certs.CA,
+				"SESSIONHUB_NATS_PASSWORD": tc.password,
+			}
+			cfg, _, err := ParseConfig("sessionhub", args, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := New(cfg, testLogger(t))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = s.Start(ctx)
+			if tc.wantErr != "" {
+				if err == nil {
+					s.Close()
+					t.Fatal("started with a wrong password")
+				}
+				if !strings.Contains(strings.ToLower(err.Error()), tc.wantErr) || strings.Contains(err.Error(), tc.password) {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			b := newBrowser(t, s.URL())
+			if _, body := b.doJSON("GET", "/healthz", ""); body["status"] != "ok" {
+				t.Fatalf("healthz: %v", body)
+			}
+			ws := b.dial()
+			ws.expect("welcome")
+			if r := ws.request(map[string]any{"type": "set", "key": "theme", "value": "dark"}); r["type"] != "ack" {
+				t.Fatalf("set: %v", r)
+			}
+		})
 	}
 }
