@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,9 +106,17 @@ func (h *Hub) onAsyncError(sub *nats.Subscription, err error) {
 }
 
 // reconnected marks every view stale and schedules the resync of every
-// view with sockets.
+// view with sockets. Lazy sockets (lazy.go) may have missed the wake of
+// their session's first write while NATS was away: they join a view,
+// which reads the log from JetStream.
 func (h *Hub) reconnected() {
 	h.checkReconnect()
+	h.mu.Lock()
+	lazy := slices.Collect(maps.Keys(h.lazy))
+	h.mu.Unlock()
+	for _, id := range lazy {
+		h.wakeLazy(id)
+	}
 	h.mu.Lock()
 	var views []*view
 	for _, v := range h.views {

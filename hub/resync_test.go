@@ -51,6 +51,10 @@ func TestSlowConsumerDropsRepaired(t *testing.T) {
 	b := newInstance(t, ns, nil)
 	c, sa, sb := twoTabs(t, a, b)
 	id := sessionID(t, a.store, c.cookie(a))
+	// A first write: the sockets of a session never written hold no view
+	// (they are lazy); after it, both are in their instance's view.
+	sa.set("colour", "red")
+	sb.expect("change")
 
 	// A's dispatcher waits on the session's view: of the writes below, one
 	// is taken, one waits in the channel and the rest are dropped.
