@@ -197,7 +197,15 @@ func TestSlowReaderClosed(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
 	m := &counting{}
-	in := newInstance(t, ns, func(o *hub.Options) { o.SendBuffer = 64; o.WriteWait = 30 * time.Second; o.Metrics = m })
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.SendBuffer = 64
+		o.WriteWait = 30 * time.Second
+		o.Metrics = m
+		// 400 entries of 60 KB: compacting them (a whole-log read of up to
+		// 4 MB each time) is not what this test is about, and costs a
+		// loaded CI machine tens of seconds.
+		o.SnapshotEvery = -1
+	})
 	c := newClient(t)
 	fast := c.dial(in)
 	fast.expect("welcome")
