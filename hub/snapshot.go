@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,6 +39,33 @@ const maxSnapshotJobs = 4
 
 // snapshotAttempts bounds one compaction job's tries against a moving log.
 const snapshotAttempts = 3
+
+// A compaction refused by a moving log is tried again after
+// snapshotRetryBase, doubling while it keeps being refused, up to
+// snapshotRetryMax.
+const (
+	snapshotRetryBase = 20 * time.Millisecond
+	snapshotRetryMax  = 250 * time.Millisecond
+)
+
+// retrySnapshot asks for a compaction of session id's log after delay,
+// unless the hub closes first.
+func (h *Hub) retrySnapshot(id string, delay time.Duration) {
+	if h.closing.Load() {
+		return
+	}
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			h.snapshotLater(id)
+		case <-h.closed:
+		}
+	}()
+}
 
 // compactOps returns one list of ops equivalent to ops applied in order,
 // on any starting values: a clear (when ops hold one) and the last op on
@@ -142,7 +170,8 @@ func (h *Hub) snapshotLater(id string) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) {
+	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) ||
+		time.Now().Before(v.snapAfter) {
 		return
 	}
 	select {
@@ -196,7 +225,8 @@ func (h *Hub) snapshotViewless(id string) {
 		defer h.mu.Unlock()
 		switch {
 		case errors.Is(err, errConflict):
-			h.viewless[id] = every - max(1, every/4)
+			h.viewless[id] = every - 1 // the next append, or the retry, tries again
+			h.retrySnapshot(id, snapshotRetryBase)
 		case err != nil, res.ended:
 			h.viewless[id] = 0
 		case res.made > 0:
@@ -238,16 +268,21 @@ func (v *view) snapshot() {
 	v.compacting = false
 	switch {
 	case errors.Is(err, errConflict):
-		// Busy log: try again once it grew by a quarter of the threshold,
-		// rather than re-reading it at every append. A log that fills up
-		// meanwhile is compacted by the append it refuses (Hub.stage).
-		v.sinceSnap = max(0, h.opts.SnapshotEvery-max(1, h.opts.SnapshotEvery/4))
-		v.counted = true
-		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id)
+		// Busy log: rather than re-read it at every append, try again after
+		// a pause that grows while the log keeps moving, whether or not
+		// anyone writes meanwhile (the writes that refused it may have
+		// been the last). A log that fills up meanwhile is compacted by the
+		// append it refuses (Hub.stage).
+		v.snapRetry++
+		delay := min(snapshotRetryBase<<min(v.snapRetry, 8), snapshotRetryMax)
+		v.snapAfter = time.Now().Add(delay)
+		h.retrySnapshot(v.id, delay)
+		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id, "retry_in", delay)
 	case err != nil: // logged by compact; a later append tries again
 	case res.ended:
 		v.ended = true
 	default:
+		v.snapRetry, v.snapAfter = 0, time.Time{}
 		// The log's count is known now: what was read, and what the view
 		// took in after it.
 		v.sinceSnap, v.counted = res.since, true

@@ -46,8 +46,10 @@ type view struct {
 	// last snapshot) or a lower bound.
 	sinceSnap  int
 	counted    bool
-	compacting bool // a compaction runs
-	ended      bool // the log holds an end op: never compacted
+	compacting bool      // a compaction runs
+	snapRetry  int       // compactions refused in a row by a moving log
+	snapAfter  time.Time // no compaction starts before (after a refused one)
+	ended      bool      // the log holds an end op: never compacted
 
 	// budget is the session's write budget (Options.SessionWriteRate),
 	// debited by every entry the view sees, whoever wrote it.
