@@ -106,6 +106,9 @@ type Config struct {
 	// CPUProfile, when set, receives the load generator's own CPU profile
 	// (is the generator the bottleneck?).
 	CPUProfile string
+
+	// Peer, when named, makes the run a side-by-side one (see PeerConfig).
+	Peer PeerConfig
 }
 
 // DefaultConfig returns the short default scenario: 2 instances, 50
@@ -132,6 +135,7 @@ func DefaultConfig() Config {
 		Concurrency:      32,
 		PhaseDuration:    3 * time.Second,
 		IdleSockets:      500,
+		Peer:             defaultPeerConfig(),
 	}
 }
 
@@ -171,6 +175,7 @@ func (c *Config) validate() error {
 	if c.Concurrency < 1 {
 		c.Concurrency = 1
 	}
+	errs = append(errs, c.Peer.validate())
 	return errors.Join(errs...)
 }
 
@@ -240,6 +245,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 	fs.StringVar(&cfg.JSONPath, "json", cfg.JSONPath, "write the JSON report to this file")
 	fs.StringVar(&cfg.HTMLPath, "html", cfg.HTMLPath, "write the HTML latency plot to this file")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write the load generator's own CPU profile to this file")
+	peerFlags(fs, &cfg.Peer)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -49,6 +49,31 @@
 // -nats-nkey, -nats-user and -nats-tls-* flags and its
 // SESSIONHUB_NATS_PASSWORD and SESSIONHUB_NATS_TOKEN.
 //
+// # CPU per op
+//
+// Every run reads utime+stime of /proc/PID/stat for each hub instance,
+// nats-server and the load generator itself over the measured window
+// (the load and its drain, or one shape), and reports CPU time per
+// acknowledged op: steadier than wall-clock rates on a shared machine.
+//
+// # Side by side with Centrifugo
+//
+// With PeerConfig.Name "centrifugo" (-peer centrifugo) the run is a
+// comparison instead of the load above: one nats-server and one hub
+// instance, and one Centrifugo (v6.9.1, go installed into the user's cache
+// directory the first time, or PeerConfig.Bin) configured with both
+// listeners on 127.0.0.1, usage statistics off, the memory engine,
+// anonymous connects and a namespace where clients subscribe and publish,
+// spoken to in its JSON client protocol (connect, subscribe, publish; a
+// frame may hold several newline-separated replies; its ping {} is
+// answered with {}). The same shapes run against each in turn: one writer
+// writing each op after the last one's answer and delivery; N pairs (a
+// session with a writer and a reader socket, a channel with a publisher
+// and a subscriber) with at most W unanswered writes per writer, W = 1
+// and 32; an open loop at a fixed total rate; then idle connections and
+// memory per connection. The report puts each figure side by side with
+// its ratio, and the hub's sessions get the zero-loss verdict below.
+//
 // # Zero-loss verdict
 //
 // Once the load stops and the sockets caught up, every session is flushed

@@ -48,6 +48,7 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}.legend span{m
 		}
 		curves = append(curves, ps)
 	}
+	sb.WriteString(r.peerHTML())
 	sb.WriteString("<h2>Latency by percentile</h2>\n")
 	sb.WriteString(svgPlot(curves, plotOpts{xLabel: "percentile", xTicks: percentileTicks(), logY: true, yLabel: "ms"}))
 

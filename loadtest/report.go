@@ -24,6 +24,7 @@ type Report struct {
 	// JetStream.
 	FlushNoSeq *Throughput `json:"flush_phase_no_seq,omitempty"`
 	Memory     *Memory     `json:"memory,omitempty"`
+	Peer       *PeerReport `json:"peer,omitempty"` // a -peer run's side-by-side shapes
 	Verdict    Verdict     `json:"verdict"`
 	Targets    []Target    `json:"targets"`
 	Events     []Event     `json:"events,omitempty"`
@@ -93,6 +94,9 @@ type LoadResult struct {
 	DeliverySame  Latency `json:"delivery_same_instance"`
 	DeliveryCross Latency `json:"delivery_cross_instance"`
 	Flush         Latency `json:"flush_under_load"`
+	// CPU is each process's CPU time over the load and its drain, per
+	// acknowledged op.
+	CPU []ProcCPU `json:"cpu,omitempty"`
 }
 
 // Event is a fault of the run, at seconds since the load started.
@@ -333,6 +337,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("")
 	p("ops: %d sent, %d acknowledged, %d errors %s, %d unanswered when their connection ended, %d skipped",
 		ld.Sent, ld.Acked, ld.Failed, errorList(ld.Errors), ld.ConnLost, ld.Skipped)
+	if len(ld.CPU) > 0 {
+		p("CPU per acknowledged op: %s", cpuText(ld.CPU))
+	}
 	p("sockets: %d, %d held at the end; %d reconnects (closes by code %s), %d failed dials, %d resets; flushes during the load: %d, %d failed",
 		ld.Sockets, ld.SocketsHeld, ld.Reconnects, errorList(ld.Closes), ld.DialErrors, ld.Resets, ld.Flushes, ld.FlushErrors)
 	if m := r.Memory; m != nil {
@@ -341,6 +348,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			m.RSSPerSocket/1024, m.HeapPerSocket/1024)
 	}
 
+	r.writePeerText(&sb)
 	p("")
 	p("targets (ratios to this run's baselines)")
 	tw(func(t *tabwriter.Writer) {

@@ -86,6 +86,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Peer.Name != "" {
+		return runPeer(ctx, cfg, progress)
+	}
 	if cfg.Cluster.CompareR1 > 0 {
 		return runCompared(ctx, cfg, progress)
 	}
@@ -243,6 +246,7 @@ func (l *load) run(ctx context.Context, topo *topology, rep *Report, pr *progres
 	l.writing = writing
 	l.start = time.Now()
 	l.marks, l.faults.start = newMarks(cfg.Duration), l.start
+	cpu := startCPU(topo.cpuProcs()...)
 	var wg sync.WaitGroup
 	for i, s := range l.sessions {
 		for j, k := range s.sockets {
@@ -332,6 +336,7 @@ loop:
 
 	pr.logf("draining: waiting for answers and for every socket to see the last change")
 	l.drain(ctx, 15*time.Second)
+	rep.Load.CPU = cpu.end(l.c.acked.Load())
 	held := 0
 	for _, s := range l.sessions {
 		for _, k := range s.sockets {

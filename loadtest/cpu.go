@@ -1,0 +1,148 @@
+package loadtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// ProcCPU is the CPU time (user + system, every thread) one process spent
+// over a measured window, and per operation of that window. CPU per op
+// is steadier than wall-clock rates on a shared machine.
+type ProcCPU struct {
+	Name       string  `json:"name"`
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Ops        int64   `json:"ops"`
+	PerOpUS    float64 `json:"cpu_per_op_us"`
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPUTime returns utime+stime of process pid from /proc/PID/stat.
+func procCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(b)
+}
+
+// parseProcStat reads utime and stime (fields 14 and 15) of a
+// /proc/PID/stat line. The command name (field 2) is in parentheses and
+// may hold spaces: the fields are counted from the last ')'.
+func parseProcStat(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("loadtest: /proc stat without a command name: %.60q", b)
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state): utime is field 14, f[11].
+	if len(f) < 13 {
+		return 0, fmt.Errorf("loadtest: /proc stat with %d fields", len(f)+2)
+	}
+	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("loadtest: /proc stat utime %q stime %q", f[11], f[12])
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// namedPID is a process whose CPU a window measures.
+type namedPID struct {
+	name string
+	pid  int
+}
+
+// cpuWindow measures the CPU time of processes from its start to end.
+type cpuWindow struct {
+	procs []namedPID
+	start []time.Duration
+}
+
+// startCPU starts a window over procs; a process whose stat cannot be
+// read (pid 0: not the run's own) is left out.
+func startCPU(procs ...namedPID) *cpuWindow {
+	w := &cpuWindow{}
+	for _, p := range procs {
+		if p.pid <= 0 {
+			continue
+		}
+		t, err := procCPUTime(p.pid)
+		if err != nil {
+			continue
+		}
+		w.procs = append(w.procs, p)
+		w.start = append(w.start, t)
+	}
+	return w
+}
+
+// end returns each process's CPU time since start, and per op.
+func (w *cpuWindow) end(ops int64) []ProcCPU {
+	var out []ProcCPU
+	for i, p := range w.procs {
+		t, err := procCPUTime(p.pid)
+		if err != nil {
+			continue // it exited (a killed instance): its window is unknown
+		}
+		c := ProcCPU{Name: p.name, PID: p.pid, CPUSeconds: (t - w.start[i]).Seconds(), Ops: ops}
+		if ops > 0 {
+			c.PerOpUS = c.CPUSeconds * 1e6 / float64(ops)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// cpuPerOp sums the CPU per op of the processes named in names (all of
+// them when names is empty).
+func cpuPerOp(cs []ProcCPU, names ...string) float64 {
+	var sum float64
+	for _, c := range cs {
+		if len(names) == 0 {
+			sum += c.PerOpUS
+			continue
+		}
+		for _, n := range names {
+			if c.Name == n {
+				sum += c.PerOpUS
+			}
+		}
+	}
+	return sum
+}
+
+// cpuProcs returns the processes of the topology whose CPU a window
+// measures, and the load generator's own; nil-safe.
+func (t *topology) cpuProcs() []namedPID {
+	var out []namedPID
+	if t != nil {
+		for i, h := range t.hubs {
+			out = append(out, namedPID{fmt.Sprintf("hub%d", i), h.pid()})
+		}
+		if t.nats != nil {
+			out = append(out, namedPID{"nats-server", t.nats.pid()})
+		}
+	}
+	return append(out, namedPID{"loadtest", os.Getpid()})
+}
+
+// cpuText renders CPU per op for people: "hub0 41.2 µs, nats-server ...".
+func cpuText(cs []ProcCPU) string {
+	var b []byte
+	for i, c := range cs {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = fmt.Appendf(b, "%s %.1f µs (%.2f s)", c.Name, c.PerOpUS, c.CPUSeconds)
+	}
+	return string(b)
+}
+
+func selfPID() int { return os.Getpid() }

@@ -1,0 +1,625 @@
+package loadtest
+
+import (
+	"github.com/sessionhub/sessionhub/internal/natsconn"
+
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// PeerConfig is the side-by-side run against another realtime server
+// (-peer): the same load shapes against one hub instance and against the
+// peer, in the same run, on the same machine.
+type PeerConfig struct {
+	// Name of the peer: "centrifugo". Empty: no peer run.
+	Name string
+	// Bin is a prebuilt peer binary. Empty: go install it into the user's
+	// cache directory (once; later runs reuse it).
+	Bin string
+	// Pairs is N of the throughput shapes: N sessions (hub) or channels
+	// (peer), each 1 writer + 1 reader. Default: 100.
+	Pairs int
+	// Windows are the most unanswered writes per writer of the closed
+	// loop throughput shapes. Default: 1 and 32.
+	Windows []int
+	// Rate is the open loop's total writes per second, over RateWriters
+	// writers. Default: 1,000 over 50.
+	Rate        float64
+	RateWriters int
+	// Duration of each shape on each server. Default: 5s.
+	Duration time.Duration
+}
+
+func defaultPeerConfig() PeerConfig {
+	return PeerConfig{Pairs: 100, Windows: []int{1, 32}, Rate: 1000, RateWriters: 50, Duration: 5 * time.Second}
+}
+
+// peerFlags registers the -peer flags.
+func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
+	fs.StringVar(&pc.Name, "peer", pc.Name, "run the load shapes side by side against this server too: centrifugo (built with go install the first time)")
+	fs.StringVar(&pc.Bin, "peer-bin", pc.Bin, "prebuilt peer binary (empty: go install it into the user cache directory)")
+	fs.IntVar(&pc.Pairs, "peer-pairs", pc.Pairs, "with -peer: sessions or channels of the throughput shapes, each 1 writer + 1 reader")
+	fs.Float64Var(&pc.Rate, "peer-rate", pc.Rate, "with -peer: total writes per second of the open loop shape")
+	fs.IntVar(&pc.RateWriters, "peer-rate-writers", pc.RateWriters, "with -peer: writers of the open loop shape")
+	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server")
+}
+
+func (pc *PeerConfig) validate() error {
+	switch pc.Name {
+	case "":
+		return nil
+	case peerCentrifugo:
+	default:
+		return fmt.Errorf("-peer %q: want %s", pc.Name, peerCentrifugo)
+	}
+	if pc.Pairs < 1 || pc.RateWriters < 1 || pc.Rate <= 0 || pc.Duration <= 0 || len(pc.Windows) == 0 {
+		return errors.New("-peer wants -peer-pairs ≥ 1, -peer-rate-writers ≥ 1, -peer-rate > 0, -peer-duration > 0")
+	}
+	return nil
+}
+
+// PeerReport is the side-by-side run: every shape on both servers.
+type PeerReport struct {
+	Peer    string      `json:"peer"`
+	Version string      `json:"peer_version"`
+	Shapes  []PeerShape `json:"shapes"`
+	// Idle is memory per idle connection: hub sockets each their own
+	// session, peer connections each subscribed to its own channel.
+	HubIdle  *Memory `json:"sessionhub_idle,omitempty"`
+	PeerIdle *Memory `json:"peer_idle,omitempty"`
+}
+
+// PeerShape is one load shape on both servers.
+type PeerShape struct {
+	Name    string      `json:"name"`
+	Pairs   int         `json:"pairs"`
+	Window  int         `json:"window,omitempty"`     // closed loop: most unanswered per writer
+	Rate    float64     `json:"rate_total,omitempty"` // open loop: writes/s over all writers
+	Hub     ShapeResult `json:"sessionhub"`
+	PeerRes ShapeResult `json:"peer"`
+}
+
+// ShapeResult is one shape on one server. Ack is a write's answer (the
+// hub's ack, after JetStream's; the peer's publish reply); Delivery the
+// write reaching the pair's reader.
+type ShapeResult struct {
+	Seconds     float64          `json:"seconds"`
+	Sent        int64            `json:"sent"`
+	Acked       int64            `json:"acked"`
+	Failed      int64            `json:"failed"`
+	Skipped     int64            `json:"skipped,omitempty"`
+	Delivered   int64            `json:"delivered"`
+	Undelivered int64            `json:"acked_undelivered"` // acknowledged, never reached the reader
+	OutOfOrder  int64            `json:"out_of_order"`
+	Errors      map[string]int64 `json:"errors,omitempty"`
+	AckedPerSec float64          `json:"acked_per_sec"`
+	Ack         Latency          `json:"ack"`
+	Delivery    Latency          `json:"delivery"`
+	// CPU of each process over the shape, per acknowledged write; the
+	// load generator's own included.
+	CPU []ProcCPU `json:"cpu"`
+	// ServerCPUPerOpUS sums the server side: hub + nats-server, or peer.
+	ServerCPUPerOpUS float64 `json:"server_cpu_per_op_us"`
+}
+
+// pairTarget is a server the shapes drive.
+type pairTarget interface {
+	name() string
+	// procs are the server's processes, whose CPU counts as its own.
+	procs() []namedPID
+	// dialPair connects pair p's writer and reader; the readers call p's
+	// acked and delivered.
+	dialPair(ctx context.Context, p *pair) (pairConn, error)
+}
+
+// pairConn is a pair's connections.
+type pairConn interface {
+	// publish writes op n of the pair.
+	publish(ctx context.Context, n int) error
+	close()
+}
+
+// pairOp is one write of a pair.
+type pairOp struct {
+	sent  int64 // ns since the shape started
+	seq   uint64
+	state uint8 // opSent, opAcked, opFailed
+	seen  uint8 // bit 0: the writer's connection got it, bit 1: the reader's
+}
+
+// pair is one writer + one reader: a session of the hub, a channel of the
+// peer.
+type pair struct {
+	sh  *shapeRun
+	idx int // unique in the run: the s of the values it writes
+
+	mu       sync.Mutex
+	ops      []pairOp
+	inflight int
+	lastN    int // highest n delivered to the reader, -1 before any
+	answered chan struct{}
+	arrived  chan struct{}
+}
+
+// shapeRun is one shape on one server.
+type shapeRun struct {
+	start    time.Time
+	ack, del *hist
+	c        struct{ sent, acked, failed, skipped, delivered, outOfOrder atomic.Int64 }
+	errMu    sync.Mutex
+	errs     map[string]int64
+}
+
+func (sh *shapeRun) now() int64 { return int64(time.Since(sh.start)) }
+
+func (sh *shapeRun) countErr(code string) {
+	sh.errMu.Lock()
+	sh.errs[code]++
+	sh.errMu.Unlock()
+}
+
+func newPair(sh *shapeRun, idx int) *pair {
+	return &pair{sh: sh, idx: idx, lastN: -1, answered: make(chan struct{}, 1), arrived: make(chan struct{}, 1)}
+}
+
+// begin records op n as sent and returns it, or false when the pair has
+// window writes unanswered already.
+func (p *pair) begin(window int) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight >= window {
+		return 0, false
+	}
+	p.inflight++
+	n := len(p.ops)
+	p.ops = append(p.ops, pairOp{sent: p.sh.now(), state: opSent})
+	p.sh.c.sent.Add(1)
+	return n, true
+}
+
+// acked records the answer to op n: code "" is an ack with seq.
+func (p *pair) acked(n int, seq uint64, code string, now int64) {
+	p.mu.Lock()
+	if n < 0 || n >= len(p.ops) || p.ops[n].state != opSent {
+		p.mu.Unlock()
+		return
+	}
+	op := &p.ops[n]
+	p.inflight--
+	sent := op.sent
+	if code == "" {
+		op.state = opAcked
+		if seq != 0 {
+			op.seq = seq
+		}
+	} else {
+		op.state = opFailed
+	}
+	p.mu.Unlock()
+	if code == "" {
+		p.sh.ack.record(time.Duration(now - sent))
+		p.sh.c.acked.Add(1)
+	} else {
+		p.sh.c.failed.Add(1)
+		p.sh.countErr(code)
+	}
+	select {
+	case p.answered <- struct{}{}:
+	default:
+	}
+}
+
+// delivered records op n reaching the writer's (reader false) or the
+// reader's connection.
+func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
+	p.mu.Lock()
+	if n < 0 || n >= len(p.ops) {
+		p.mu.Unlock()
+		return
+	}
+	op := &p.ops[n]
+	if op.seq == 0 {
+		op.seq = seq
+	}
+	if !reader {
+		op.seen |= 1
+		p.mu.Unlock()
+		return
+	}
+	op.seen |= 2
+	sent := op.sent
+	inOrder := n > p.lastN
+	p.lastN = max(p.lastN, n)
+	p.mu.Unlock()
+	if !inOrder {
+		p.sh.c.outOfOrder.Add(1)
+	}
+	p.sh.del.record(time.Duration(now - sent))
+	p.sh.c.delivered.Add(1)
+	select {
+	case p.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// settled reports whether every op was answered and every acknowledged
+// one reached the reader.
+func (p *pair) settled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight > 0 {
+		return false
+	}
+	for i := len(p.ops) - 1; i >= 0; i-- {
+		if p.ops[i].state == opAcked {
+			return p.ops[i].seen&2 != 0
+		}
+	}
+	return true
+}
+
+// shapeSpec is a load shape: closed loop with at most window unanswered
+// writes per writer, or open loop at rate writes/s in total; sequential
+// waits for each write's answer and its delivery before the next.
+type shapeSpec struct {
+	name       string
+	pairs      int
+	window     int
+	rate       float64
+	sequential bool
+	duration   time.Duration
+}
+
+// runShape runs spec against target; firstIdx numbers its pairs.
+func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx int, pr *progress) (ShapeResult, []*pair, error) {
+	sh := &shapeRun{ack: newHist(), del: newHist(), errs: map[string]int64{}, start: time.Now()}
+	pairs := make([]*pair, spec.pairs)
+	conns := make([]pairConn, spec.pairs)
+	for i := range pairs {
+		pairs[i] = newPair(sh, firstIdx+i)
+	}
+	err := parallel(ctx, 16, spec.pairs, func(i int) error {
+		var err error
+		for attempt := range 5 {
+			if conns[i], err = target.dialPair(ctx, pairs[i]); err == nil {
+				return nil
+			}
+			sleepCtx(ctx, backoff(attempt))
+		}
+		return fmt.Errorf("%s pair %d: %w", target.name(), i, err)
+	})
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.close()
+			}
+		}
+	}()
+	if err != nil {
+		return ShapeResult{}, nil, err
+	}
+	pr.logf("%s: %s on %s for %v", spec.name, shapeText(spec), target.name(), spec.duration)
+	sleepCtx(ctx, 200*time.Millisecond) // subscriptions settle
+
+	procs := append(target.procs(), namedPID{"loadtest", selfPID()})
+	cpu := startCPU(procs...)
+	sh.start = time.Now()
+	writing, stop := context.WithTimeout(ctx, spec.duration)
+	defer stop()
+	var wg sync.WaitGroup
+	for i, p := range pairs {
+		c := conns[i]
+		switch {
+		case spec.rate > 0:
+			wg.Go(func() { openLoop(writing, ctx, p, c, spec.rate/float64(spec.pairs), spec.window) })
+		default:
+			wg.Go(func() { closedLoop(writing, ctx, p, c, spec.window, spec.sequential) })
+		}
+	}
+	wg.Wait()
+	secs := time.Since(sh.start).Seconds()
+	// Drain: every answer, and every acknowledged write at its reader.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		all := true
+		for _, p := range pairs {
+			if !p.settled() {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	res := ShapeResult{
+		Seconds: secs,
+		Sent:    sh.c.sent.Load(), Acked: sh.c.acked.Load(), Failed: sh.c.failed.Load(), Skipped: sh.c.skipped.Load(),
+		Delivered: sh.c.delivered.Load(), OutOfOrder: sh.c.outOfOrder.Load(),
+		Ack: sh.ack.summary(), Delivery: sh.del.summary(),
+	}
+	res.CPU = cpu.end(res.Acked)
+	for _, p := range target.procs() {
+		res.ServerCPUPerOpUS += cpuPerOp(res.CPU, p.name)
+	}
+	res.AckedPerSec = float64(res.Acked) / secs
+	if len(sh.errs) > 0 {
+		res.Errors = sh.errs
+	}
+	for _, p := range pairs {
+		p.mu.Lock()
+		for _, op := range p.ops {
+			if op.state == opAcked && op.seen&2 == 0 {
+				res.Undelivered++
+			}
+		}
+		p.mu.Unlock()
+	}
+	return res, pairs, ctx.Err()
+}
+
+func shapeText(s shapeSpec) string {
+	switch {
+	case s.sequential:
+		return "1 writer, each write after the last one's answer and delivery"
+	case s.rate > 0:
+		return fmt.Sprintf("open loop, %g writes/s over %d writers (at most %d unanswered each)", s.rate, s.pairs, s.window)
+	}
+	return fmt.Sprintf("%d pairs, at most %d unanswered writes per writer", s.pairs, s.window)
+}
+
+// closedLoop writes with at most window unanswered until writing is done;
+// sequential also waits for each write's delivery.
+func closedLoop(writing, ctx context.Context, p *pair, c pairConn, window int, sequential bool) {
+	for writing.Err() == nil {
+		n, ok := p.begin(window)
+		if !ok {
+			select {
+			case <-p.answered:
+			case <-writing.Done():
+			}
+			continue
+		}
+		if c.publish(ctx, n) != nil {
+			return
+		}
+		if !sequential {
+			continue
+		}
+		for !p.done(n) {
+			select {
+			case <-p.answered:
+			case <-p.arrived:
+			case <-writing.Done():
+				return
+			}
+		}
+	}
+}
+
+// done reports whether op n was answered and, when acknowledged, reached
+// the reader.
+func (p *pair) done(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	op := p.ops[n]
+	return op.state == opFailed || (op.state == opAcked && op.seen&2 != 0)
+}
+
+// openLoop writes at rate per second from a random phase; a write due
+// while window are unanswered is skipped, not queued.
+func openLoop(writing, ctx context.Context, p *pair, c pairConn, rate float64, window int) {
+	interval := time.Duration(float64(time.Second) / rate)
+	next := time.Now().Add(rand.N(interval))
+	t := time.NewTimer(time.Until(next))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-writing.Done():
+			return
+		}
+		next = next.Add(interval)
+		if now := time.Now(); now.Sub(next) > time.Second {
+			next = now
+		}
+		t.Reset(time.Until(next))
+		n, ok := p.begin(window)
+		if !ok {
+			p.sh.c.skipped.Add(1)
+			continue
+		}
+		if c.publish(ctx, n) != nil {
+			return
+		}
+	}
+}
+
+// peerShapes are the shapes of a -peer run, in order.
+func peerShapes(pc *PeerConfig) []shapeSpec {
+	out := []shapeSpec{{name: "sequential", pairs: 1, window: 1, sequential: true, duration: pc.Duration}}
+	for _, w := range pc.Windows {
+		out = append(out, shapeSpec{name: fmt.Sprintf("window %d", w), pairs: pc.Pairs, window: w, duration: pc.Duration})
+	}
+	return append(out, shapeSpec{name: "open loop", pairs: pc.RateWriters, window: 32, rate: pc.Rate, duration: pc.Duration})
+}
+
+// runPeer is a -peer run: one nats-server and one hub instance, the
+// baselines, the peer; every shape on the hub then on the peer; idle
+// connections on both; the zero-loss verdict of the hub's sessions.
+func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	pr := newProgress(progress)
+	pc := &cfg.Peer
+	cfg.Instances = 1
+	rep := &Report{Started: time.Now().UTC(), Machine: thisMachine()}
+	rep.Setup = setupOf(&cfg)
+	if err := raiseNoFile(uint64(4*(cfg.IdleSockets+pc.Pairs*2) + 8192)); err != nil {
+		pr.logf("could not raise the file-descriptor limit: %v", err)
+	}
+
+	// The peer's build takes minutes the first time: start it now.
+	type built struct {
+		bin string
+		err error
+	}
+	binc := make(chan built, 1)
+	go func() {
+		bin, err := centrifugoBinary(ctx, pc.Bin, pr.logf)
+		binc <- built{bin, err}
+	}()
+
+	pr.logf("starting nats-server (%s durability) and 1 hub instance", cfg.Durability)
+	topo, err := startTopology(ctx, &cfg, pr.logf)
+	if err != nil {
+		return nil, err
+	}
+	defer topo.close()
+	rep.Setup.Server = topo.hubKind
+	if cfg.Baselines {
+		b, err := measureBaselines(ctx, &cfg, topo.natsURL, &natsconn.Options{}, pr)
+		if err != nil {
+			return nil, fmt.Errorf("baselines: %w", err)
+		}
+		rep.Baselines = b
+	}
+
+	b := <-binc
+	if b.err != nil {
+		return nil, fmt.Errorf("%s: %w", pc.Name, b.err)
+	}
+	peer, err := startCentrifugo(ctx, b.bin, topo.dir, pr.logf)
+	if err != nil {
+		return nil, err
+	}
+	defer peer.close()
+
+	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(64), dialc: newHTTPClient(16), start: time.Now()}
+	hub := &hubTarget{l: l, topo: topo, key: cfg.Keys[0]}
+	pre := &PeerReport{Peer: pc.Name, Version: centrifugoVersion}
+	next := 0
+	var hubPairs []*pair
+	for _, spec := range peerShapes(pc) {
+		ps := PeerShape{Name: spec.name, Pairs: spec.pairs, Window: spec.window, Rate: spec.rate}
+		res, pairs, err := runShape(ctx, hub, spec, next, pr)
+		if err != nil {
+			return nil, err
+		}
+		next += spec.pairs
+		hubPairs = append(hubPairs, pairs...)
+		ps.Hub = res
+		if ps.PeerRes, _, err = runShape(ctx, peer, spec, next, pr); err != nil {
+			return nil, err
+		}
+		next += spec.pairs
+		pre.Shapes = append(pre.Shapes, ps)
+	}
+
+	if cfg.IdleSockets > 0 {
+		if pre.HubIdle, err = measureIdle(ctx, l, 0, topo.hubs[0].pid(), cfg.IdleSockets, pr); err != nil {
+			pr.logf("idle sockets: %v", err)
+		}
+		if pre.PeerIdle, err = peer.measureIdle(ctx, cfg.IdleSockets, pr); err != nil {
+			pr.logf("idle %s connections: %v", pc.Name, err)
+		}
+	}
+	rep.Peer = pre
+
+	pr.logf("flushing every session of the hub's shapes and checking every acknowledged op")
+	rep.Verdict = Verify(hub.sessionLogs(ctx, hubPairs))
+	rep.Targets = peerTargets(rep)
+	return rep, nil
+}
+
+// peerTargets computes the side-by-side goals of a -peer run.
+func peerTargets(r *Report) []Target {
+	pre := r.Peer
+	var out []Target
+	shape := func(name string) *PeerShape {
+		for i := range pre.Shapes {
+			if pre.Shapes[i].Name == name {
+				return &pre.Shapes[i]
+			}
+		}
+		return nil
+	}
+	for _, s := range pre.Shapes {
+		if s.Window == 0 || s.Rate > 0 || s.Pairs == 1 {
+			continue
+		}
+		t := Target{Name: "ops/s, " + s.Name, Goal: "hub acknowledged/s ≥ 1.0x peer published/s"}
+		t.Measured = fmt.Sprintf("%.0f/s vs %.0f/s", s.Hub.AckedPerSec, s.PeerRes.AckedPerSec)
+		if s.PeerRes.AckedPerSec > 0 {
+			t.Ratio = s.Hub.AckedPerSec / s.PeerRes.AckedPerSec
+		}
+		t.Status = status(t.Ratio >= 1)
+		out = append(out, t)
+	}
+	if s := shape("sequential"); s != nil {
+		t := Target{Name: "sequential delivery p50", Goal: "≤ peer delivery p50 + JetStream publish p50"}
+		js := 0.0
+		if r.Baselines != nil {
+			js = r.Baselines.JSPublish.P50
+		}
+		bar := s.PeerRes.Delivery.P50 + js
+		t.Measured = fmt.Sprintf("%.3f ms vs %.3f + %.3f ms", s.Hub.Delivery.P50, s.PeerRes.Delivery.P50, js)
+		if bar > 0 {
+			t.Ratio = s.Hub.Delivery.P50 / bar
+		}
+		t.Status = status(bar > 0 && t.Ratio <= 1)
+		out = append(out, t)
+	}
+	if s := shape("open loop"); s != nil {
+		t := Target{Name: "open loop ack p50", Goal: "hub ack p50 ≤ 2x peer delivery p50"}
+		t.Measured = fmt.Sprintf("%.3f ms vs %.3f ms (%g writes/s over %d writers)", s.Hub.Ack.P50, s.PeerRes.Delivery.P50, s.Rate, s.Pairs)
+		if s.PeerRes.Delivery.P50 > 0 {
+			t.Ratio = s.Hub.Ack.P50 / s.PeerRes.Delivery.P50
+		}
+		t.Status = status(t.Ratio > 0 && t.Ratio <= 2)
+		out = append(out, t)
+	}
+	for _, s := range pre.Shapes {
+		if s.Window == 0 || s.Rate > 0 || s.Pairs == 1 {
+			continue
+		}
+		hubOwn := cpuPerOp(s.Hub.CPU, "hub0")
+		t := Target{Name: "CPU per op, " + s.Name, Goal: "hub + nats-server ≤ peer (else: hub alone ≤ peer)"}
+		t.Measured = fmt.Sprintf("%.1f µs (hub %.1f + nats-server %.1f) vs %.1f µs", s.Hub.ServerCPUPerOpUS, hubOwn,
+			cpuPerOp(s.Hub.CPU, "nats-server"), s.PeerRes.ServerCPUPerOpUS)
+		if s.PeerRes.ServerCPUPerOpUS > 0 {
+			t.Ratio = s.Hub.ServerCPUPerOpUS / s.PeerRes.ServerCPUPerOpUS
+			t.Note = fmt.Sprintf("hub alone: %.2fx", hubOwn/s.PeerRes.ServerCPUPerOpUS)
+		}
+		t.Status = status(t.Ratio > 0 && t.Ratio <= 1)
+		out = append(out, t)
+	}
+	t := Target{Name: "memory per idle socket", Goal: "≤ 24 KiB RSS, hub state included"}
+	if m := pre.HubIdle; m != nil && m.RSSPerSocket > 0 {
+		t.Measured = fmt.Sprintf("%.1f KiB over %d sockets", m.RSSPerSocket/1024, m.Held)
+		if p := pre.PeerIdle; p != nil && p.RSSPerSocket > 0 {
+			t.Measured += fmt.Sprintf("; peer %.1f KiB per connection", p.RSSPerSocket/1024)
+		}
+		t.Ratio = m.RSSPerSocket / (24 * 1024)
+		t.Status = status(t.Ratio <= 1)
+	} else {
+		t.Status, t.Measured = StatusNotMeasured, "n/a"
+	}
+	out = append(out, t)
+	v := r.Verdict
+	t = Target{Name: "zero loss", Goal: "lost: 0, every acknowledged op at the reader in order",
+		Measured: fmt.Sprintf("lost %d of %d acknowledged; %d undelivered", v.LostCount, v.Acked, v.Undelivered)}
+	ooo := int64(0)
+	for _, s := range pre.Shapes {
+		ooo += s.Hub.OutOfOrder
+	}
+	t.Measured += fmt.Sprintf(", %d out of order", ooo)
+	t.Status = status(v.LostCount == 0 && v.Undelivered == 0 && ooo == 0)
+	return append(out, t)
+}

@@ -1,0 +1,173 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// hubTarget drives the run's hub instance 0 in the side-by-side shapes: a
+// pair is one session with two sockets, the writer setting key.
+type hubTarget struct {
+	l    *load
+	topo *topology
+	key  string
+
+	mu       sync.Mutex
+	sessions map[int]*lsession // by pair idx, for the final flush
+}
+
+func (h *hubTarget) name() string { return "sessionhub" }
+
+func (h *hubTarget) procs() []namedPID {
+	if h.topo == nil {
+		return nil // servers not the run's own
+	}
+	return []namedPID{{"hub0", h.topo.hubs[0].pid()}, {"nats-server", h.topo.nats.pid()}}
+}
+
+type hubPair struct {
+	p      *pair
+	key    string
+	w, r   *websocket.Conn
+	done   sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+func (h *hubTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
+	s := &lsession{l: h.l, idx: p.idx, name: fmt.Sprintf("p%d", p.idx), cookies: map[string]string{}}
+	w, err := h.l.dial(ctx, s, 0) // a new session: its cookie lands in s
+	if err != nil {
+		return nil, err
+	}
+	r, err := h.l.dial(ctx, s, 0)
+	if err != nil {
+		w.CloseNow()
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.sessions == nil {
+		h.sessions = map[int]*lsession{}
+	}
+	h.sessions[p.idx] = s
+	h.mu.Unlock()
+	rctx, cancel := context.WithCancel(context.Background())
+	hp := &hubPair{p: p, key: h.key, w: w, r: r, cancel: cancel}
+	hp.done.Add(2)
+	go hp.read(rctx, w, false)
+	go hp.read(rctx, r, true)
+	return hp, nil
+}
+
+func (hp *hubPair) publish(ctx context.Context, n int) error {
+	b := make([]byte, 0, 96)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, int64(n)+1, 10)
+	b = append(b, `,"type":"set","key":`...)
+	b = strconv.AppendQuote(b, hp.key)
+	b = append(b, `,"value":"`...)
+	b = appendValue(b, hp.p.idx, 0, n)
+	b = append(b, `"}`...)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return hp.w.Write(wctx, websocket.MessageText, b)
+}
+
+// read handles the server messages of one of the pair's sockets; a frame
+// may hold several newline-separated messages (subprotocol
+// sessionhub.v2).
+func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
+	defer hp.done.Done()
+	sh := hp.p.sh
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		now := sh.now()
+		for len(b) > 0 {
+			line := b
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				line, b = b[:i], b[i+1:]
+			} else {
+				b = nil
+			}
+			if len(line) == 0 {
+				continue
+			}
+			var m serverMsg
+			if json.Unmarshal(line, &m) != nil {
+				sh.countErr("garbage")
+				continue
+			}
+			switch m.Type {
+			case "ack":
+				hp.p.acked(int(m.ID)-1, m.Seq, "", now)
+			case "error":
+				hp.p.acked(int(m.ID)-1, 0, m.Code, now)
+			case "change":
+				for _, op := range m.Ops {
+					if si, wi, n, ok := parseValue(op.Value); ok && si == hp.p.idx && wi == 0 {
+						hp.p.delivered(n, m.Seq, reader, now)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (hp *hubPair) close() {
+	hp.w.Close(websocket.StatusNormalClosure, "")
+	hp.r.Close(websocket.StatusNormalClosure, "")
+	hp.cancel()
+	hp.done.Wait()
+}
+
+// sessionLogs flushes the session of every pair and returns what the
+// zero-loss verdict needs: every acknowledged op must be in the final
+// values or superseded, and must have reached both sockets.
+func (h *hubTarget) sessionLogs(ctx context.Context, pairs []*pair) []SessionLog {
+	logs := make([]SessionLog, len(pairs))
+	_ = parallel(ctx, 16, len(pairs), func(i int) error {
+		p := pairs[i]
+		h.mu.Lock()
+		s := h.sessions[p.idx]
+		h.mu.Unlock()
+		sl := &logs[i]
+		sl.Name, sl.Sockets = s.name, 2
+		var fr flushResult
+		var err error
+		for attempt := range 5 {
+			if fr, err = h.l.flush(ctx, s, 0, 0); err == nil {
+				break
+			}
+			sleepCtx(ctx, backoff(attempt))
+		}
+		if err != nil {
+			sl.FlushErr = err.Error()
+		}
+		sl.Final = fr.Values
+		sl.Seqs = map[string]uint64{}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for n, op := range p.ops {
+			if op.seq == 0 {
+				continue
+			}
+			v := opValue(p.idx, 0, n)
+			sl.Seqs[v] = op.seq
+			if op.state == opAcked {
+				sl.Acked = append(sl.Acked, AckedOp{Key: h.key, Value: v, Seq: op.seq, Reached: bits.OnesCount8(op.seen)})
+			}
+		}
+		return nil
+	})
+	return logs
+}

@@ -1,0 +1,101 @@
+package loadtest
+
+import (
+	"fmt"
+	"html"
+	"strings"
+	"text/tabwriter"
+)
+
+// peerRow is one figure of the side-by-side table.
+type peerRow struct {
+	shape, figure string
+	hub, peer     float64
+	format        string
+}
+
+// rows returns the side-by-side table: each figure on both servers.
+func (pre *PeerReport) rows() []peerRow {
+	var out []peerRow
+	for _, s := range pre.Shapes {
+		add := func(figure string, hub, peer float64, format string) {
+			out = append(out, peerRow{s.Name, figure, hub, peer, format})
+		}
+		add("writes answered/s", s.Hub.AckedPerSec, s.PeerRes.AckedPerSec, "%.0f")
+		add("answer p50 (ms)", s.Hub.Ack.P50, s.PeerRes.Ack.P50, "%.3f")
+		add("answer p99 (ms)", s.Hub.Ack.P99, s.PeerRes.Ack.P99, "%.3f")
+		add("delivery p50 (ms)", s.Hub.Delivery.P50, s.PeerRes.Delivery.P50, "%.3f")
+		add("delivery p99 (ms)", s.Hub.Delivery.P99, s.PeerRes.Delivery.P99, "%.3f")
+		add("server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, s.PeerRes.ServerCPUPerOpUS, "%.1f")
+		add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
+		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
+	}
+	if pre.HubIdle != nil && pre.PeerIdle != nil {
+		out = append(out,
+			peerRow{"idle", "RSS per connection (KiB)", pre.HubIdle.RSSPerSocket / 1024, pre.PeerIdle.RSSPerSocket / 1024, "%.1f"},
+			peerRow{"idle", "Go heap per connection (KiB)", pre.HubIdle.HeapPerSocket / 1024, pre.PeerIdle.HeapPerSocket / 1024, "%.1f"},
+		)
+	}
+	return out
+}
+
+func (r peerRow) cells() (hub, peer, ratio string) {
+	hub, peer, ratio = fmt.Sprintf(r.format, r.hub), fmt.Sprintf(r.format, r.peer), "-"
+	if r.peer > 0 && r.hub > 0 {
+		ratio = fmt.Sprintf("%.2fx", r.hub/r.peer)
+	}
+	return hub, peer, ratio
+}
+
+// writePeerText writes the side-by-side table of a -peer run.
+func (r *Report) writePeerText(sb *strings.Builder) {
+	pre := r.Peer
+	if pre == nil {
+		return
+	}
+	fmt.Fprintf(sb, "\nside by side: sessionhub (1 hub instance + nats-server, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s\n",
+		r.Setup.Durability, pre.Peer, pre.Version, pre.Peer)
+	t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(t, "  shape\tfigure\tsessionhub\t%s\tratio\t\n", pre.Peer)
+	last := ""
+	for _, row := range pre.rows() {
+		shape := row.shape
+		if shape == last {
+			shape = ""
+		}
+		last = row.shape
+		h, p, ratio := row.cells()
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t\n", shape, row.figure, h, p, ratio)
+	}
+	t.Flush()
+	for _, s := range pre.Shapes {
+		fmt.Fprintf(sb, "  %s (%d pairs): sessionhub %d sent, %d acknowledged, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
+			s.Name, s.Pairs, s.Hub.Sent, s.Hub.Acked, s.Hub.Failed, errorList(s.Hub.Errors), s.Hub.Skipped, s.Hub.Delivered, s.Hub.Undelivered, s.Hub.OutOfOrder, cpuText(s.Hub.CPU))
+		fmt.Fprintf(sb, "  %s (%d pairs): %s %d sent, %d answered, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
+			s.Name, s.Pairs, pre.Peer, s.PeerRes.Sent, s.PeerRes.Acked, s.PeerRes.Failed, errorList(s.PeerRes.Errors), s.PeerRes.Skipped, s.PeerRes.Delivered, s.PeerRes.Undelivered, s.PeerRes.OutOfOrder, cpuText(s.PeerRes.CPU))
+	}
+	for _, m := range []*Memory{pre.HubIdle, pre.PeerIdle} {
+		if m != nil {
+			fmt.Fprintf(sb, "  idle on %s: %d held of %d (%d failed); RSS %s -> %s; per connection %.1f KiB RSS, %.1f KiB Go heap\n",
+				m.Instance, m.Held, m.Asked, m.Failed, mib(m.RSSBefore), mib(m.RSSAfter), m.RSSPerSocket/1024, m.HeapPerSocket/1024)
+		}
+	}
+}
+
+// peerHTML is the side-by-side table as HTML; "" outside a -peer run.
+func (r *Report) peerHTML() string {
+	pre := r.Peer
+	if pre == nil {
+		return ""
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "<h2>Side by side with %s %s</h2>\n<table border=1 cellpadding=4 style=\"border-collapse:collapse\">\n", html.EscapeString(pre.Peer), html.EscapeString(pre.Version))
+	fmt.Fprintf(&sb, "<tr><th>shape</th><th>figure</th><th>sessionhub</th><th>%s</th><th>ratio</th></tr>\n", html.EscapeString(pre.Peer))
+	for _, row := range pre.rows() {
+		h, p, ratio := row.cells()
+		fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td></tr>\n",
+			html.EscapeString(row.shape), html.EscapeString(row.figure), h, p, ratio)
+	}
+	sb.WriteString("</table>\n")
+	return sb.String()
+}

@@ -1,0 +1,204 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	line := []byte("4242 (a (b) c) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 12 0 100 0 0\n")
+	got, err := parseProcStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3250 * time.Millisecond; got != want {
+		t.Fatalf("utime+stime = %v, want %v", got, want)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 x y 0"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("parseProcStat(%q): no error", bad)
+		}
+	}
+	// This process's own CPU time is readable and grows.
+	a, err := procCPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := 0
+	for deadline := time.Now().Add(5 * time.Second); ; sink++ {
+		if b, _ := procCPUTime(os.Getpid()); b > a {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time did not grow from %v in 5s of spinning (%d)", a, sink)
+		}
+	}
+}
+
+func TestPeerReportText(t *testing.T) {
+	shape := func(name string, window int, hubRate, peerRate float64) PeerShape {
+		return PeerShape{Name: name, Pairs: 100, Window: window,
+			Hub:     ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, ServerCPUPerOpUS: 30, CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20}, {Name: "nats-server", PerOpUS: 10}}},
+			PeerRes: ShapeResult{AckedPerSec: peerRate, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2}}}
+	}
+	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Version: "v6.9.1", Shapes: []PeerShape{
+		shape("sequential", 1, 0, 0), shape("window 1", 1, 5000, 10000), shape("window 32", 32, 30000, 20000),
+	}}}
+	r.Peer.Shapes[0].Pairs = 1
+	r.Peer.Shapes[0].Hub.Delivery.P50 = 0.3
+	r.Baselines = &Baselines{JSPublish: Latency{P50: 0.15}}
+	r.Targets = peerTargets(r)
+	var sb strings.Builder
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	text := sb.String()
+	for _, want := range []string{"side by side", "writes answered/s", "5000", "10000", "0.50x", "1.50x", "sequential delivery p50", "0.86x"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	got := map[string]string{}
+	for _, tg := range r.Targets {
+		got[tg.Name] = tg.Status
+	}
+	if got["ops/s, window 1"] != StatusNotMet || got["ops/s, window 32"] != StatusMet || got["sequential delivery p50"] != StatusMet ||
+		got["CPU per op, window 1"] != StatusNotMet {
+		t.Errorf("targets: %v", got)
+	}
+	if !strings.Contains(r.peerHTML(), "<td>window 32</td>") {
+		t.Errorf("HTML table: %s", r.peerHTML())
+	}
+}
+
+func TestCentrifugoConfig(t *testing.T) {
+	b, err := centrifugoConfig(8000, 9000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		HTTP struct {
+			Address         string `json:"address"`
+			Port            int    `json:"port"`
+			InternalAddress string `json:"internal_address"`
+			InternalPort    string `json:"internal_port"`
+		} `json:"http_server"`
+		UsageStats struct {
+			Disabled bool `json:"disabled"`
+		} `json:"usage_stats"`
+		Engine struct {
+			Type string `json:"type"`
+		} `json:"engine"`
+		Client struct {
+			Anonymous bool `json:"allow_anonymous_connect_without_token"`
+		} `json:"client"`
+		Channel struct {
+			Namespaces []map[string]any `json:"namespaces"`
+		} `json:"channel"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Address != "127.0.0.1" || c.HTTP.InternalAddress != "127.0.0.1" || c.HTTP.Port != 8000 || c.HTTP.InternalPort != "9000" {
+		t.Errorf("listeners: %+v", c.HTTP)
+	}
+	if !c.UsageStats.Disabled || c.Engine.Type != "memory" || !c.Client.Anonymous {
+		t.Errorf("usage stats %v, engine %q, anonymous %v", c.UsageStats.Disabled, c.Engine.Type, c.Client.Anonymous)
+	}
+	if len(c.Channel.Namespaces) != 1 || c.Channel.Namespaces[0]["name"] != centrifugoNS ||
+		c.Channel.Namespaces[0]["allow_publish_for_anonymous"] != true || c.Channel.Namespaces[0]["allow_subscribe_for_anonymous"] != true {
+		t.Errorf("namespaces: %v", c.Channel.Namespaces)
+	}
+}
+
+func TestLines(t *testing.T) {
+	var got []string
+	lines([]byte("{}\n{\"id\":1}\n\n{\"id\":2}"), func(b []byte) { got = append(got, string(b)) })
+	if strings.Join(got, "|") != `{}|{"id":1}|{"id":2}` {
+		t.Fatalf("lines: %q", got)
+	}
+}
+
+// checkShape fails unless every write was acknowledged, delivered once
+// to the reader, in order.
+func checkShape(t *testing.T, name string, r ShapeResult) {
+	t.Helper()
+	if r.Acked == 0 || r.Acked != r.Sent || r.Failed != 0 || r.Undelivered != 0 || r.OutOfOrder != 0 || r.Delivered != r.Acked {
+		t.Errorf("%s: %+v", name, r)
+	}
+	if r.Ack.Count != r.Acked || r.Delivery.Count != r.Delivered {
+		t.Errorf("%s: latencies %d/%d for %d acked, %d delivered", name, r.Ack.Count, r.Delivery.Count, r.Acked, r.Delivered)
+	}
+}
+
+// TestShapesOnHub runs every shape of a -peer run, briefly, against a
+// real hub and checks the verdict of its sessions.
+func TestShapesOnHub(t *testing.T) {
+	urls, _ := startHubs(t, 1)
+	cfg := DefaultConfig()
+	l := &load{cfg: &cfg, urls: urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
+	h := &hubTarget{l: l, key: "language"}
+	pc := defaultPeerConfig()
+	pc.Pairs, pc.RateWriters, pc.Rate, pc.Duration = 4, 4, 200, 300*time.Millisecond
+	ctx := context.Background()
+	var all []*pair
+	next := 0
+	for _, spec := range peerShapes(&pc) {
+		r, pairs, err := runShape(ctx, h, spec, next, newProgress(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next += spec.pairs
+		all = append(all, pairs...)
+		checkShape(t, spec.name, r)
+		if spec.sequential && r.Delivery.P50 < r.Ack.P50/100 {
+			t.Errorf("sequential: delivery p50 %v vs ack p50 %v", r.Delivery.P50, r.Ack.P50)
+		}
+	}
+	v := Verify(h.sessionLogs(ctx, all))
+	if !v.OK() || v.Undelivered != 0 || v.Acked == 0 || v.Present != int64(len(all)) {
+		t.Fatalf("verdict: %+v", v)
+	}
+}
+
+// TestShapesOnCentrifugo runs the shapes against a real Centrifugo when
+// a built one is in the cache (go run ./cmd/loadtest -peer centrifugo
+// builds it once): its config and client protocol are the ones it takes.
+func TestShapesOnCentrifugo(t *testing.T) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	bin := filepath.Join(cache, "sessionhub", "peers", "centrifugo@"+centrifugoVersion, "centrifugo")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no Centrifugo built in %s: go run ./cmd/loadtest -peer centrifugo builds it", bin)
+	}
+	ctx := context.Background()
+	c, err := startCentrifugo(ctx, bin, t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	pc := defaultPeerConfig()
+	pc.Pairs, pc.RateWriters, pc.Rate, pc.Duration = 4, 4, 200, 300*time.Millisecond
+	for i, spec := range peerShapes(&pc) {
+		r, _, err := runShape(ctx, c, spec, i*10, newProgress(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkShape(t, spec.name, r)
+		if len(r.CPU) == 0 || r.CPU[0].Name != peerCentrifugo {
+			t.Errorf("%s: CPU %+v", spec.name, r.CPU)
+		}
+	}
+	m, err := c.measureIdle(ctx, 20, newProgress(nil))
+	if err != nil || m.Held != 20 || m.RSSAfter == 0 {
+		t.Fatalf("idle: %+v, %v", m, err)
+	}
+}
