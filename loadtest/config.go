@@ -109,6 +109,9 @@ type Config struct {
 
 	// Peer, when named, makes the run a side-by-side one (see PeerConfig).
 	Peer PeerConfig
+	// debugPorts are the hub instances' profiler ports (-debug-addr), set
+	// by a run that profiles them.
+	debugPorts []int
 }
 
 // DefaultConfig returns the short default scenario: 2 instances, 50

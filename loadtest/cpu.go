@@ -2,7 +2,10 @@ package loadtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -146,3 +149,40 @@ func cpuText(cs []ProcCPU) string {
 }
 
 func selfPID() int { return os.Getpid() }
+
+// hubArgs are the extra flags of hub instance i: its profiler's address
+// when the run profiles the hubs.
+func (c *Config) hubArgs(i int) []string {
+	if i >= len(c.debugPorts) {
+		return nil
+	}
+	return []string{"-debug-addr", "127.0.0.1:" + strconv.Itoa(c.debugPorts[i])}
+}
+
+// hubProfile fetches a CPU profile of the hub whose profiler listens on
+// port, over d, into path. It returns once the profile is written.
+func hubProfile(ctx context.Context, port int, d time.Duration, path string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("loadtest: %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -35,6 +35,10 @@ type PeerConfig struct {
 	RateWriters int
 	// Duration of each shape on each server. Default: 5s.
 	Duration time.Duration
+	// HubCPUProfile, when set, is the path prefix of a CPU profile of the
+	// hub instance per shape (PREFIX-<shape>.pprof), taken from its
+	// profiler (cmd/sessionhub -debug-addr).
+	HubCPUProfile string
 }
 
 func defaultPeerConfig() PeerConfig {
@@ -49,6 +53,7 @@ func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
 	fs.Float64Var(&pc.Rate, "peer-rate", pc.Rate, "with -peer: total writes per second of the open loop shape")
 	fs.IntVar(&pc.RateWriters, "peer-rate-writers", pc.RateWriters, "with -peer: writers of the open loop shape")
 	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server")
+	fs.StringVar(&pc.HubCPUProfile, "hub-cpuprofile", pc.HubCPUProfile, "with -peer: write a CPU profile of the hub instance per shape to PREFIX-<shape>.pprof")
 }
 
 func (pc *PeerConfig) validate() error {
@@ -314,6 +319,21 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	writing, stop := context.WithTimeout(ctx, spec.duration)
 	defer stop()
 	var wg sync.WaitGroup
+	if p, ok := target.(profiled); ok {
+		if port, path := p.profiler(spec.name); port > 0 {
+			var perr error
+			var pwg sync.WaitGroup
+			defer func() {
+				pwg.Wait()
+				if perr != nil {
+					pr.logf("%s: hub profile: %v", spec.name, perr)
+				} else {
+					pr.logf("%s: hub profile in %s", spec.name, path)
+				}
+			}()
+			pwg.Go(func() { perr = hubProfile(ctx, port, spec.duration, path) })
+		}
+	}
 	for i, p := range pairs {
 		c := conns[i]
 		switch {
@@ -476,6 +496,13 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		binc <- built{bin, err}
 	}()
 
+	if pc.HubCPUProfile != "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cfg.debugPorts = []int{port}
+	}
 	pr.logf("starting nats-server (%s durability) and 1 hub instance", cfg.Durability)
 	topo, err := startTopology(ctx, &cfg, pr.logf)
 	if err != nil {
@@ -502,7 +529,10 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	defer peer.close()
 
 	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(64), dialc: newHTTPClient(16), start: time.Now()}
-	hub := &hubTarget{l: l, topo: topo, key: cfg.Keys[0]}
+	hub := &hubTarget{l: l, topo: topo, key: cfg.Keys[0], profile: pc.HubCPUProfile}
+	if len(cfg.debugPorts) > 0 {
+		hub.debugPort = cfg.debugPorts[0]
+	}
 	pre := &PeerReport{Peer: pc.Name, Version: centrifugoVersion}
 	next := 0
 	var hubPairs []*pair

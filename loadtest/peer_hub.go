@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/bits"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,15 +17,29 @@ import (
 // hubTarget drives the run's hub instance 0 in the side-by-side shapes: a
 // pair is one session with two sockets, the writer setting key.
 type hubTarget struct {
-	l    *load
-	topo *topology
-	key  string
+	l         *load
+	topo      *topology
+	key       string
+	profile   string // HubCPUProfile: path prefix
+	debugPort int    // the hub's profiler, 0 without
 
 	mu       sync.Mutex
 	sessions map[int]*lsession // by pair idx, for the final flush
 }
 
 func (h *hubTarget) name() string { return "sessionhub" }
+
+// profiled is a target whose server can be profiled per shape.
+type profiled interface {
+	profiler(shape string) (port int, path string)
+}
+
+func (h *hubTarget) profiler(shape string) (int, string) {
+	if h.debugPort == 0 || h.profile == "" {
+		return 0, ""
+	}
+	return h.debugPort, h.profile + "-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
+}
 
 func (h *hubTarget) procs() []namedPID {
 	if h.topo == nil {

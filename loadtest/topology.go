@@ -119,6 +119,7 @@ func (t *topology) prepareHubs(hubArgv []string) error {
 		if cfg.SendBuffer > 0 {
 			argv = append(argv, "-send-buffer", strconv.Itoa(cfg.SendBuffer))
 		}
+		argv = append(argv, cfg.hubArgs(i)...)
 		p := &proc{name: fmt.Sprintf("hub%d", i), argv: argv, env: env, logPath: filepath.Join(dir, fmt.Sprintf("hub%d.log", i))}
 		t.hubs = append(t.hubs, p)
 		t.urls = append(t.urls, fmt.Sprintf("http://127.0.0.1:%d", hp))

@@ -31,6 +31,9 @@ const EnvKeys = "SESSIONHUB_KEYS"
 type Config struct {
 	// Addr is the HTTP listen address. Default: 127.0.0.1:8080.
 	Addr string
+	// DebugAddr, when set, serves the Go profiler (/debug/pprof/) on a
+	// listener of its own. Default: empty, none.
+	DebugAddr string
 	// NATS lists external NATS server URLs; empty runs an embedded server.
 	NATS []string
 	// NATSConn authenticates the connection to external NATS and sets its
@@ -174,6 +177,7 @@ func EnvName(name string) string {
 func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "HTTP listen `address`; port 0 picks a free port")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve the Go profiler (/debug/pprof/) on this `address` of its own (empty: none)")
 	fs.Var((*listValue)(&c.NATS), "nats", "comma-separated external NATS server `URLs`; empty runs an embedded NATS server")
 	c.NATSConn.AddFlags(fs)
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data `directory`: the embedded server's JetStream store and the generated keys")

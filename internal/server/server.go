@@ -39,17 +39,19 @@ type Server struct {
 	app *App // nil: the demo
 	log *slog.Logger
 
-	store   *session.Store
-	ns      *natsserver.Server // nil with external NATS
-	nc      *nats.Conn
-	ncDone  chan struct{} // closed once nc is closed
-	ncOnce  sync.Once
-	js      jetstream.JetStream
-	hub     *hub.Hub
-	metrics *Metrics
-	http    *http.Server
-	ln      net.Listener
-	url     string
+	store     *session.Store
+	ns        *natsserver.Server // nil with external NATS
+	nc        *nats.Conn
+	ncDone    chan struct{} // closed once nc is closed
+	ncOnce    sync.Once
+	js        jetstream.JetStream
+	hub       *hub.Hub
+	metrics   *Metrics
+	http      *http.Server
+	ln        net.Listener
+	url       string
+	debug     *http.Server // the profiler's listener (Config.DebugAddr), nil without
+	debugAddr net.Addr
 
 	metricsHTTP *http.Server // nil unless MetricsAddr is set
 	metricsLn   net.Listener
@@ -192,6 +194,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	})
 	if s.ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		return err
+	}
+	if err := s.startDebug(); err != nil {
+		s.ln.Close()
 		return err
 	}
 	s.url = "http://" + displayAddr(s.ln.Addr())
@@ -450,6 +456,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		case <-s.hubClosed:
 		case <-ctx.Done():
 		}
+	}
+	if s.debug != nil {
+		_ = s.debug.Close()
 	}
 	s.cleanup(ctx)
 	if ctx.Err() != nil {
