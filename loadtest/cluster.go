@@ -151,7 +151,40 @@ func (t *topology) startCluster(natsBin string) error {
 			return err
 		}
 	}
-	return nil
+	return t.waitPlacement(t.cfg.Cluster.replicas(), 60*time.Second)
+}
+
+// waitPlacement waits until the cluster can place a stream of replicas
+// (every peer known to the meta leader): a probe stream is created and
+// deleted, so that the hubs' stream creation does not meet "no suitable
+// peers".
+func (t *topology) waitPlacement(replicas int, timeout time.Duration) error {
+	nc, err := nats.Connect(t.natsURL, nats.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LOADTEST_PROBE", Subjects: []string{"loadtest.probe"},
+			Replicas: replicas, Storage: jetstream.MemoryStorage})
+		if err == nil {
+			err = js.DeleteStream(ctx, "LOADTEST_PROBE")
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster cannot place a stream at R%d: %w", replicas, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // waitNode waits until node answers JetStream requests (the cluster has
