@@ -278,10 +278,14 @@ func (c *conn) resume(id uint64, after uint64) {
 		c.resetLocked()
 		return
 	}
-	// Up to what the view has delivered: entries it took in after the
-	// fetch reached the socket live already.
+	// Up to what the view has delivered (entries it took in after the
+	// fetch reached the socket live already), or up to the socket's own
+	// welcome when that is newer: a socket that joined a stale view
+	// folded those entries from JetStream, and the view will not send
+	// them to it live.
+	upTo := max(v.last, c.snapSeq())
 	n := 0
-	for n < len(fetched) && fetched[n].Seq <= v.last {
+	for n < len(fetched) && fetched[n].Seq <= upTo {
 		n++
 	}
 	c.replayLocked(after, fetched[:n])
