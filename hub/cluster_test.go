@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +260,35 @@ func TestR3ConcurrentHTTPAndSocketWrites(t *testing.T) {
 				t.Fatalf("%d of %d HTTP writes never reached a socket (it got %v)", len(want), workers*perWorker, seen)
 			}
 		}
+	}
+}
+
+// New waits for a NATS cluster that cannot place the stream's replicas
+// yet (here: two of three nodes down), retrying until its context ends,
+// rather than failing at once; then it says why.
+func TestNewWaitsForTheClusterToPlaceTheStream(t *testing.T) {
+	t.Parallel()
+	cl, err := natscluster.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	nc := clusterConn(t, cl.Node(0).ClientURL())
+	cl.Node(1).Shutdown()
+	cl.Node(2).Shutdown()
+	store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{testKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	h, err := hub.New(ctx, &hub.Options{Store: store, Conn: nc, Replicas: 3, Logger: testLogger(t), WriteTimeout: time.Second})
+	if err == nil {
+		_ = h.Close()
+		t.Fatal("New placed an R3 stream on one live node")
+	}
+	if took := time.Since(start); took < 2*time.Second || !strings.Contains(err.Error(), "did not place it in time") {
+		t.Fatalf("New failed after %v with %v: want it to retry until its context ended", took, err)
 	}
 }

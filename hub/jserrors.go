@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -65,4 +66,20 @@ func classifyPublish(err error) error {
 	// JetStream cannot be reached. The append may or may not have landed;
 	// it was not acknowledged.
 	return wrapErr(ErrUnavailable, err)
+}
+
+// clusterNotReady reports whether err is JetStream saying that its
+// cluster cannot place or serve a stream yet: no suitable peers, no meta
+// leader, not enough resources while peers join, or its API not
+// answering yet.
+func clusterNotReady(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return errors.Is(err, nats.ErrNoResponders) // JetStream's API not up yet
+	}
+	switch api.ErrorCode {
+	case jsErrNoPeers, jsErrClusterNotAvailable, jsErrClusterNotLeader, jsErrInsufficientResources:
+		return true
+	}
+	return false
 }

@@ -24,7 +24,9 @@ func TestResumeOnAStaleViewReplaysUpToTheWelcome(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	id := session.NewID()
-	set := func(v string) []session.Op { return []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`"` + v + `"`)}} }
+	set := func(v string) []session.Op {
+		return []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`"` + v + `"`)}}
+	}
 	a, err := h.Write(ctx, id, set("a")...)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -85,12 +86,36 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 	if o.MemoryStorage {
 		cfg.Storage = jetstream.MemoryStorage
 	}
-	_, err := l.js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("hub: stream %s: %w", l.stream, err)
+	// A NATS cluster that just started may not place the stream's replicas
+	// yet (no meta leader, peers still joining): try again until ctx ends.
+	wait := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
+		_, err := l.js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// An attempt that timed out while ctx lives: JetStream's meta
+		// leader is not answering yet.
+		timedOut := errors.Is(err, context.DeadlineExceeded)
+		if (timedOut || clusterNotReady(err)) && ctx.Err() != nil {
+			return fmt.Errorf("hub: stream %s: the NATS cluster did not place it in time: %w", l.stream, err)
+		}
+		if !timedOut && !clusterNotReady(err) {
+			return fmt.Errorf("hub: stream %s: %w", l.stream, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub: stream %s: the NATS cluster did not place it in time: %w", l.stream, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
-	return nil
 }
+
+// ensureAttempt bounds one try at creating or updating the stream.
+const ensureAttempt = 2 * time.Second
 
 // append writes ops as one entry of session id's log and returns its
 // sequence once JetStream acknowledged it. With expect set, the append
