@@ -115,6 +115,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(&sndbufWriter{ResponseWriter: w, size: h.opts.SocketKernelBuffer}, r, &websocket.AcceptOptions{
 		// The origin was checked above, by scheme, host and port.
 		InsecureSkipVerify: true,
+		Subprotocols:       []string{protocol.Subprotocol},
 	})
 	if err != nil {
 		unreserve(true)
@@ -130,6 +131,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		joined:   make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
 		out:      newOutbox(h.opts.SendBuffer, h.opts.SendBufferBytes),
+		batch:    ws.Subprotocol() == protocol.Subprotocol,
 		ctx:      ctx,
 		cancel:   cancel,
 		finished: make(chan struct{}),
@@ -191,8 +193,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.kick() // the welcome
 	go func() {
 		defer finish()
-		c.readLoop() // ends with c.close
-		<-c.finished // the close frame went out (bounded by WriteWait and the close handshake)
+		c.readLoop()     // ends with c.close
+		<-c.finished     // the close frame went out (bounded by WriteWait and the close handshake)
+		c.pipe.stopped() // the acker saw the socket's context end
 		_ = c.ws.CloseNow()
 	}()
 }

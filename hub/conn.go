@@ -29,6 +29,8 @@ type conn struct {
 	id      string // session ID
 	limiter *rate.Limiter
 	out     outbox
+	pipe    pipeline // set and delete appends in flight (pipeline.go)
+	batch   bool     // negotiated protocol.Subprotocol: several messages per frame
 
 	ctx    context.Context // cancelled when the socket closes
 	cancel context.CancelFunc
@@ -101,25 +103,24 @@ func (c *conn) handle(data []byte) {
 	m, err := protocol.DecodeClientMessage(data)
 	// Every frame counts against the socket's limit, valid or not.
 	if !c.limiter.Allow() {
-		c.fail(m.ID, ErrRateLimited)
+		c.answer(m.ID, ErrRateLimited)
 		return
 	}
 	if err != nil {
-		c.fail(m.ID, err)
+		c.answer(m.ID, err)
 		return
 	}
 	switch m.Type {
 	case protocol.TypeSet, protocol.TypeDelete:
-		seq, err := c.clientWrite(m)
-		if err != nil {
-			c.fail(m.ID, err)
-			return
-		}
-		c.queue(protocol.Marshal(protocol.Ack{Type: protocol.TypeAck, ID: m.ID, Seq: seq}))
+		c.pipelineWrite(m) // answered in order, after JetStream's ack (pipeline.go)
 	case protocol.TypeEvent:
-		c.event(m)
+		if c.pipe.wait(c.ctx) {
+			c.event(m)
+		}
 	case protocol.TypeResume:
-		c.resume(m.ID, *m.After)
+		if c.pipe.wait(c.ctx) {
+			c.resume(m.ID, *m.After)
+		}
 	}
 }
 
@@ -129,26 +130,7 @@ func (c *conn) fail(id uint64, err error) {
 		c.h.opts.Logger.Error("socket request failed", "session", c.id, "id", id, "err", err)
 	}
 	c.h.opts.Metrics.Error(code)
-	c.queue(protocol.Marshal(protocol.Error{Type: protocol.TypeError, ID: id, Code: code, Message: msg}))
-}
-
-// clientWrite checks a browser's set or delete against the key policy and
-// the cookie budget, then stages it.
-func (c *conn) clientWrite(m protocol.ClientMessage) (uint64, error) {
-	p, ok := c.h.opts.ClientKeys[m.Key]
-	if !ok || !p.Write {
-		return 0, Errorf(CodeForbidden, "key %q is not writable by the client", protocol.Truncate(m.Key, 64))
-	}
-	var op session.Op
-	if m.Type == protocol.TypeSet {
-		if err := p.Validate(m.Value); err != nil {
-			return 0, Errorf(CodeForbidden, "invalid value for %q: %v", protocol.Truncate(m.Key, 64), err)
-		}
-		op = session.Op{Type: session.OpSet, Key: m.Key, Value: m.Value}
-	} else {
-		op = session.Op{Type: session.OpDelete, Key: m.Key}
-	}
-	return c.stage(c.ctx, SourceWS, []session.Op{op})
+	c.queue(protocol.AppendError(nil, id, code, msg))
 }
 
 // stage checks the cookie budget against the session as the log holds it

@@ -52,5 +52,5 @@ func (h *Hub) changeMessage(e entry) []byte {
 	if src != SourceWS {
 		src = SourceHTTP
 	}
-	return protocol.Marshal(protocol.Change{Type: protocol.TypeChange, Seq: e.Seq, Ops: ops, Source: src})
+	return protocol.AppendChange(nil, e.Seq, ops, src)
 }

@@ -38,6 +38,13 @@ type view struct {
 	idle   time.Time
 	closed bool
 
+	// This instance's pipelined appends of the session (pipeline.go):
+	// counted by the cookie budget until the view holds them; settled is
+	// closed once none is unanswered.
+	inflight []*ownWrite
+	unacked  int
+	settled  chan struct{}
+
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
 

@@ -126,24 +126,19 @@ func (c *conn) drain() {
 			}
 			continue
 		}
-		for i, msg := range msgs {
-			if c.closing.Load() {
-				c.out.unshift(msgs[i:]) // finish decides what still goes out
-				break
+		n, err := c.writeMsgs(msgs, true)
+		switch {
+		case err != nil:
+			// A frame not written within WriteWait: the client stopped
+			// reading, and the close frame cannot get through either.
+			if errors.Is(err, errWriteTimeout) {
+				c.close(CloseTooSlow, "too slow: frame write timed out")
+			} else {
+				c.close(CloseInternal, "write failed")
 			}
-			err := c.write(msg)
-			c.out.written(len(msg))
-			if err != nil {
-				// A frame not written within WriteWait: the client stopped
-				// reading, and the close frame cannot get through either.
-				if errors.Is(err, errWriteTimeout) {
-					c.close(CloseTooSlow, "too slow: frame write timed out")
-				} else {
-					c.close(CloseInternal, "write failed")
-				}
-				_ = c.ws.CloseNow()
-				break
-			}
+			_ = c.ws.CloseNow()
+		case n < len(msgs):
+			c.out.unshift(msgs[n:]) // closing: finish decides what still goes out
 		}
 	}
 }
@@ -166,11 +161,7 @@ func (c *conn) finish() {
 	stop := context.AfterFunc(ctx, func() { _ = c.ws.CloseNow() }) // the close handshake is bounded too
 	defer stop()
 	if c.closeCode != CloseTooSlow {
-		for _, msg := range c.out.take() {
-			if c.write(msg) != nil {
-				break
-			}
-		}
+		_, _ = c.writeMsgs(c.out.take(), false)
 	}
 	_ = c.ws.Close(c.closeCode, c.closeMsg)
 }

@@ -157,21 +157,6 @@ type cfReply struct {
 	} `json:"push"`
 }
 
-// lines calls fn for each newline-separated message of a frame.
-func lines(b []byte, fn func([]byte)) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		if len(line) > 0 {
-			fn(line)
-		}
-	}
-}
-
 // connect dials and sends the connect command (id 1), waiting for its
 // reply.
 func (c *centrifugo) connect(ctx context.Context) (*websocket.Conn, error) {

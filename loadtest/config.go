@@ -107,6 +107,11 @@ type Config struct {
 	// (is the generator the bottleneck?).
 	CPUProfile string
 
+	// HubProtocol is the WebSocket subprotocol the sockets ask for, as the
+	// browser client does; empty: none (one message per frame).
+	// Default: "sessionhub.v2".
+	HubProtocol string
+
 	// Peer, when named, makes the run a side-by-side one (see PeerConfig).
 	Peer PeerConfig
 	// debugPorts are the hub instances' profiler ports (-debug-addr), set
@@ -138,6 +143,7 @@ func DefaultConfig() Config {
 		Concurrency:      32,
 		PhaseDuration:    3 * time.Second,
 		IdleSockets:      500,
+		HubProtocol:      "sessionhub.v2",
 		Peer:             defaultPeerConfig(),
 	}
 }
@@ -248,6 +254,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 	fs.StringVar(&cfg.JSONPath, "json", cfg.JSONPath, "write the JSON report to this file")
 	fs.StringVar(&cfg.HTMLPath, "html", cfg.HTMLPath, "write the HTML latency plot to this file")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write the load generator's own CPU profile to this file")
+	fs.StringVar(&cfg.HubProtocol, "hub-protocol", cfg.HubProtocol, "WebSocket subprotocol the sockets ask for (empty: none, one message per frame)")
 	peerFlags(fs, &cfg.Peer)
 	if err := fs.Parse(args); err != nil {
 		return err

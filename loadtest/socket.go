@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,6 +45,7 @@ type lsocket struct {
 type wsconn struct {
 	ws   *websocket.Conn
 	inst int
+	rest []byte // messages that came in the welcome's frame
 }
 
 // serverMsg is any server message, decoded as far as the load needs.
@@ -68,6 +70,13 @@ func wsURL(base string) string {
 // dial opens a socket of session s (nil: a new session without cookie)
 // on instance inst and reads its welcome.
 func (l *load) dial(ctx context.Context, s *lsession, inst int) (*websocket.Conn, error) {
+	ws, _, err := l.dialRest(ctx, s, inst)
+	return ws, err
+}
+
+// dialRest is dial, and returns the messages that shared the welcome's
+// frame (subprotocol sessionhub.v2), for the socket's reader.
+func (l *load) dialRest(ctx context.Context, s *lsession, inst int) (*websocket.Conn, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hdr := http.Header{}
@@ -76,9 +85,9 @@ func (l *load) dial(ctx context.Context, s *lsession, inst int) (*websocket.Conn
 			hdr.Set("Cookie", ck)
 		}
 	}
-	ws, resp, err := websocket.Dial(ctx, wsURL(l.urls[inst]), &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: l.dialc})
+	ws, resp, err := websocket.Dial(ctx, wsURL(l.urls[inst]), &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: l.dialc, Subprotocols: l.cfg.subprotocols()})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s != nil {
 		s.setCookies(resp)
@@ -87,23 +96,27 @@ func (l *load) dial(ctx context.Context, s *lsession, inst int) (*websocket.Conn
 	_, b, err := ws.Read(ctx)
 	if err != nil {
 		ws.CloseNow()
-		return nil, fmt.Errorf("reading welcome: %w", err)
+		return nil, nil, fmt.Errorf("reading welcome: %w", err)
+	}
+	first, rest := b, []byte(nil)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		first, rest = b[:i], b[i+1:]
 	}
 	var m serverMsg
-	if err := json.Unmarshal(b, &m); err != nil || m.Type != "welcome" {
+	if err := json.Unmarshal(first, &m); err != nil || m.Type != "welcome" {
 		ws.CloseNow()
-		return nil, fmt.Errorf("first message is not a welcome: %.100s", b)
+		return nil, nil, fmt.Errorf("first message is not a welcome: %.100s", b)
 	}
-	return ws, nil
+	return ws, rest, nil
 }
 
 // connect dials the socket's session on inst.
 func (k *lsocket) connect(ctx context.Context, inst int) (*wsconn, error) {
-	ws, err := k.l.dial(ctx, k.s, inst)
+	ws, rest, err := k.l.dialRest(ctx, k.s, inst)
 	if err != nil {
 		return nil, err
 	}
-	return &wsconn{ws: ws, inst: inst}, nil
+	return &wsconn{ws: ws, inst: inst, rest: rest}, nil
 }
 
 // reconnect dials with exponential backoff and jitter, home first, then
@@ -308,32 +321,40 @@ func (k *lsocket) send(ctx context.Context, c *wsconn) error {
 // read handles server messages until the connection ends, and returns
 // why it ended.
 func (k *lsocket) read(ctx context.Context, c *wsconn) error {
+	lines(c.rest, func(b []byte) { k.handle(b, k.l.now()) })
 	for {
-		_, b, err := c.ws.Read(ctx)
+		_, frame, err := c.ws.Read(ctx)
 		if err != nil {
 			return err
 		}
 		now := k.l.now()
-		var m serverMsg
-		if json.Unmarshal(b, &m) != nil {
-			k.l.countErr("garbage")
-			continue
-		}
-		switch m.Type {
-		case "ack":
-			k.answer(m.ID, m.Seq, "", now)
-		case "error":
-			k.answer(m.ID, 0, m.Code, now)
-		case "change":
-			k.change(&m, now)
-		case "resumed":
-			k.replaying.Store(false)
-		case "reset":
-			k.replaying.Store(false)
-			k.seen(m.Seq)
-			k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
-			k.l.c.resets.Add(1)
-		}
+		// With the subprotocol sessionhub.v2 a frame may hold several
+		// messages, one per line.
+		lines(frame, func(b []byte) { k.handle(b, now) })
+	}
+}
+
+// handle handles one server message.
+func (k *lsocket) handle(b []byte, now int64) {
+	var m serverMsg
+	if json.Unmarshal(b, &m) != nil {
+		k.l.countErr("garbage")
+		return
+	}
+	switch m.Type {
+	case "ack":
+		k.answer(m.ID, m.Seq, "", now)
+	case "error":
+		k.answer(m.ID, 0, m.Code, now)
+	case "change":
+		k.change(&m, now)
+	case "resumed":
+		k.replaying.Store(false)
+	case "reset":
+		k.replaying.Store(false)
+		k.seen(m.Seq)
+		k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
+		k.l.c.resets.Add(1)
 	}
 }
 
@@ -420,6 +441,29 @@ func (k *lsocket) change(m *serverMsg, now int64) {
 			l.same.record(time.Duration(now - sent))
 		} else {
 			l.cross.record(time.Duration(now - sent))
+		}
+	}
+}
+
+// subprotocols are what the sockets ask for: Config.HubProtocol.
+func (c *Config) subprotocols() []string {
+	if c.HubProtocol == "" {
+		return nil
+	}
+	return []string{c.HubProtocol}
+}
+
+// lines calls fn for each newline-separated message of a frame.
+func lines(b []byte, fn func([]byte)) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > 0 {
+			fn(line)
 		}
 	}
 }

@@ -444,3 +444,33 @@ func TestClosePolicyFollowsTheHub(t *testing.T) {
 		}
 	}
 }
+
+// TestClientReadsSeveralMessagesPerFrame: the browser client asks for the
+// sessionhub.v2 subprotocol, in which the hub packs the acks and changes
+// waiting for a socket into one frame; 40 sets sent without waiting are
+// all acknowledged, in order, and the last one is what the page shows.
+func TestClientReadsSeveralMessagesPerFrame(t *testing.T) {
+	d := newDemo(t)
+	tab := d.open("tab")
+	var got struct {
+		Protocol string   `json:"protocol"`
+		Seqs     []uint64 `json:"seqs"`
+	}
+	tab.Eval(`(async () => {
+		const colours = ["red", "green", "blue", "teal", "olive", "navy", "maroon", "purple"];
+		const acks = await Promise.all([...Array(40).keys()].map(i => window.sessionhub.set("colour", colours[i % 8])));
+		return {protocol: window.sessionhub._ws.protocol, seqs: acks.map(a => a.seq)};
+	})()`, &got)
+	if got.Protocol != "sessionhub.v2" {
+		t.Fatalf("negotiated subprotocol %q, want sessionhub.v2", got.Protocol)
+	}
+	if len(got.Seqs) != 40 {
+		t.Fatalf("%d acks, want 40", len(got.Seqs))
+	}
+	for i := 1; i < len(got.Seqs); i++ {
+		if got.Seqs[i] <= got.Seqs[i-1] {
+			t.Fatalf("ack %d has seq %d after %d: out of order", i, got.Seqs[i], got.Seqs[i-1])
+		}
+	}
+	tab.WaitText("#colour-value", "purple")
+}

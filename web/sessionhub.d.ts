@@ -15,6 +15,12 @@ export type ErrorCode =
   | 'not_found'
   | 'internal';
 
+/**
+ * The WebSocket subprotocol the client asks for: a server frame may carry
+ * several messages, one JSON object per line.
+ */
+export const subprotocol: 'sessionhub.v2';
+
 /** The error codes, in the protocol's order. */
 export const codes: readonly ErrorCode[];
 

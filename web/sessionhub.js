@@ -12,6 +12,12 @@
 //   client.on('change', () => render(client.values));
 //   await client.set('colour', 'teal'); // resolves with {seq} once stored
 
+/**
+ * The WebSocket subprotocol the client asks for: a server frame may carry
+ * several messages, one JSON object per line (docs/PROTOCOL.md).
+ */
+export const subprotocol = 'sessionhub.v2';
+
 /** Error codes of the protocol, plus the client's own `unavailable`. */
 export const codes = Object.freeze([
   'invalid', 'forbidden', 'too_large', 'too_many_pending', 'rate_limited',
@@ -250,7 +256,7 @@ export class Client extends EventTarget {
     this._timer = null;
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(this.url, [subprotocol]);
     } catch (err) {
       this._afterClose(1006, String(err && err.message));
       return;
@@ -258,7 +264,16 @@ export class Client extends EventTarget {
     this._ws = ws;
     this._welcomed = false;
     ws.onmessage = (ev) => {
-      if (ws === this._ws) this._onMessage(ev.data);
+      if (ws !== this._ws) return;
+      if (ws.protocol !== subprotocol) {
+        this._onMessage(ev.data);
+        return;
+      }
+      // Several messages per frame, newline-separated (JSON text holds
+      // no raw newline).
+      for (const line of String(ev.data).split('\n')) {
+        if (line && ws === this._ws) this._onMessage(line);
+      }
     };
     ws.onclose = (ev) => {
       if (ws === this._ws) this._onClose(ev.code, ev.reason);

@@ -1,0 +1,409 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/internal/protocol"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// pipelineDepth bounds a socket's appends in flight to JetStream: past
+// it, the socket's next message is read once the oldest is answered.
+const pipelineDepth = 32
+
+// A socket's set and delete requests are appended to JetStream without
+// waiting for each other: up to pipelineDepth in flight. Their answers
+// keep the order of the requests: an acker goroutine, started while
+// appends are in flight and gone once none is, waits for each PubAck in
+// turn and only then queues its ack (or its error). Any other request
+// (an event, a resume, a request refused before it reached JetStream) is
+// answered once the appends before it were.
+
+// pending is one answer the pipeline owes the client, in request order:
+// an append in flight (fut), or an error already known (err).
+type pending struct {
+	id    uint64
+	fut   jetstream.PubAckFuture
+	err   error
+	start time.Time
+	own   *ownWrite
+}
+
+// ownWrite is a pipelined append of this instance that the session's
+// view may not hold yet: the cookie budget of the session's next writes
+// on this instance counts it. Guarded by the view's lock.
+type ownWrite struct {
+	v   *view
+	seq uint64 // 0 until acknowledged
+	ops []session.Op
+}
+
+// pipeline is a socket's appends in flight. The zero value is ready: an
+// idle socket holds no goroutine and no buffer for it.
+type pipeline struct {
+	mu      sync.Mutex
+	q       []pending
+	space   chan struct{} // signalled when an answer leaves the queue
+	drained chan struct{} // closed when the queue empties; nil when empty
+	acker   chan struct{} // closed when the running acker exits; nil when none ran
+}
+
+// write handles a set or delete: checked and appended without waiting for
+// the socket's appends in flight, or, near the cookie budget, once they
+// are answered and with the log's condition (conn.stage).
+func (c *conn) pipelineWrite(m protocol.ClientMessage) {
+	ops, err := c.clientOps(m)
+	if err != nil {
+		c.answer(m.ID, err)
+		return
+	}
+	v := c.view() // a lazy socket joins its session's view (lazy.go)
+	if v == nil {
+		c.answer(m.ID, wrapErr(ErrUnavailable, errNoView))
+		return
+	}
+	if !v.withinBudget(ops) {
+		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
+		return
+	}
+	start := time.Now()
+	if !v.written(start) {
+		// The log may be empty: the session's first write wakes the lazy
+		// sockets of every instance once acknowledged (Hub.stage).
+		if !c.pipe.wait(c.ctx) {
+			return
+		}
+		seq, err := c.stage(c.ctx, SourceWS, ops)
+		if err != nil {
+			c.fail(m.ID, err)
+			return
+		}
+		c.queue(protocol.AppendAck(nil, m.ID, seq, nil))
+		return
+	}
+	// The check and the publish under the view's lock: the session's
+	// appends from this instance are counted in the order they land.
+	v.mu.Lock()
+	n, err := c.h.opts.Store.Size(c.budgetSnapshotLocked(v), ops...)
+	switch {
+	case err != nil:
+		v.mu.Unlock()
+		c.answer(m.ID, wrapErr(ErrInternal, err))
+		return
+	case n > session.MaxCookieSize:
+		v.mu.Unlock()
+		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
+		return
+	case n > session.MaxCookieSize/2:
+		// Near the budget: concurrent writers must not together push the
+		// cookie past it. Once this instance's appends of the session
+		// are acknowledged, one at a time, as the log says (conn.stage).
+		settled := v.settled
+		v.mu.Unlock()
+		if !c.pipe.wait(c.ctx) || !waitClosed(c.ctx, settled) {
+			return
+		}
+		seq, err := c.stage(c.ctx, SourceWS, ops)
+		if err != nil {
+			c.fail(m.ID, err)
+			return
+		}
+		c.queue(protocol.AppendAck(nil, m.ID, seq, nil))
+		return
+	}
+	if c.h.closing.Load() {
+		v.mu.Unlock()
+		c.answer(m.ID, wrapErr(ErrUnavailable, ErrClosed))
+		return
+	}
+	fut, err := c.h.log.appendAsync(c.id, SourceWS, ops)
+	if err != nil {
+		v.mu.Unlock()
+		c.answer(m.ID, err)
+		return
+	}
+	own := &ownWrite{v: v, ops: ops}
+	v.inflight = append(v.inflight, own)
+	if v.settled == nil {
+		v.settled = make(chan struct{})
+	}
+	v.unacked++
+	v.mu.Unlock()
+	c.push(pending{id: m.ID, fut: fut, start: start, own: own})
+}
+
+// waitClosed waits for ch to close (nil: at once); false when ctx ended
+// first.
+func waitClosed(ctx context.Context, ch chan struct{}) bool {
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// settleLocked records the answer of a pipelined append: acknowledged at
+// seq, or failed (0).
+func (v *view) settleLocked(w *ownWrite, seq uint64) {
+	w.seq = seq
+	if seq == 0 {
+		for i, o := range v.inflight {
+			if o == w {
+				v.inflight = append(v.inflight[:i], v.inflight[i+1:]...)
+				break
+			}
+		}
+	}
+	if v.unacked--; v.unacked == 0 {
+		close(v.settled)
+		v.settled = nil
+	}
+}
+
+// answer sends the error of request id once the answers before it went.
+func (c *conn) answer(id uint64, err error) {
+	c.pipe.mu.Lock()
+	if len(c.pipe.q) == 0 {
+		c.pipe.mu.Unlock()
+		c.fail(id, err)
+		return
+	}
+	c.pipe.mu.Unlock()
+	c.push(pending{id: id, err: err})
+}
+
+// push adds an answer to the queue, waiting while pipelineDepth are owed,
+// and starts the acker unless one runs.
+func (c *conn) push(p pending) {
+	pl := &c.pipe
+	pl.mu.Lock()
+	for len(pl.q) >= pipelineDepth {
+		if pl.space == nil {
+			pl.space = make(chan struct{}, 1)
+		}
+		space := pl.space
+		pl.mu.Unlock()
+		select {
+		case <-space:
+		case <-c.ctx.Done():
+			// The socket closed: nobody waits for the answer, and the
+			// budget no longer waits for the append.
+			if p.own != nil {
+				p.own.v.mu.Lock()
+				p.own.v.settleLocked(p.own, 0)
+				p.own.v.mu.Unlock()
+			}
+			return
+		}
+		pl.mu.Lock()
+	}
+	pl.q = append(pl.q, p)
+	start := pl.drained == nil
+	if start {
+		pl.drained = make(chan struct{})
+		pl.acker = make(chan struct{})
+	}
+	acker := pl.acker
+	pl.mu.Unlock()
+	if start {
+		go c.ack(acker)
+	}
+}
+
+// ack answers the queue in order until it is empty or the socket closes.
+func (c *conn) ack(done chan struct{}) {
+	defer close(done)
+	pl := &c.pipe
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		pl.mu.Lock()
+		if len(pl.q) == 0 || c.ctx.Err() != nil {
+			rest := pl.q
+			pl.q = nil
+			close(pl.drained)
+			pl.drained = nil
+			pl.mu.Unlock()
+			for _, p := range rest {
+				if p.own != nil {
+					p.own.v.mu.Lock()
+					p.own.v.settleLocked(p.own, 0) // unanswered: the log tells, the budget no longer waits
+					p.own.v.mu.Unlock()
+				}
+			}
+			return
+		}
+		p := pl.q[0]
+		pl.mu.Unlock()
+
+		err := p.err
+		var seq uint64
+		if p.fut != nil {
+			if timer == nil {
+				timer = time.NewTimer(c.h.log.timeout)
+			} else {
+				timer.Reset(c.h.log.timeout)
+			}
+			select {
+			case ack := <-p.fut.Ok():
+				seq = ack.Sequence
+			case err = <-p.fut.Err():
+				err = classifyPublish(err)
+			case <-timer.C:
+				err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
+			case <-c.ctx.Done():
+				continue
+			}
+		}
+		if p.own != nil {
+			p.own.v.mu.Lock()
+			if err != nil {
+				seq = 0
+			}
+			p.own.v.settleLocked(p.own, seq)
+			p.own.v.mu.Unlock()
+		}
+		// Answer, then leave the queue: a request answered directly
+		// (answer) once the queue is empty comes after this answer.
+		if err != nil {
+			c.fail(p.id, err)
+		} else {
+			c.h.opts.Metrics.Staged(SourceWS, time.Since(p.start))
+			if p.own != nil {
+				p.own.v.markFresh(p.start)
+			}
+			c.h.acked(c.id, seq)
+			c.queue(protocol.AppendAck(nil, p.id, seq, nil))
+		}
+		pl.mu.Lock()
+		pl.q[0] = pending{}
+		pl.q = pl.q[1:]
+		if pl.space != nil {
+			select {
+			case pl.space <- struct{}{}:
+			default:
+			}
+		}
+		pl.mu.Unlock()
+	}
+}
+
+// wait returns once every answer owed was sent; false when the socket
+// closed first.
+func (pl *pipeline) wait(ctx context.Context) bool {
+	pl.mu.Lock()
+	drained := pl.drained
+	pl.mu.Unlock()
+	if drained == nil {
+		return true
+	}
+	select {
+	case <-drained:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// stopped waits for the acker to exit; the socket's context is done.
+func (pl *pipeline) stopped() {
+	pl.mu.Lock()
+	acker := pl.acker
+	pl.mu.Unlock()
+	if acker != nil {
+		<-acker
+	}
+}
+
+// budgetSnapshotLocked is the session as the cookie budget of the
+// socket's next write counts it: the socket's snapshot, what the view
+// holds after it, and this instance's pipelined appends the view does not
+// hold yet (in flight, or acknowledged before their republished copy
+// arrived). Called with the view's lock held.
+func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
+	c.mu.Lock()
+	snap := c.snap
+	c.mu.Unlock()
+	if changes, _ := v.sinceLocked(snap.Seq); len(changes) > 0 {
+		snap = snap.Fold(flatten(changes))
+	}
+	keep := v.inflight[:0]
+	for _, o := range v.inflight {
+		if o.seq != 0 && o.seq <= v.last {
+			continue // in the view: folded above
+		}
+		keep = append(keep, o)
+		snap = foldPending(snap, o.ops)
+	}
+	clear(v.inflight[len(keep):])
+	v.inflight = keep
+	if len(v.inflight) == 0 {
+		v.inflight = nil
+	}
+	return snap
+}
+
+// foldPending folds ops not in the log yet (no sequence) after snap, for
+// measuring: they take the sequence after snap's.
+func foldPending(snap session.Snapshot, ops []session.Op) session.Snapshot {
+	seqd := make([]session.Op, len(ops))
+	for i, op := range ops {
+		op.Seq = snap.Seq + 1
+		seqd[i] = op
+	}
+	return snap.Fold(seqd)
+}
+
+// clientOps checks a browser's set or delete against the key policy and
+// returns its op.
+func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
+	p, ok := c.h.opts.ClientKeys[m.Key]
+	if !ok || !p.Write {
+		return nil, Errorf(CodeForbidden, "key %q is not writable by the client", protocol.Truncate(m.Key, 64))
+	}
+	if m.Type == protocol.TypeSet {
+		if err := p.Validate(m.Value); err != nil {
+			return nil, Errorf(CodeForbidden, "invalid value for %q: %v", protocol.Truncate(m.Key, 64), err)
+		}
+		return []session.Op{{Type: session.OpSet, Key: m.Key, Value: m.Value}}, nil
+	}
+	return []session.Op{{Type: session.OpDelete, Key: m.Key}}, nil
+}
+
+// appendAsync publishes ops as one entry of session id's log without
+// waiting for JetStream's acknowledgement: the future brings it.
+func (l *jsLog) appendAsync(id, source string, ops []session.Op) (jetstream.PubAckFuture, error) {
+	data, err := encodeEntry(ops)
+	if err != nil {
+		return nil, err
+	}
+	if !l.nc.IsConnected() {
+		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	m := nats.NewMsg(l.opsSubject(id))
+	m.Data = data
+	m.Header.Set(hdrSource, source)
+	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.timeout))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return nil, wrapErr(ErrUnavailable, err)
+		}
+		return nil, classifyPublish(err)
+	}
+	return fut, nil
+}

@@ -1,0 +1,109 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sessionhub/sessionhub/hub"
+)
+
+// replies reads the next n acks and errors of s, in the order they came.
+func replies(s *sock, n int) []map[string]any {
+	s.t.Helper()
+	var out []map[string]any
+	for len(out) < n {
+		m := s.next()
+		switch m["type"] {
+		case "ack", "error":
+			out = append(out, m)
+		case "closed":
+			s.t.Fatalf("socket closed after %d replies: %v", len(out), m)
+		}
+	}
+	return out
+}
+
+// TestPipelinedWritesAnswerInOrder: sets sent without waiting are
+// appended while earlier ones are in flight, and every request, whatever
+// its kind, is answered in the order it was sent, each set's ack after
+// JetStream's with increasing sequences.
+func TestPipelinedWritesAnswerInOrder(t *testing.T) {
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst = 10000, 10000 })
+	in.hub.Handle("echo", func(ctx context.Context, ev *hub.Event) (any, error) { return "pong", nil })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	var kinds []string
+	for i := range 120 {
+		switch i % 10 {
+		case 3:
+			s.send(map[string]any{"type": "set", "key": "user_id", "value": "admin"}) // forbidden
+			kinds = append(kinds, "error")
+		case 6:
+			s.send(map[string]any{"type": "event", "name": "echo"})
+			kinds = append(kinds, "event")
+		case 8:
+			s.sendRaw(fmt.Sprintf(`{"id":%d,"type":"bogus"}`, s.id+1)) // invalid
+			s.id++
+			kinds = append(kinds, "error")
+		default:
+			s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": i})
+			kinds = append(kinds, "ack")
+		}
+	}
+	var lastSeq float64
+	for i, m := range replies(s, len(kinds)) {
+		if got := num(m["id"]); got != float64(i+1) {
+			t.Fatalf("reply %d answers id %v: out of order", i+1, got)
+		}
+		switch kinds[i] {
+		case "ack":
+			if m["type"] != "ack" || num(m["seq"]) <= lastSeq {
+				t.Fatalf("reply %d: %v after seq %v", i+1, m, lastSeq)
+			}
+			lastSeq = num(m["seq"])
+		case "event":
+			if m["type"] != "ack" || m["data"] != "pong" {
+				t.Fatalf("reply %d: %v, want the event's ack", i+1, m)
+			}
+		default:
+			if m["type"] != "error" {
+				t.Fatalf("reply %d: %v, want an error", i+1, m)
+			}
+		}
+	}
+}
+
+// TestPipelinedWritesKeepTheCookieBudget: sets sent without waiting each
+// count the ones still in flight, so together they never push the
+// cookie past its budget.
+func TestPipelinedWritesKeepTheCookieBudget(t *testing.T) {
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	big := strings.Repeat("x", 800) // one is under half the budget, five are over it
+	keys := []string{"note", "k0", "k1", "k2", "k9"}
+	for _, k := range keys {
+		s.send(map[string]any{"type": "set", "key": k, "value": big})
+	}
+	tooLarge := 0
+	for _, m := range replies(s, len(keys)) {
+		if m["type"] == "error" {
+			if m["code"] != "too_large" {
+				t.Fatalf("error %v, want too_large", m)
+			}
+			tooLarge++
+		}
+	}
+	if tooLarge == 0 {
+		t.Fatalf("4 KB of values in flight together all accepted")
+	}
+	if code, body := c.do(in, http.MethodPost, "/hub/flush", http.Header{"Origin": {in.srv.URL}}); code != http.StatusOK {
+		t.Fatalf("flush: %d %v: the accepted writes do not fit the cookie", code, body)
+	}
+}

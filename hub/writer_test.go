@@ -1,0 +1,179 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/internal/protocol"
+	"github.com/sessionhub/sessionhub/session"
+)
+
+// frames writes msgs through a conn's writer to a client that asked for
+// subprotocols, and returns the frames the client read.
+func frames(t *testing.T, subprotocols []string, msgs [][]byte) (negotiated string, got []string) {
+	t.Helper()
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := &conn{h: &Hub{opts: Options{WriteWait: 5 * time.Second}}, ws: ws, ctx: ctx, out: newOutbox(64, 1<<20), batch: ws.Subprotocol() == protocol.Subprotocol}
+		if n, err := c.writeMsgs(msgs, true); n != len(msgs) || err != nil {
+			t.Errorf("writeMsgs: %d of %d, %v", n, len(msgs), err)
+		}
+		c.closing.Store(true)
+		if n, err := c.writeMsgs(msgs, true); n != 0 || err != nil {
+			t.Errorf("writeMsgs while closing: %d, %v; want 0 written", n, err)
+		}
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			break
+		}
+		got = append(got, string(b))
+	}
+	<-done
+	return ws.Subprotocol(), got
+}
+
+func TestWriterFrames(t *testing.T) {
+	big := []byte(`{"type":"push","name":"big","data":"` + strings.Repeat("x", maxBatchBytes) + `"}`)
+	half := []byte(`{"type":"push","name":"half","data":"` + strings.Repeat("y", maxBatchBytes/2) + `"}`)
+	msgs := [][]byte{[]byte(`{"type":"ack","id":1,"seq":5}`), []byte(`{"type":"ack","id":2,"seq":6}`), big,
+		[]byte(`{"type":"ack","id":3,"seq":7}`), half, half, []byte(`{"type":"ack","id":4,"seq":8}`)}
+
+	proto, got := frames(t, nil, msgs)
+	if proto != "" || len(got) != len(msgs) {
+		t.Fatalf("no subprotocol: negotiated %q, %d frames for %d messages", proto, len(got), len(msgs))
+	}
+	for i, f := range got {
+		if f != string(msgs[i]) {
+			t.Errorf("no subprotocol: frame %d is not message %d alone: %.80q", i, i, f)
+		}
+	}
+
+	proto, got = frames(t, []string{"other", protocol.Subprotocol}, msgs)
+	if proto != protocol.Subprotocol {
+		t.Fatalf("negotiated %q, want %q", proto, protocol.Subprotocol)
+	}
+	// Two acks share a frame; the big one is alone; the next ack and one
+	// half fit a frame, the second half and the last ack another.
+	want := []string{string(msgs[0]) + "\n" + string(msgs[1]), string(big), string(msgs[3]) + "\n" + string(half), string(half) + "\n" + string(msgs[6])}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d frames, want %d", protocol.Subprotocol, len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("frame %d: %.80q, want %.80q", i, got[i], want[i])
+		}
+		if len(got[i]) > maxBatchBytes && strings.Contains(got[i], "\n") {
+			t.Errorf("frame %d: %d bytes of several messages, over %d", i, len(got[i]), maxBatchBytes)
+		}
+	}
+}
+
+func TestAppendBatch(t *testing.T) {
+	m := func(n int) []byte { return bytes.Repeat([]byte("a"), n) }
+	b, j := appendBatch(nil, [][]byte{m(10), m(maxBatchBytes - 11), m(1)}, 0)
+	if j != 2 || len(b) != maxBatchBytes {
+		t.Fatalf("j %d, %d bytes: want 2 messages filling %d", j, len(b), maxBatchBytes)
+	}
+	if b, j = appendBatch(b[:0], [][]byte{m(maxBatchBytes + 1), m(1)}, 0); j != 1 || len(b) != maxBatchBytes+1 {
+		t.Fatalf("an oversize message: j %d, %d bytes", j, len(b))
+	}
+}
+
+// TestSubprotocolThroughTheHub: a client asking for sessionhub.v2 reads
+// every change of a burst, in order, some of them sharing frames; one
+// asking for nothing gets one message per frame.
+func TestSubprotocolThroughTheHub(t *testing.T) {
+	h := internalHub(t)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, sub := range [][]string{nil, {protocol.Subprotocol}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ws, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub/ws", &websocket.DialOptions{Subprotocols: sub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ws.Subprotocol(); (got == protocol.Subprotocol) != (len(sub) > 0) {
+			t.Fatalf("asked for %q, negotiated %q", sub, got)
+		}
+		req := &http.Request{Header: http.Header{"Cookie": {resp.Header.Get("Set-Cookie")}}}
+		s, err := h.opts.Store.Load(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 200
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if _, err := h.Write(ctx, s.ID(), session.Op{Type: session.OpSet, Key: fmt.Sprintf("k%d", i%4), Value: json.RawMessage(`1`)}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		var last uint64
+		changes, shared := 0, 0
+		for changes < n {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				t.Fatalf("after %d changes: %v", changes, err)
+			}
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 1 {
+				if len(sub) == 0 {
+					t.Fatalf("a frame of %d messages without the subprotocol", len(lines))
+				}
+				shared++
+			}
+			for _, line := range lines {
+				var m struct {
+					Type string `json:"type"`
+					Seq  uint64 `json:"seq"`
+				}
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("not one message per line: %v: %.100q", err, line)
+				}
+				if m.Type != protocol.TypeChange {
+					continue
+				}
+				if m.Seq <= last {
+					t.Fatalf("change %d after %d", m.Seq, last)
+				}
+				last = m.Seq
+				changes++
+			}
+		}
+		wg.Wait()
+		t.Logf("subprotocol %q: %d changes, %d frames of several", sub, changes, shared)
+		ws.Close(websocket.StatusNormalClosure, "")
+		cancel()
+	}
+}
