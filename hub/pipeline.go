@@ -343,12 +343,16 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 		snap = snap.Fold(flatten(changes))
 	}
 	keep := v.inflight[:0]
+	var pending []session.Op
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
 			continue // in the view: folded above
 		}
 		keep = append(keep, o)
-		snap = foldPending(snap, o.ops)
+		pending = append(pending, o.ops...)
+	}
+	if len(pending) > 0 {
+		snap = foldPending(snap, pending)
 	}
 	clear(v.inflight[len(keep):])
 	v.inflight = keep
@@ -358,15 +362,14 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 	return snap
 }
 
-// foldPending folds ops not in the log yet (no sequence) after snap, for
-// measuring: they take the sequence after snap's.
+// foldPending folds ops not in the log yet (no sequence), in order, after
+// snap, for measuring: they take the sequences after snap's. ops is
+// changed.
 func foldPending(snap session.Snapshot, ops []session.Op) session.Snapshot {
-	seqd := make([]session.Op, len(ops))
-	for i, op := range ops {
-		op.Seq = snap.Seq + 1
-		seqd[i] = op
+	for i := range ops {
+		ops[i].Seq = snap.Seq + 1 + uint64(i)
 	}
-	return snap.Fold(seqd)
+	return snap.Fold(ops)
 }
 
 // clientOps checks a browser's set or delete against the key policy and
