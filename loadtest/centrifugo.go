@@ -218,10 +218,11 @@ func cfChannel(idx int) string { return centrifugoNS + ":p" + strconv.Itoa(idx) 
 // reader is subscribed. Publish ids are n+3 (1 and 2: connect and
 // subscribe).
 type cfPair struct {
-	p      *pair
-	w, r   *websocket.Conn
-	done   sync.WaitGroup
-	cancel context.CancelFunc
+	p       *pair
+	w, r    *websocket.Conn
+	done    sync.WaitGroup
+	cancel  context.CancelFunc
+	closing atomic.Bool // the shape is over: closes are not counted
 }
 
 func (c *centrifugo) dialPair(ctx context.Context, p *pair) (pairConn, error) {
@@ -269,6 +270,9 @@ func (cp *cfPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 	for {
 		_, b, err := ws.Read(ctx)
 		if err != nil {
+			if !cp.closing.Load() {
+				sh.countClose(err)
+			}
 			return
 		}
 		now := sh.now()
@@ -295,6 +299,7 @@ func (cp *cfPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 }
 
 func (cp *cfPair) close() {
+	cp.closing.Store(true)
 	cp.w.Close(websocket.StatusNormalClosure, "")
 	cp.r.Close(websocket.StatusNormalClosure, "")
 	cp.cancel()

@@ -1,8 +1,6 @@
 package loadtest
 
 import (
-	"github.com/sessionhub/sessionhub/internal/natsconn"
-
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/internal/natsconn"
 )
 
 // PeerConfig is the side-by-side run against another realtime server
@@ -168,6 +170,16 @@ func (sh *shapeRun) countErr(code string) {
 	sh.errMu.Lock()
 	sh.errs[code]++
 	sh.errMu.Unlock()
+}
+
+// countClose counts a connection that ended during the shape, by close
+// code (1006: without a close frame), as an error "close <code>".
+func (sh *shapeRun) countClose(err error) {
+	code := int(websocket.CloseStatus(err))
+	if code < 0 {
+		code = int(websocket.StatusAbnormalClosure)
+	}
+	sh.countErr(fmt.Sprintf("close %d", code))
 }
 
 func newPair(sh *shapeRun, idx int) *pair {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -49,11 +50,12 @@ func (h *hubTarget) procs() []namedPID {
 }
 
 type hubPair struct {
-	p      *pair
-	key    string
-	w, r   *websocket.Conn
-	done   sync.WaitGroup
-	cancel context.CancelFunc
+	p       *pair
+	key     string
+	w, r    *websocket.Conn
+	done    sync.WaitGroup
+	cancel  context.CancelFunc
+	closing atomic.Bool // the shape is over: closes are not counted
 }
 
 func (h *hubTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
@@ -104,6 +106,9 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 	for {
 		_, b, err := ws.Read(ctx)
 		if err != nil {
+			if !hp.closing.Load() {
+				sh.countClose(err)
+			}
 			return
 		}
 		now := sh.now()
@@ -139,6 +144,7 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 }
 
 func (hp *hubPair) close() {
+	hp.closing.Store(true)
 	hp.w.Close(websocket.StatusNormalClosure, "")
 	hp.r.Close(websocket.StatusNormalClosure, "")
 	hp.cancel()
