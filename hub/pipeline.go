@@ -339,20 +339,27 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
+	// One fold (one copy of the values) for the view's entries and the
+	// pending appends, which take the sequences after the view's last.
+	var ops []session.Op
 	if changes, _ := v.sinceLocked(snap.Seq); len(changes) > 0 {
-		snap = snap.Fold(flatten(changes))
+		ops = flatten(changes)
 	}
+	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
-	var pending []session.Op
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
-			continue // in the view: folded above
+			continue // in the view: folded with its entries
 		}
 		keep = append(keep, o)
-		pending = append(pending, o.ops...)
+		for _, op := range o.ops {
+			op.Seq = next
+			ops = append(ops, op)
+		}
+		next++
 	}
-	if len(pending) > 0 {
-		snap = foldPending(snap, pending)
+	if len(ops) > 0 {
+		snap = snap.Fold(ops)
 	}
 	clear(v.inflight[len(keep):])
 	v.inflight = keep
@@ -360,16 +367,6 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 		v.inflight = nil
 	}
 	return snap
-}
-
-// foldPending folds ops not in the log yet (no sequence), in order, after
-// snap, for measuring: they take the sequences after snap's. ops is
-// changed.
-func foldPending(snap session.Snapshot, ops []session.Op) session.Snapshot {
-	for i := range ops {
-		ops[i].Seq = snap.Seq + 1 + uint64(i)
-	}
-	return snap.Fold(ops)
 }
 
 // clientOps checks a browser's set or delete against the key policy and

@@ -93,3 +93,13 @@ func BenchmarkAck(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkDecodeClientMessage(b *testing.B) {
+	frame := []byte(`{"id":12345,"type":"set","key":"language","value":"x-s12-w0-n12345"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeClientMessage(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

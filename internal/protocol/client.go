@@ -49,13 +49,14 @@ func invalid(id uint64, format string, args ...any) *DecodeError {
 // id when it could be read (so the error can name it).
 func DecodeClientMessage(b []byte) (ClientMessage, error) {
 	var m ClientMessage
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		id := salvageID(b)
-		return ClientMessage{ID: id}, invalid(id, "malformed JSON message")
-	}
-	if dec.More() {
+	if json.Unmarshal(b, &m) != nil {
+		// Tell a malformed message from one with trailing data.
+		m = ClientMessage{}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		if err := dec.Decode(&m); err != nil {
+			id := salvageID(b)
+			return ClientMessage{ID: id}, invalid(id, "malformed JSON message")
+		}
 		return ClientMessage{ID: m.ID}, invalid(m.ID, "trailing data after the JSON message")
 	}
 	if m.ID == 0 {
@@ -69,11 +70,13 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		if m.Value == nil {
 			return m, invalid(m.ID, "set needs a value")
 		}
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, m.Value); err != nil {
-			return m, invalid(m.ID, "value is not valid JSON")
+		if bytes.ContainsAny(m.Value, " \t\r\n") { // else compact already: Unmarshal checked it
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, m.Value); err != nil {
+				return m, invalid(m.ID, "value is not valid JSON")
+			}
+			m.Value = buf.Bytes()
 		}
-		m.Value = buf.Bytes()
 	case TypeDelete:
 		if err := checkKey(m.ID, m.Key); err != nil {
 			return m, err
