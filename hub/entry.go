@@ -47,7 +47,7 @@ func encodeEntry(ops []session.Op) ([]byte, error) {
 		}
 		w[i] = protocol.WireOp{Type: op.Type, Key: op.Key, Value: op.Value}
 	}
-	return json.Marshal(w)
+	return protocol.AppendOps(nil, w), nil
 }
 
 // decodeEntry parses a log entry's payload; every op gets seq.

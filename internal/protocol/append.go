@@ -6,7 +6,8 @@ import (
 	"unicode/utf8"
 )
 
-// The server messages of the hot path (ack, error, change) are encoded by
+// The server messages of the hot path (ack, error, change) and log
+// entries are encoded by
 // appenders instead of encoding/json's reflection: byte for byte what
 // Marshal gives for the same message (append_test.go checks it, and
 // benchmarks both).
@@ -54,31 +55,36 @@ func AppendChange(b []byte, seq uint64, ops []WireOp, source string) []byte {
 	b = append(b, `{"type":"change","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"ops":`...)
-	if ops == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, op := range ops {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"type":`...)
-			b = AppendString(b, string(op.Type))
-			if op.Key != "" {
-				b = append(b, `,"key":`...)
-				b = AppendString(b, op.Key)
-			}
-			if len(op.Value) > 0 {
-				b = append(b, `,"value":`...)
-				b = appendCompact(b, op.Value)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
+	b = AppendOps(b, ops)
 	b = append(b, `,"source":`...)
 	b = AppendString(b, source)
 	return append(b, '}')
+}
+
+// AppendOps appends ops as a JSON array (null for nil): a change
+// message's ops, and a log entry's payload.
+func AppendOps(b []byte, ops []WireOp) []byte {
+	if ops == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, op := range ops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"type":`...)
+		b = AppendString(b, string(op.Type))
+		if op.Key != "" {
+			b = append(b, `,"key":`...)
+			b = AppendString(b, op.Key)
+		}
+		if len(op.Value) > 0 {
+			b = append(b, `,"value":`...)
+			b = appendCompact(b, op.Value)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // appendCompact appends raw JSON as encoding/json embeds a RawMessage:

@@ -34,6 +34,9 @@ func TestAppendMatchesMarshal(t *testing.T) {
 		{Type: session.OpClear},
 		{Type: session.OpSet, Key: "n", Value: json.RawMessage(`[1, 2, {"x": null}]`)},
 	}} {
+		if got, want := string(AppendOps(nil, ops)), string(Marshal(ops)); got != want {
+			t.Errorf("AppendOps: %s, want %s", got, want)
+		}
 		c := Change{Type: TypeChange, Seq: 42, Ops: ops, Source: SourceWS}
 		if got, want := string(AppendChange(nil, c.Seq, c.Ops, c.Source)), string(Marshal(c)); got != want {
 			t.Errorf("AppendChange: %s, want %s", got, want)
