@@ -59,6 +59,11 @@ type pipeline struct {
 // the socket's appends in flight, or, near the cookie budget, once they
 // are answered and with the log's condition (conn.stage).
 func (c *conn) pipelineWrite(m protocol.ClientMessage) {
+	// Answers that wait for the socket's writer count against the
+	// pipeline too: past half the send buffer, no new write is taken in.
+	if !c.out.waitBelow(c.ctx, max(1, c.out.max/2)) {
+		return
+	}
 	ops, err := c.clientOps(m)
 	if err != nil {
 		c.answer(m.ID, err)

@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/sessionhub/sessionhub/hub"
 )
@@ -106,4 +109,48 @@ func TestPipelinedWritesKeepTheCookieBudget(t *testing.T) {
 	if code, body := c.do(in, http.MethodPost, "/hub/flush", http.Header{"Origin": {in.srv.URL}}); code != http.StatusOK {
 		t.Fatalf("flush: %d %v: the accepted writes do not fit the cookie", code, body)
 	}
+}
+
+// TestPipelineWaitsForASlowReader: a client that sends writes without
+// reading its answers is not closed as too slow for the acks it asked
+// for: past half the send buffer the hub takes no new write in, so the
+// client's own writes wait, and every answer arrives once it reads.
+func TestPipelineWaitsForASlowReader(t *testing.T) {
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst, o.SendBuffer = 100000, 100000, 64 })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	const n = 2000
+	value := strings.Repeat("v", 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			b := fmt.Appendf(nil, `{"id":%d,"type":"set","key":"note","value":%q}`, i+1, value)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			err := s.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				t.Errorf("write %d: %v", i+1, err)
+				return
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second) // the answers pile up unread meanwhile
+	got := 0
+	for got < n {
+		m := s.next()
+		switch m["type"] {
+		case "ack":
+			got++
+			if num(m["id"]) != float64(got) {
+				t.Fatalf("ack %v, want id %d", m["id"], got)
+			}
+		case "error":
+			t.Fatalf("error: %v", m)
+		case "closed":
+			t.Fatalf("closed after %d acks: %v", got, m)
+		}
+	}
+	<-done
 }

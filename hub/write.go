@@ -38,6 +38,7 @@ type outbox struct {
 	max      int
 	bytes    int // queued, and taken but not yet written
 	maxBytes int
+	taken    chan struct{} // closed by take, for waitBelow; nil when nobody waits
 }
 
 func newOutbox(max, maxBytes int) outbox {
@@ -93,6 +94,10 @@ func (o *outbox) take() [][]byte {
 	defer o.mu.Unlock()
 	q := o.q
 	o.q = nil
+	if o.taken != nil {
+		close(o.taken)
+		o.taken = nil
+	}
 	return q
 }
 

@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // A socket's writes have one owner at a time: the writer goroutine that
 // queue starts when the first message waits (kick), which writes until
@@ -89,4 +92,27 @@ func appendBatch(b []byte, msgs [][]byte, i int) ([]byte, int) {
 		j++
 	}
 	return b, j
+}
+
+// waitBelow returns once fewer than n messages wait, false when ctx ends
+// first: a socket whose client reads slowly stops having its writes
+// taken in (pipeline.go) before its acks overflow the send buffer.
+func (o *outbox) waitBelow(ctx context.Context, n int) bool {
+	for {
+		o.mu.Lock()
+		if len(o.q) < n {
+			o.mu.Unlock()
+			return true
+		}
+		if o.taken == nil {
+			o.taken = make(chan struct{})
+		}
+		taken := o.taken
+		o.mu.Unlock()
+		select {
+		case <-taken:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
