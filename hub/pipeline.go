@@ -59,9 +59,11 @@ type pipeline struct {
 // the socket's appends in flight, or, near the cookie budget, once they
 // are answered and with the log's condition (conn.stage).
 func (c *conn) pipelineWrite(m protocol.ClientMessage) {
-	// Answers that wait for the socket's writer count against the
-	// pipeline too: past half the send buffer, no new write is taken in.
-	if !c.out.waitBelow(c.ctx, max(1, c.out.max/2)) {
+	// What waits for the session's socket writers here counts against
+	// the pipeline too: a writer does not outrun the delivery of its own
+	// answers, nor, for a moment, of its changes to the session's other
+	// sockets.
+	if !c.waitSessionBacklog() {
 		return
 	}
 	ops, err := c.clientOps(m)
@@ -174,6 +176,41 @@ func (v *view) settleLocked(w *ownWrite, seq uint64) {
 		close(v.settled)
 		v.settled = nil
 	}
+}
+
+// backlogWait bounds how long a write waits for another socket of its
+// session to work off its backlog: long enough to ride out a busy moment,
+// short enough that a tab which stopped reading is soon closed as too
+// slow (CloseTooSlow) rather than holding the session's writers.
+const backlogWait = 50 * time.Millisecond
+
+// waitSessionBacklog waits while a socket of the session on this instance
+// has half its send buffer waiting: without end for this socket's own
+// (its answers are what it waits for), at most backlogWait for another's.
+// It reports false when this socket closed first.
+func (c *conn) waitSessionBacklog() bool {
+	if !c.out.waitBelow(c.ctx, c.out.half()) {
+		return false
+	}
+	v := c.v
+	var busy *conn
+	v.mu.Lock()
+	for cn := range v.conns {
+		if cn != c && !cn.closing.Load() && cn.out.backlogged() {
+			busy = cn
+			break
+		}
+	}
+	v.mu.Unlock()
+	if busy == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, backlogWait)
+	defer cancel()
+	stop := context.AfterFunc(busy.ctx, cancel) // a closing socket stops counting
+	defer stop()
+	busy.out.waitBelow(ctx, busy.out.half())
+	return c.ctx.Err() == nil
 }
 
 // answer sends the error of request id once the answers before it went.

@@ -116,3 +116,14 @@ func (o *outbox) waitBelow(ctx context.Context, n int) bool {
 		}
 	}
 }
+
+// half is the backlog past which a session's writes wait: half the send
+// buffer.
+func (o *outbox) half() int { return max(1, o.max/2) }
+
+// backlogged reports whether half the send buffer waits.
+func (o *outbox) backlogged() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.q) >= o.half()
+}
