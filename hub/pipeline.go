@@ -63,7 +63,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	// the pipeline too: a writer does not outrun the delivery of its own
 	// answers, nor, for a moment, of its changes to the session's other
 	// sockets.
-	if !c.waitSessionBacklog() {
+	if !c.waitSessionBacklog() || !c.h.waitDispatch(c.ctx, c.id) {
 		return
 	}
 	ops, err := c.clientOps(m)
@@ -192,7 +192,10 @@ func (c *conn) waitSessionBacklog() bool {
 	if !c.out.waitBelow(c.ctx, c.out.half()) {
 		return false
 	}
-	v := c.v
+	v := c.v.Load()
+	if v == nil {
+		return true // a lazy socket: no other socket of the session in a view
+	}
 	var busy *conn
 	v.mu.Lock()
 	for cn := range v.conns {
@@ -211,6 +214,33 @@ func (c *conn) waitSessionBacklog() bool {
 	defer stop()
 	busy.out.waitBelow(ctx, busy.out.half())
 	return c.ctx.Err() == nil
+}
+
+// dispatchPoll is how often a write waiting for its dispatcher looks
+// again.
+const dispatchPoll = time.Millisecond
+
+// waitDispatch waits while the dispatcher of session id has more than a
+// quarter of its channel to hand to views: the instance's socket writes
+// are not taken in faster than it delivers their changes, which would
+// overflow the channel (entries dropped, then repaired from JetStream in
+// bursts). The dispatcher never waits on JetStream, so it drains. False
+// when ctx ended first.
+func (h *Hub) waitDispatch(ctx context.Context, id string) bool {
+	ch := h.shard(id)
+	if len(ch) <= cap(ch)/4 {
+		return true
+	}
+	t := time.NewTicker(dispatchPoll)
+	defer t.Stop()
+	for len(ch) > cap(ch)/4 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // answer sends the error of request id once the answers before it went.

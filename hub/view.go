@@ -353,7 +353,11 @@ func (v *view) appendLocked(c entry) {
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max
 		v.from = v.tail[drop-1].Seq
-		v.tail = append(v.tail[:0:0], v.tail[drop:]...)
+		clear(v.tail[:drop]) // the dropped entries' ops are not kept alive
+		v.tail = v.tail[drop:]
+		if cap(v.tail) > 2*max {
+			v.tail = append(make([]entry, 0, 2*max), v.tail...) // bounded: compact now and then
+		}
 	}
 	if len(v.conns) == 0 {
 		return
