@@ -108,10 +108,12 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
 		return
-	case n > session.MaxCookieSize/2:
+	case n > session.MaxCookieSize/2, v.counted && v.sinceSnap+v.unacked+1 >= c.h.opts.MaxOpsPerSession:
 		// Near the budget: concurrent writers must not together push the
-		// cookie past it. Once this instance's appends of the session
-		// are acknowledged, one at a time, as the log says (conn.stage).
+		// cookie past it. Near the log's limit: the append it refuses
+		// compacts the log first (Hub.stage), in order. Once this
+		// instance's appends of the session are acknowledged, one at a
+		// time, as the log says (conn.stage).
 		settled := v.settled
 		v.mu.Unlock()
 		if !c.pipe.wait(c.ctx) || !waitClosed(c.ctx, settled) {
@@ -342,6 +344,15 @@ func (c *conn) ack(done chan struct{}) {
 				continue
 			}
 		}
+		if errors.Is(err, ErrTooManyPending) && p.own != nil && c.h.opts.SnapshotEvery > 0 {
+			// A full log (its count unknown here, or other instances
+			// wrote): compact it and append again, as Hub.stage does.
+			ctx, cancel := context.WithTimeout(c.ctx, c.h.log.timeout)
+			if _, serr := c.h.log.snapshot(ctx, c.id, 1); serr == nil || errors.Is(serr, errConflict) {
+				seq, err = c.h.log.append(ctx, c.id, SourceWS, nil, p.own.ops)
+			}
+			cancel()
+		}
 		if p.own != nil {
 			p.own.v.mu.Lock()
 			if err != nil {
@@ -361,6 +372,7 @@ func (c *conn) ack(done chan struct{}) {
 			}
 			c.h.acked(c.id, seq)
 			c.queue(protocol.AppendAck(nil, p.id, seq, nil))
+			c.h.snapshotLater(c.id)
 		}
 		pl.mu.Lock()
 		pl.q[0] = pending{}
