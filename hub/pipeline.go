@@ -223,19 +223,22 @@ func (c *conn) waitSessionBacklog() bool {
 const dispatchPoll = time.Millisecond
 
 // waitDispatch waits while the dispatcher of session id has more than a
-// quarter of its channel to hand to views: the instance's socket writes
-// are not taken in faster than it delivers their changes, which would
-// overflow the channel (entries dropped, then repaired from JetStream in
-// bursts). The dispatcher never waits on JetStream, so it drains. False
-// when ctx ended first.
+// sixteenth of its channel (256 of the default 4096) to hand to views:
+// the instance's socket writes are not taken in faster than it delivers
+// their changes, which would overflow the channel (entries dropped as a
+// slow consumer, then read back from JetStream in bursts), and the
+// cookie budget's count of acknowledged entries the view does not hold
+// yet stays short. The dispatcher never waits on JetStream, so it drains.
+// False when ctx ended first.
 func (h *Hub) waitDispatch(ctx context.Context, id string) bool {
 	ch := h.shard(id)
-	if len(ch) <= cap(ch)/4 {
+	lag := cap(ch) / 16
+	if len(ch) <= lag {
 		return true
 	}
 	t := time.NewTicker(dispatchPoll)
 	defer t.Stop()
-	for len(ch) > cap(ch)/4 {
+	for len(ch) > lag {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -426,8 +429,15 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 	// One fold (one copy of the values) for the view's entries and the
 	// pending appends, which take the sequences after the view's last.
 	var ops []session.Op
-	if changes, _ := v.sinceLocked(snap.Seq); len(changes) > 0 {
-		ops = flatten(changes)
+	if changes, _ := v.sinceLocked(snap.Seq); len(changes) > 0 || len(v.inflight) > 0 {
+		n := len(v.inflight)
+		for _, e := range changes {
+			n += len(e.Ops)
+		}
+		ops = make([]session.Op, 0, n)
+		for _, e := range changes {
+			ops = append(ops, e.Ops...)
+		}
 	}
 	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
