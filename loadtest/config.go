@@ -114,6 +114,10 @@ type Config struct {
 
 	// Peer, when named, makes the run a side-by-side one (see PeerConfig).
 	Peer PeerConfig
+	// HubArgs are more flags for the hub instances the run starts (e.g.
+	// "-snapshot-every -1"). Default: none.
+	HubArgs []string
+
 	// debugPorts are the hub instances' profiler ports (-debug-addr), set
 	// by a run that profiles them.
 	debugPorts []int
@@ -255,6 +259,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 	fs.StringVar(&cfg.HTMLPath, "html", cfg.HTMLPath, "write the HTML latency plot to this file")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "write the load generator's own CPU profile to this file")
 	fs.StringVar(&cfg.HubProtocol, "hub-protocol", cfg.HubProtocol, "WebSocket subprotocol the sockets ask for (empty: none, one message per frame)")
+	hubArgs := fs.String("hub-args", "", "more flags for the started hub instances, space-separated (e.g. \"-snapshot-every -1\")")
 	peerFlags(fs, &cfg.Peer)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -268,6 +273,7 @@ baselines. Exits 1 when an acknowledged op was lost.
 	}
 	cfg.Keys = splitList(*keys)
 	cfg.NATSConn.ReadEnv(os.Getenv)
+	cfg.HubArgs = strings.Fields(*hubArgs)
 	return cfg.validate()
 }
 

@@ -150,13 +150,14 @@ func cpuText(cs []ProcCPU) string {
 
 func selfPID() int { return os.Getpid() }
 
-// hubArgs are the extra flags of hub instance i: its profiler's address
-// when the run profiles the hubs.
+// hubArgs are the extra flags of hub instance i: Config.HubArgs, and its
+// profiler's address when the run profiles the hubs.
 func (c *Config) hubArgs(i int) []string {
-	if i >= len(c.debugPorts) {
-		return nil
+	args := c.HubArgs
+	if i < len(c.debugPorts) {
+		args = append(slicesClone(args), "-debug-addr", "127.0.0.1:"+strconv.Itoa(c.debugPorts[i]))
 	}
-	return []string{"-debug-addr", "127.0.0.1:" + strconv.Itoa(c.debugPorts[i])}
+	return args
 }
 
 // hubProfile fetches a CPU profile of the hub whose profiler listens on

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,25 @@ func TestShapesOnCentrifugo(t *testing.T) {
 	m, err := c.measureIdle(ctx, 20, newProgress(nil))
 	if err != nil || m.Held != 20 || m.RSSAfter == 0 {
 		t.Fatalf("idle: %+v, %v", m, err)
+	}
+}
+
+func TestHubArgsFlags(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := parseFlags(&cfg, []string{"-hub-args", "-snapshot-every -1", "-peer", "centrifugo", "-hub-protocol", ""}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	cfg.debugPorts = []int{4242}
+	if got := strings.Join(cfg.hubArgs(0), " "); got != "-snapshot-every -1 -debug-addr 127.0.0.1:4242" {
+		t.Errorf("hub 0 args: %q", got)
+	}
+	if got := strings.Join(cfg.hubArgs(1), " "); got != "-snapshot-every -1" {
+		t.Errorf("hub 1 args: %q", got)
+	}
+	if cfg.subprotocols() != nil || cfg.Peer.Name != peerCentrifugo {
+		t.Errorf("subprotocols %v, peer %q", cfg.subprotocols(), cfg.Peer.Name)
+	}
+	if err := parseFlags(&cfg, []string{"-peer", "pusher"}, io.Discard); err == nil {
+		t.Error("-peer pusher accepted")
 	}
 }
