@@ -163,8 +163,12 @@ func TestR3ConcurrentHTTPAndSocketWrites(t *testing.T) {
 	t.Cleanup(cl.Close)
 	// No compaction during the test: a view that repairs a gap after a
 	// snapshot reads the snapshot, not the intermediate values this test
-	// counts.
-	noSnapshots := func(o *hub.Options) { o.SnapshotEvery = hub.DefaultMaxOpsPerSession - 1 }
+	// counts. Nor the session's write budget: the socket's pipelined
+	// writes would take all of it.
+	noSnapshots := func(o *hub.Options) {
+		o.SnapshotEvery = hub.DefaultMaxOpsPerSession - 1
+		o.SessionWriteRate = 1e6
+	}
 	a := newClusterInstance(t, clusterConn(t, cl.Node(0).ClientURL()), noSnapshots)
 	b := newClusterInstance(t, clusterConn(t, cl.Node(1).ClientURL()), noSnapshots)
 	c, sa, sb := twoTabs(t, a, b)

@@ -98,6 +98,13 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	// The check and the publish under the view's lock: the session's
 	// appends from this instance are counted in the order they land.
 	v.mu.Lock()
+	if v.budget.Tokens() < float64(1+v.unacked) {
+		// The session's write budget, the appends in flight counted (each
+		// takes its token when the view takes it in).
+		v.mu.Unlock()
+		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
+		return
+	}
 	n, err := c.h.opts.Store.Size(c.budgetSnapshotLocked(v), ops...)
 	switch {
 	case err != nil:

@@ -35,7 +35,7 @@ func replies(s *sock, n int) []map[string]any {
 // JetStream's with increasing sequences.
 func TestPipelinedWritesAnswerInOrder(t *testing.T) {
 	ns := startNATS(t)
-	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst = 10000, 10000 })
+	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst, o.SessionWriteRate = 10000, 10000, 1e6 })
 	in.hub.Handle("echo", func(ctx context.Context, ev *hub.Event) (any, error) { return "pong", nil })
 	s := newClient(t).dial(in)
 	s.expect("welcome")
@@ -117,7 +117,9 @@ func TestPipelinedWritesKeepTheCookieBudget(t *testing.T) {
 // client's own writes wait, and every answer arrives once it reads.
 func TestPipelineWaitsForASlowReader(t *testing.T) {
 	ns := startNATS(t)
-	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst, o.SendBuffer = 100000, 100000, 64 })
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.RateLimit, o.RateBurst, o.SendBuffer, o.SessionWriteRate = 100000, 100000, 64, 1e6
+	})
 	s := newClient(t).dial(in)
 	s.expect("welcome")
 	const n = 2000

@@ -130,7 +130,7 @@ func TestSubprotocolThroughTheHub(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const n = 200
+		const n = 150 // within the session's write burst (200)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
