@@ -36,7 +36,7 @@ func startHubs(t *testing.T, n int) (urls []string, natsURL string) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		h, err := hub.New(ctx, &hub.Options{
-			Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), RateLimit: 10000, RateBurst: 10000,
+			Store: store, Conn: nc, ClientKeys: loadKeyPolicy(), RateLimit: 10000, RateBurst: 10000, SessionWriteRate: 1e6,
 			Logger: slog.New(slog.DiscardHandler),
 		})
 		cancel()
