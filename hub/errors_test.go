@@ -201,6 +201,7 @@ func TestSlowReaderClosed(t *testing.T) {
 		o.SendBuffer = 64
 		o.WriteWait = 30 * time.Second
 		o.Metrics = m
+		o.SessionWriteRate = 1e6 // 400 writes in a second or two: the budget is not what this test is about
 		// 400 entries of 60 KB: compacting them (a whole-log read of up to
 		// 4 MB each time) is not what this test is about, and costs a
 		// loaded CI machine tens of seconds.

@@ -87,7 +87,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		if !c.pipe.wait(c.ctx) {
 			return
 		}
-		seq, err := c.stage(c.ctx, SourceWS, ops)
+		seq, err := c.stageCounted(v, ops)
 		if err != nil {
 			c.fail(m.ID, err)
 			return
@@ -126,7 +126,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		if !c.pipe.wait(c.ctx) || !waitClosed(c.ctx, settled) {
 			return
 		}
-		seq, err := c.stage(c.ctx, SourceWS, ops)
+		seq, err := c.stageCounted(v, ops)
 		if err != nil {
 			c.fail(m.ID, err)
 			return
@@ -153,6 +153,21 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	v.unacked++
 	v.mu.Unlock()
 	c.push(pending{id: m.ID, fut: fut, start: start, own: own})
+}
+
+// stageCounted stages ops one at a time (conn.stage) and counts the
+// acknowledged entry in the cookie budget of the session's next writes
+// until the view holds it, as a pipelined one.
+func (c *conn) stageCounted(v *view, ops []session.Op) (uint64, error) {
+	seq, err := c.stage(c.ctx, SourceWS, ops)
+	if err == nil {
+		v.mu.Lock()
+		if seq > v.last {
+			v.inflight = append(v.inflight, &ownWrite{v: v, seq: seq, ops: ops})
+		}
+		v.mu.Unlock()
+	}
+	return seq, err
 }
 
 // waitClosed waits for ch to close (nil: at once); false when ctx ended
