@@ -74,7 +74,9 @@
 // bring its cookie up to date: it folds every pending op, re-issues the
 // cookie and answers 200 with the version and the client-readable values
 // ([FlushResponse]). Any other method gets 405, a cross-site request 403,
-// a session that no longer fits its cookie 413, as JSON errors
+// a session that no longer fits its cookie 413, a log it cannot read 503
+// (unlike the middleware, it does not fall back on the cookie alone: its
+// answer claims every acknowledged write), as JSON errors
 // {"error":{"code","message"}} (docs/PROTOCOL.md). With a Log that is a
 // [Syncer], the bridge first brings the log's view up to every
 // acknowledged write: a view that already holds the client's ?seq= answers

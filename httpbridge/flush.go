@@ -74,7 +74,14 @@ func Flush(store *session.Store, opts *FlushOptions) http.Handler {
 			return
 		}
 		atLeast, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
-		s := load(r, store, &mo, &atLeast)
+		s, err := load(r, store, &mo, &atLeast)
+		if err != nil {
+			// The log could not be read: a 200 would tell the client its
+			// cookie holds every acknowledged write when it may not. The
+			// cookie is left as it was; the client flushes again later.
+			protocol.WriteCode(w, protocol.CodeUnavailable, "session log unavailable, try again later")
+			return
+		}
 		if s.ID() != "" {
 			// The bridge always re-issues the cookie, and keeps the ID even
 			// while the session is empty: sockets may be using it.

@@ -3,6 +3,7 @@ package httpbridge_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,6 +112,16 @@ func TestFlush(t *testing.T) {
 		resp := roundTrip(flush, r)
 		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost || errorCode(t, resp) != "method_not_allowed" {
 			t.Errorf("GET: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+	// Must run last: it breaks the log.
+	defer t.Run("log unreadable: 503, the cookie untouched", func(t *testing.T) {
+		log.mu.Lock()
+		log.pendingErr = errors.New("nats: timeout")
+		log.mu.Unlock()
+		resp := post(cookie)
+		if resp.StatusCode != http.StatusServiceUnavailable || errorCode(t, resp) != "unavailable" || sessionCookie(t, resp) != nil {
+			t.Errorf("flush with the log unreadable: %d %v: want 503 unavailable and no cookie (a 200 would claim every write is in the cookie)", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("cross-site refused", func(t *testing.T) {

@@ -82,7 +82,7 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 	o := opts.withDefaults()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s := load(r, store, &o, nil)
+			s, _ := load(r, store, &o, nil) // without the log: a plain cookie session
 			sw := &saveWriter{ResponseWriter: w, save: func(h http.Header) {
 				_, _ = commit(r.Context(), store, &o, s, h) // a failure is logged; the response goes on
 			}}
@@ -97,11 +97,12 @@ func Middleware(store *session.Store, opts *Options) func(http.Handler) http.Han
 
 // load loads the session of r and folds the log's pending ops into it.
 // It never fails: a refused cookie yields a new session (reported to
-// OnLoad and logged), an unreachable log leaves the cookie's snapshot.
+// OnLoad and logged), an unreachable log leaves the cookie's snapshot
+// (and is returned, for the bridge: the middleware goes on without it).
 // With sync set and a Log that is a Syncer, it first brings the log's view
 // up to everything acknowledged (at least *sync, when not 0), as the
 // bridge needs.
-func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *session.Session {
+func load(r *http.Request, store *session.Store, o *Options, sync *uint64) (*session.Session, error) {
 	s, err := store.Load(r)
 	if err != nil {
 		o.Logger.Debug("session cookie refused", "reason", session.ReasonOf(err), "err", err)
@@ -111,20 +112,21 @@ func load(r *http.Request, store *session.Store, o *Options, sync *uint64) *sess
 	}
 	id := s.ID()
 	if o.Log == nil || id == "" {
-		return s
+		return s, nil
 	}
 	if sy, ok := o.Log.(Syncer); ok && sync != nil {
 		if err := sy.Sync(r.Context(), id, *sync); err != nil {
 			o.Logger.Warn("session log unavailable, using the cookie alone", "err", err)
+			return s, err
 		}
 	}
 	ops, err := o.Log.Pending(r.Context(), id, s.Seq())
 	if err != nil {
 		o.Logger.Warn("session log unavailable, using the cookie alone", "err", err)
-		return s
+		return s, err
 	}
 	s.Fold(ops)
-	return s
+	return s, nil
 }
 
 // commit appends the session's recorded changes to the log as one entry
