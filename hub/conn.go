@@ -153,6 +153,15 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 		if n > session.MaxCookieSize {
 			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
 		}
+		if !whole && n > session.MaxCookieSize/2 && attempt < attempts {
+			// Near the budget on a view that may lack entries (a gap being
+			// repaired, a reconnect): read them, then measure again, so the
+			// append below can be conditional on the whole log.
+			if v := c.view(); v != nil {
+				_ = v.sync(ctx)
+			}
+			continue
+		}
 		var expect *uint64
 		if whole && n > session.MaxCookieSize/2 && attempt < attempts {
 			expect = &last

@@ -115,9 +115,9 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
 		return
-	case n > session.MaxCookieSize/2, v.counted && v.sinceSnap+v.unacked+1 >= c.h.opts.MaxOpsPerSession:
-		// Near the budget: concurrent writers must not together push the
-		// cookie past it. Near the log's limit: the append it refuses
+	case n > session.MaxCookieSize/2, v.stale, v.counted && v.sinceSnap+v.unacked+1 >= c.h.opts.MaxOpsPerSession:
+		// Near the budget (or a stale view, which cannot tell how near):
+		// concurrent writers must not together push the cookie past it. Near the log's limit: the append it refuses
 		// compacts the log first (Hub.stage), in order. Once this
 		// instance's appends of the session are acknowledged, one at a
 		// time, as the log says (conn.stage).
