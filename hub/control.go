@@ -120,7 +120,13 @@ func (h *Hub) control(ctx context.Context, id, what string, code websocket.Statu
 		return nil
 	}
 	h.closeSession(id, code, reason)
-	if err := h.opts.Conn.Publish(h.log.ctlSubject(id), []byte(what)); err != nil {
+	return h.publishControl(ctx, id, []byte(what))
+}
+
+// publishControl sends msg on session id's control subject, which every
+// instance (this one included) subscribes to, and waits until NATS has it.
+func (h *Hub) publishControl(ctx context.Context, id string, msg []byte) error {
+	if err := h.opts.Conn.Publish(h.log.ctlSubject(id), msg); err != nil {
 		return wrapErr(ErrUnavailable, err)
 	}
 	fctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)

@@ -84,15 +84,9 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	if !v.written(start) {
 		// The log may be empty: the session's first write wakes the lazy
 		// sockets of every instance once acknowledged (Hub.stage).
-		if !c.pipe.wait(c.ctx) {
-			return
+		if c.pipe.wait(c.ctx) {
+			c.stageOne(v, m.ID, ops)
 		}
-		seq, err := c.stageCounted(v, ops)
-		if err != nil {
-			c.fail(m.ID, err)
-			return
-		}
-		c.queue(protocol.AppendAck(nil, m.ID, seq, nil))
 		return
 	}
 	// The check and the publish under the view's lock: the session's
@@ -123,15 +117,9 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// time, as the log says (conn.stage).
 		settled := v.settled
 		v.mu.Unlock()
-		if !c.pipe.wait(c.ctx) || !waitClosed(c.ctx, settled) {
-			return
+		if c.pipe.wait(c.ctx) && waitClosed(c.ctx, settled) {
+			c.stageOne(v, m.ID, ops)
 		}
-		seq, err := c.stageCounted(v, ops)
-		if err != nil {
-			c.fail(m.ID, err)
-			return
-		}
-		c.queue(protocol.AppendAck(nil, m.ID, seq, nil))
 		return
 	}
 	if c.h.closing.Load() {
@@ -522,4 +510,15 @@ func (l *jsLog) appendAsync(id, source string, ops []session.Op) (jetstream.PubA
 		return nil, classifyPublish(err)
 	}
 	return fut, nil
+}
+
+// stageOne stages ops on their own, once the socket's pipelined appends
+// are answered, and answers request id.
+func (c *conn) stageOne(v *view, id uint64, ops []session.Op) {
+	seq, err := c.stageCounted(v, ops)
+	if err != nil {
+		c.fail(id, err)
+		return
+	}
+	c.queue(protocol.AppendAck(nil, id, seq, nil))
 }

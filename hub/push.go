@@ -29,15 +29,7 @@ func (h *Hub) PushSession(ctx context.Context, id, name string, data any) error 
 	}
 	// The push rides the control subject, which every instance (this one
 	// included) subscribes to: onControl hands it to pushLocal.
-	if err := h.opts.Conn.Publish(h.log.ctlSubject(id), protocol.Marshal(protocol.Push{Type: protocol.TypePush, Name: name, Data: raw})); err != nil {
-		return wrapErr(ErrUnavailable, err)
-	}
-	fctx, cancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-	defer cancel()
-	if err := h.opts.Conn.FlushWithContext(fctx); err != nil {
-		return wrapErr(ErrUnavailable, err)
-	}
-	return nil
+	return h.publishControl(ctx, id, protocol.Marshal(protocol.Push{Type: protocol.TypePush, Name: name, Data: raw}))
 }
 
 // pushLocal queues a push message (a control message that is a JSON
