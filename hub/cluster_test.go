@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/sessionhub/sessionhub/httpbridge"
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/natscluster"
 	"github.com/sessionhub/sessionhub/session"
@@ -99,55 +97,16 @@ func clusterConn(t testing.TB, urls string, extra ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// newClusterInstance is newInstance on a given connection with an R3
-// stream. It retries hub.New until the cluster can place the stream.
+// newClusterInstance is newInstanceOn with an R3 stream (hub.New waits
+// until the cluster can place it).
 func newClusterInstance(t testing.TB, nc *nats.Conn, tweak ...func(*hub.Options)) *instance {
 	t.Helper()
-	store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{testKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &hub.Options{Store: store, Conn: nc, ClientKeys: demoKeys, Logger: testLogger(t), Replicas: 3}
-	for _, fn := range tweak {
-		fn(o)
-	}
-	var h *hub.Hub
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		h, err = hub.New(ctx, o)
-		cancel()
-		if err == nil {
-			break
+	return newInstanceWithin(t, nc, 30*time.Second, func(o *hub.Options) {
+		o.Replicas = 3
+		for _, fn := range tweak {
+			fn(o)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub.New on the cluster: %v", err)
-		}
-		t.Logf("hub.New: %v (retrying)", err)
-		time.Sleep(200 * time.Millisecond)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/hub/", h)
-	app := http.NewServeMux()
-	app.HandleFunc("GET /app/get", func(w http.ResponseWriter, r *http.Request) {
-		s := httpbridge.FromContext(r.Context())
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"seq": s.Seq(), "values": s.Values()})
 	})
-	app.HandleFunc("POST /app/set", func(w http.ResponseWriter, r *http.Request) {
-		s := httpbridge.FromContext(r.Context())
-		for k, vs := range r.URL.Query() {
-			if err := s.Set(k, vs[0]); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.Handle("/app/", h.Middleware(app))
-	in := &instance{t: t, hub: h, nc: nc, srv: httptest.NewServer(mux), store: store}
-	t.Cleanup(in.stop)
-	return in
 }
 
 // On an R3 stream, HTTP writes (conditional appends through the

@@ -93,6 +93,12 @@ func newInstance(t testing.TB, ns *natsserver.Server, tweak func(*hub.Options)) 
 // newInstanceOn is newInstance on a given NATS connection.
 func newInstanceOn(t testing.TB, nc *nats.Conn, tweak func(*hub.Options)) *instance {
 	t.Helper()
+	return newInstanceWithin(t, nc, 10*time.Second, tweak)
+}
+
+// newInstanceWithin is newInstanceOn with hub.New given up to timeout.
+func newInstanceWithin(t testing.TB, nc *nats.Conn, timeout time.Duration, tweak func(*hub.Options)) *instance {
+	t.Helper()
 	store, err := session.NewStore(&session.Options{Keys: []session.KeyPair{testKey}})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +107,7 @@ func newInstanceOn(t testing.TB, nc *nats.Conn, tweak func(*hub.Options)) *insta
 	if tweak != nil {
 		tweak(o)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	h, err := hub.New(ctx, o)
 	if err != nil {
