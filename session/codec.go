@@ -86,12 +86,9 @@ type CodecOptions struct {
 // JSON. The cookie name is part of the signature, so a value cannot be
 // moved to another cookie. A Codec is safe for concurrent use.
 type Codec struct {
-	codecs   []securecookie.Codec
-	encrypt  bool // the first (encoding) key pair has a block key
-	maxAge   time.Duration
-	absolute time.Duration
-	skew     time.Duration
-	now      func() time.Time
+	codecs  []securecookie.Codec
+	encrypt bool // the first (encoding) key pair has a block key
+	lifetime
 }
 
 // DefaultLifetime is Flask's PERMANENT_SESSION_LIFETIME default.
@@ -102,13 +99,7 @@ func NewCodec(opts CodecOptions) (*Codec, error) {
 	if len(opts.Keys) == 0 {
 		return nil, ErrNoKeys
 	}
-	c := &Codec{maxAge: opts.MaxAge, absolute: opts.AbsoluteTimeout, skew: opts.ClockSkew, now: opts.Now}
-	if c.maxAge <= 0 {
-		c.maxAge = DefaultLifetime
-	}
-	if c.now == nil {
-		c.now = time.Now
-	}
+	c := &Codec{lifetime: newLifetime(opts.MaxAge, opts.AbsoluteTimeout, opts.ClockSkew, opts.Now)}
 	c.encrypt = len(opts.Keys[0].Block) > 0
 	for i, kp := range opts.Keys {
 		if err := kp.Validate(); err != nil {
@@ -199,21 +190,20 @@ func (c *Codec) Decode(name, value string) (Snapshot, error) {
 	}
 	now := c.now()
 	issued := time.Unix(p.Issued, 0)
-	switch {
-	case p.Issued <= 0:
+	if p.Issued <= 0 {
 		return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("no issue time")}
-	case issued.After(now.Add(c.skew)):
-		return Snapshot{}, &DecodeError{Reason: ReasonFuture, Err: fmt.Errorf("issued %s, now %s", issued.UTC(), now.UTC())}
-	case now.Sub(issued) > c.maxAge:
-		return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("issued %s", issued.UTC())}
-	case !ValidID(p.ID):
+	}
+	if err := c.checkIssued(issued, now); err != nil {
+		return Snapshot{}, err
+	}
+	if !ValidID(p.ID) {
 		return Snapshot{}, &DecodeError{Reason: ReasonMalformed, Err: fmt.Errorf("bad session id")}
 	}
 	snap := Snapshot{ID: p.ID, Seq: p.Seq, Values: p.Values, Permanent: p.Permanent, Pinned: p.Pinned}
 	if p.Created > 0 {
 		snap.Created = time.Unix(p.Created, 0)
-		if c.absolute > 0 && now.Sub(snap.Created) > c.absolute {
-			return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("absolute timeout: created %s", snap.Created.UTC())}
+		if err := c.checkCreated(snap.Created, now); err != nil {
+			return Snapshot{}, err
 		}
 	}
 	// The values need no json.Valid: encoding/json's Decoder scans the

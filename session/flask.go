@@ -83,11 +83,8 @@ type FlaskCodecOptions struct {
 // cookie name is not signed (Flask does not sign it). A FlaskCodec is
 // safe for concurrent use.
 type FlaskCodec struct {
-	keys     [][]byte // HMAC-SHA1(secret, salt): itsdangerous's "hmac" derivation
-	maxAge   time.Duration
-	absolute time.Duration
-	skew     time.Duration
-	now      func() time.Time
+	keys [][]byte // HMAC-SHA1(secret, salt): itsdangerous's "hmac" derivation
+	lifetime
 }
 
 var (
@@ -100,13 +97,7 @@ func NewFlaskCodec(opts FlaskCodecOptions) (*FlaskCodec, error) {
 	if len(opts.Secrets) == 0 {
 		return nil, ErrNoKeys
 	}
-	c := &FlaskCodec{maxAge: opts.MaxAge, absolute: opts.AbsoluteTimeout, skew: opts.ClockSkew, now: opts.Now}
-	if c.maxAge <= 0 {
-		c.maxAge = DefaultLifetime
-	}
-	if c.now == nil {
-		c.now = time.Now
-	}
+	c := &FlaskCodec{lifetime: newLifetime(opts.MaxAge, opts.AbsoluteTimeout, opts.ClockSkew, opts.Now)}
 	for i, s := range opts.Secrets {
 		if len(s) == 0 {
 			return nil, fmt.Errorf("secret %d: %w: empty", i, ErrBadKey)
@@ -304,11 +295,8 @@ func (c *FlaskCodec) Decode(_ string, value string) (Snapshot, error) {
 	}
 	now := c.now()
 	issued := time.Unix(int64(ts), 0)
-	switch {
-	case issued.After(now.Add(c.skew)):
-		return Snapshot{}, &DecodeError{Reason: ReasonFuture, Err: fmt.Errorf("signed %s, now %s", issued.UTC(), now.UTC())}
-	case now.Sub(issued) > c.maxAge:
-		return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("signed %s", issued.UTC())}
+	if err := c.checkIssued(issued, now); err != nil {
+		return Snapshot{}, err
 	}
 	j, err := flaskPayload(data)
 	if err != nil {
@@ -336,8 +324,8 @@ func (c *FlaskCodec) Decode(_ string, value string) (Snapshot, error) {
 			snap.ID, snap.Seq, snap.Pinned = h.ID, h.Seq, h.Pinned
 			if h.Created > 0 {
 				snap.Created = time.Unix(h.Created, 0)
-				if c.absolute > 0 && now.Sub(snap.Created) > c.absolute {
-					return Snapshot{}, &DecodeError{Reason: ReasonExpired, Err: fmt.Errorf("absolute timeout: created %s", snap.Created.UTC())}
+				if err := c.checkCreated(snap.Created, now); err != nil {
+					return Snapshot{}, err
 				}
 			}
 		}
