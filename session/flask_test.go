@@ -439,6 +439,11 @@ func TestFlaskStore(t *testing.T) {
 	if !session.ValidID(s.ID()) || !s.Permanent() || s.GetString("user") != "ada" {
 		t.Fatalf("adopted session: id %q permanent %v user %q", s.ID(), s.Permanent(), s.GetString("user"))
 	}
+	// Adopting is a change: a response that touches nothing else still
+	// carries the new ID, or every request would adopt the cookie anew.
+	if d, err := st.Save(http.Header{}, s); err != nil || d != session.Written {
+		t.Fatalf("Save of an adopted session that nothing else changed: %v, %v; want it written", d, err)
+	}
 	if err := s.Set("colour", "red"); err != nil {
 		t.Fatal(err)
 	}

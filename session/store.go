@@ -163,17 +163,20 @@ func (st *Store) Load(r *http.Request) (*Session, error) {
 // Decode returns the session a cookie value holds, or a new empty session
 // and a *DecodeError. A Flask cookie that holds values but not the hub's
 // fields (the app wrote it before the hub saw it) is adopted: the session
-// gets a new ID and creation time, and keeps the values.
+// gets a new ID and creation time, keeps the values, and is written back
+// on the response even when nothing else changes.
 func (st *Store) Decode(value string) (*Session, error) {
 	snap, err := st.codec.Decode(st.opts.Name, value)
 	if err != nil {
 		return New(), err
 	}
+	s := FromSnapshot(snap)
 	if snap.ID == "" && len(snap.Values) > 0 {
-		snap.ID = NewID()
-		snap.Created = now()
+		// Pinned and modified: the next response carries the new ID, so
+		// the next request (and its sockets) find the same session.
+		s.EnsureID()
 	}
-	return FromSnapshot(snap), nil
+	return s, nil
 }
 
 // Encode returns the signed cookie value for snap.
