@@ -305,25 +305,47 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("/hub/api/", m.Instrument("server_api", API(APIOptions{Hub: s.hub, Token: s.cfg.APIToken, CheckOp: checkOp, Logger: s.log})))
 	mux.Handle("/hub/", m.Instrument("hub", s.hub))
 	if s.app != nil {
-		app, err := s.app.Handler(s.store, s.hub)
-		if err != nil {
+		if err := s.appRoutes(mux); err != nil {
 			return nil, err
 		}
-		mux.Handle("GET /hub/healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
-		mux.Handle("GET /hub/metrics", m.Instrument("metrics", m.Handler()))
-		mux.Handle("GET /hub/sessionhub.js", m.Instrument("client", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			http.ServeFileFS(w, r, web.FS(), "sessionhub.js")
-		})))
-		mux.Handle("/", m.Instrument("app", app))
-		return mux, nil
+	} else if err := s.demoRoutes(mux); err != nil {
+		return nil, err
 	}
+	if s.cfg.TrustProxy {
+		return origin.TrustForwardedProto(mux), nil
+	}
+	return mux, nil
+}
+
+// appRoutes mounts an App (proxy mode): the hub's own endpoints under
+// /hub/, every other path the app's.
+func (s *Server) appRoutes(mux *http.ServeMux) error {
+	m := s.metrics
+	app, err := s.app.Handler(s.store, s.hub)
+	if err != nil {
+		return err
+	}
+	mux.Handle("GET /hub/healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /hub/metrics", s.metricsHandler())
+	}
+	mux.Handle("GET /hub/sessionhub.js", m.Instrument("client", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, web.FS(), "sessionhub.js")
+	})))
+	mux.Handle("/", m.Instrument("app", app))
+	return nil
+}
+
+// demoRoutes mounts the demo app, health and metrics.
+func (s *Server) demoRoutes(mux *http.ServeMux) error {
+	m := s.metrics
 	app, err := demo.New(&demo.Options{
 		Store:  s.store,
 		Hub:    s.hub,
 		Logger: s.log,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	mux.Handle("GET /healthz", m.Instrument("healthz", http.HandlerFunc(s.healthz)))
 	if s.cfg.MetricsAddr == "" {
@@ -334,10 +356,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("/login", m.Instrument("login", app))
 	mux.Handle("/logout", m.Instrument("logout", app))
 	mux.Handle("/", m.Instrument("page", app))
-	if s.cfg.TrustProxy {
-		return origin.TrustForwardedProto(mux), nil
-	}
-	return mux, nil
+	return nil
 }
 
 // metricsHandler serves the metrics, behind the bearer token when one is

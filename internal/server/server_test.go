@@ -396,6 +396,7 @@ func TestAppRoutes(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.DataDir, cfg.Keys = "127.0.0.1:0", t.TempDir(), FormatKey(testKey)
+	cfg.MetricsToken = "metrics-secret" // the proxy's /hub/metrics honours it too
 	app := &App{Handler: func(*session.Store, *hub.Hub) (http.Handler, error) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, "app "+r.URL.Path)
@@ -424,8 +425,19 @@ func TestAppRoutes(t *testing.T) {
 	if status, body := b.doJSON("GET", "/hub/healthz", ""); status != http.StatusOK || body["status"] != "ok" {
 		t.Errorf("GET /hub/healthz: %d %v", status, body)
 	}
-	if status, _, body := b.do("GET", "/hub/metrics", "", ""); status != http.StatusOK || !strings.Contains(string(body), "# TYPE") {
-		t.Errorf("GET /hub/metrics: %d %.200s", status, body)
+	if status, _, _ := b.do("GET", "/hub/metrics", "", ""); status != http.StatusUnauthorized {
+		t.Errorf("GET /hub/metrics without the metrics token: %d, want 401", status)
+	}
+	req, _ := http.NewRequest("GET", s.URL()+"/hub/metrics", nil)
+	req.Header.Set("Authorization", "Bearer metrics-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(mbody), "# TYPE") {
+		t.Errorf("GET /hub/metrics: %d %.200s", resp.StatusCode, mbody)
 	}
 	for _, path := range []string{"/", "/healthz", "/static/sessionhub.js"} {
 		if status, _, body := b.do("GET", path, "", ""); status != http.StatusOK || string(body) != "app "+path {
