@@ -75,7 +75,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, output 
 		fmt.Fprintf(output, "%s: %v\n", name, err)
 		return nil, err
 	}
-	c.Server.APIToken = strings.TrimSpace(getenv(server.EnvAPIToken))
+	c.Server.ReadSecretsEnv(getenv) // the API token, the NATS password or token
 	err := c.load(upstream, secretFile, schemaFile, clientKeys, readableKeys, getenv(EnvFlaskSecretKey))
 	if err == nil {
 		err = c.Server.Validate()

@@ -27,6 +27,17 @@ func TestParseConfigSchemas(t *testing.T) {
 	if len(cfg.FlaskSecrets) != 2 || string(cfg.FlaskSecrets[0]) != "new" || cfg.Upstream.Host != "127.0.0.1:5000" {
 		t.Fatalf("config: %+v", cfg)
 	}
+	// The secrets that only the environment holds reach the proxy too.
+	env["SESSIONHUB_NATS_PASSWORD"], env["SESSIONHUB_API_TOKEN"] = "nats-secret", "api-secret"
+	withSecrets, err := ParseConfig("proxy", []string{"-nats", "nats://127.0.0.1:4222", "-nats-user", "hub"}, getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withSecrets.Server.NATSConn.Password != "nats-secret" || withSecrets.Server.APIToken != "api-secret" {
+		t.Fatalf("proxy config: NATS password %q, API token %q: want them from the environment", withSecrets.Server.NATSConn.Password, withSecrets.Server.APIToken)
+	}
+	delete(env, "SESSIONHUB_NATS_PASSWORD")
+	delete(env, "SESSIONHUB_API_TOKEN")
 	keys, err := cfg.keyPolicies()
 	if err != nil {
 		t.Fatal(err)

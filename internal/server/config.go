@@ -27,6 +27,14 @@ const EnvPrefix = "SESSIONHUB_"
 const EnvKeys = "SESSIONHUB_KEYS"
 
 // Config is the server's configuration. DefaultConfig holds the defaults;
+// ReadSecretsEnv reads the secrets that have no flag, only an
+// environment variable: the server API's token and the NATS password or
+// token. The server and the proxy both call it.
+func (c *Config) ReadSecretsEnv(getenv func(string) string) {
+	c.APIToken = strings.TrimSpace(getenv(EnvAPIToken))
+	c.NATSConn.ReadEnv(getenv)
+}
+
 // ParseConfig reads flags and environment variables into it.
 type Config struct {
 	// Addr is the HTTP listen address. Default: 127.0.0.1:8080.
@@ -259,8 +267,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, output 
 		return c, nil, err // printed by the flag package
 	}
 	c.Keys = strings.TrimSpace(getenv(EnvKeys))
-	c.APIToken = strings.TrimSpace(getenv(EnvAPIToken))
-	c.NATSConn.ReadEnv(getenv)
+	c.ReadSecretsEnv(getenv)
 	if err := c.Validate(); err != nil {
 		fmt.Fprintf(output, "%s: %v\n", name, err)
 		return c, nil, err
