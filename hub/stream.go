@@ -152,17 +152,27 @@ func (l *jsLog) append(ctx context.Context, id, source string, expect *uint64, o
 // fetch returns it.) The first sequence is cached for a second.
 func (l *jsLog) complete(ctx context.Context, after uint64) (bool, error) {
 	l.firstMu.Lock()
-	defer l.firstMu.Unlock()
-	if after+1 >= l.firstSeq && time.Since(l.firstAt) < time.Second {
+	first, at := l.firstSeq, l.firstAt
+	l.firstMu.Unlock()
+	switch {
+	case after+1 < first:
+		return false, nil // the first sequence only grows: incomplete for good
+	case time.Since(at) < time.Second:
 		return true, nil
 	}
+	// The round trip runs without the lock: resumes elsewhere in the hub
+	// do not queue behind it.
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	st, err := l.js.Stream(ctx, l.stream)
 	if err != nil {
 		return false, wrapErr(ErrUnavailable, err)
 	}
-	info := st.CachedInfo()
-	l.firstSeq, l.firstAt = info.State.FirstSeq, time.Now()
-	return after+1 >= l.firstSeq, nil
+	first = st.CachedInfo().State.FirstSeq
+	l.firstMu.Lock()
+	if first >= l.firstSeq {
+		l.firstSeq, l.firstAt = first, time.Now()
+	}
+	l.firstMu.Unlock()
+	return after+1 >= first, nil
 }

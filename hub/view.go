@@ -100,10 +100,11 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 		h.opts.Metrics.ViewOpened()
 		v.load(ctx, after)
 	} else {
-		select {
-		case <-v.ready:
-		case <-ctx.Done():
-		}
+		// Always the loaded view, whatever ctx: a socket that joined a view
+		// still loading would miss the entries its load reads (they go to
+		// the tail, not to the sockets). The load is bounded by the log's
+		// timeouts.
+		<-v.ready
 	}
 	return v
 }
