@@ -16,6 +16,8 @@ const (
 	CodeNotFound         Code = "not_found"          // no handler for the event; no such endpoint
 	CodeMethodNotAllowed Code = "method_not_allowed" // an HTTP endpoint called with the wrong method
 	CodeUpgradeRequired  Code = "upgrade_required"   // the socket endpoint called without a WebSocket handshake
+	CodeUnauthorized     Code = "unauthorized"       // the server API called without a bearer token
+	CodeUnsupportedMedia Code = "unsupported_media"  // the server API called with a body that is not JSON
 	CodeInternal         Code = "internal"           // anything else; details are logged, never sent
 )
 
@@ -41,6 +43,8 @@ var Codes = []CodeInfo{
 	{CodeNotFound, http.StatusNotFound, "not found"},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed, "method not allowed"},
 	{CodeUpgradeRequired, http.StatusUpgradeRequired, "WebSocket upgrade required"},
+	{CodeUnauthorized, http.StatusUnauthorized, "send Authorization: Bearer <token>"},
+	{CodeUnsupportedMedia, http.StatusUnsupportedMediaType, "send Content-Type: application/json"},
 	{CodeInternal, http.StatusInternalServerError, "internal error"},
 }
 

@@ -72,7 +72,7 @@ func API(opts APIOptions) http.Handler {
 	mux := http.NewServeMux()
 	if o.Token == "" {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			protocol.WriteError(w, http.StatusNotFound, "not_found", "the server API is off: set "+EnvAPIToken)
+			protocol.WriteCode(w, protocol.CodeNotFound, "the server API is off: set "+EnvAPIToken)
 		})
 		return mux
 	}
@@ -81,7 +81,7 @@ func API(opts APIOptions) http.Handler {
 	mux.HandleFunc("/hub/api/sessions/{id}/end", a.auth(a.end))
 	mux.HandleFunc("/hub/api/sessions/{id}/push", a.auth(a.push))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		protocol.WriteError(w, http.StatusNotFound, "not_found", "no such API endpoint")
+		protocol.WriteCode(w, protocol.CodeNotFound, "no such API endpoint")
 	})
 	return mux
 }
@@ -97,24 +97,24 @@ func (a *api) auth(h func(w http.ResponseWriter, r *http.Request, id string)) ht
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || got == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sessionhub"`)
-			protocol.WriteError(w, http.StatusUnauthorized, "unauthorized", "send Authorization: Bearer <token>")
+			protocol.WriteCode(w, protocol.CodeUnauthorized, "send Authorization: Bearer <token>")
 			return
 		}
 		// Hashing both sides first makes the comparison constant-time in
 		// the length too.
 		sum := sha256.Sum256([]byte(got))
 		if subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			protocol.WriteError(w, http.StatusForbidden, "forbidden", "wrong token")
+			protocol.WriteCode(w, protocol.CodeForbidden, "wrong token")
 			return
 		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
-			protocol.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+			protocol.WriteCode(w, protocol.CodeMethodNotAllowed, "use POST")
 			return
 		}
 		id := r.PathValue("id")
 		if !session.ValidID(id) {
-			protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), "invalid session id")
+			protocol.WriteCode(w, protocol.CodeInvalid, "invalid session id")
 			return
 		}
 		h(w, r, id)
@@ -124,23 +124,23 @@ func (a *api) auth(h func(w http.ResponseWriter, r *http.Request, id string)) ht
 // decode reads a JSON body into v; false when it answered an error.
 func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		protocol.WriteError(w, http.StatusUnsupportedMediaType, string(hub.CodeInvalid), "send Content-Type: application/json")
+		protocol.WriteCode(w, protocol.CodeUnsupportedMedia, "send Content-Type: application/json")
 		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.o.MaxBody))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		protocol.WriteError(w, http.StatusRequestEntityTooLarge, string(hub.CodeTooLarge), fmt.Sprintf("the body exceeds %d bytes", a.o.MaxBody))
+		protocol.WriteCode(w, protocol.CodeTooLarge, fmt.Sprintf("the body exceeds %d bytes", a.o.MaxBody))
 		return false
 	case err != nil:
-		protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), "unreadable body")
+		protocol.WriteCode(w, protocol.CodeInvalid, "unreadable body")
 		return false
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil || dec.More() {
-		protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), "the body is not the expected JSON object")
+		protocol.WriteCode(w, protocol.CodeInvalid, "the body is not the expected JSON object")
 		return false
 	}
 	return true
@@ -152,7 +152,7 @@ func (a *api) ops(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	if len(req.Ops) == 0 {
-		protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), "no ops")
+		protocol.WriteCode(w, protocol.CodeInvalid, "no ops")
 		return
 	}
 	for i, op := range req.Ops {
@@ -164,13 +164,13 @@ func (a *api) ops(w http.ResponseWriter, r *http.Request, id string) {
 			err = a.o.CheckOp(op)
 		}
 		if err != nil {
-			protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), fmt.Sprintf("op %d: %v", i, err))
+			protocol.WriteCode(w, protocol.CodeInvalid, fmt.Sprintf("op %d: %v", i, err))
 			return
 		}
 		if op.Type == session.OpSet {
 			// One spelling in the log, as SetOp gives the Go API.
 			if req.Ops[i], err = session.SetOp(op.Key, op.Value); err != nil {
-				protocol.WriteError(w, http.StatusBadRequest, string(hub.CodeInvalid), fmt.Sprintf("op %d: %v", i, err))
+				protocol.WriteCode(w, protocol.CodeInvalid, fmt.Sprintf("op %d: %v", i, err))
 				return
 			}
 		}
@@ -221,5 +221,5 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", "1")
 		a.o.Logger.Warn("server API", "err", err)
 	}
-	protocol.WriteError(w, protocol.HTTPStatus(code), string(code), he.Message)
+	protocol.WriteCode(w, code, he.Message)
 }

@@ -141,3 +141,43 @@ func TestServerAPIUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// The server API's refusals come from the code table: 401 with
+// WWW-Authenticate, 405 with Allow, 415 for a body that is not JSON.
+func TestServerAPIRefusals(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-token"
+	s := startServer(t, func(c *Config) { c.APIToken = token })
+	path := s.URL() + "/hub/api/sessions/0123456789abcdef0123456789abcdef/ops"
+	for _, tc := range []struct {
+		name, method, auth, ctype string
+		status                    int
+		code                      string
+		header, value             string
+	}{
+		{"no token", "POST", "", "application/json", http.StatusUnauthorized, "unauthorized", "WWW-Authenticate", "Bearer"},
+		{"GET", "GET", "Bearer " + token, "", http.StatusMethodNotAllowed, "method_not_allowed", "Allow", "POST"},
+		{"not JSON", "POST", "Bearer " + token, "text/plain", http.StatusUnsupportedMediaType, "unsupported_media", "", ""},
+	} {
+		req, _ := http.NewRequest(tc.method, path, strings.NewReader(`{"ops":[]}`))
+		if tc.ctype != "" {
+			req.Header.Set("Content-Type", tc.ctype)
+		}
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Error struct{ Code string } }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || body.Error.Code != tc.code {
+			t.Errorf("%s: %d %q, want %d %s", tc.name, resp.StatusCode, body.Error.Code, tc.status, tc.code)
+		}
+		if tc.header != "" && !strings.HasPrefix(resp.Header.Get(tc.header), tc.value) {
+			t.Errorf("%s: %s %q, want %s", tc.name, tc.header, resp.Header.Get(tc.header), tc.value)
+		}
+	}
+}
