@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -26,15 +27,16 @@ func TestHandshakeRefusalsMakeNoSession(t *testing.T) {
 		tweak  func(*http.Request)
 		code   protocol.Code
 		status int
+		header []string // a response header and its value, when the refusal sets one
 	}{
-		{"post", "POST", upgrade, protocol.CodeMethodNotAllowed, http.StatusMethodNotAllowed},
-		{"no upgrade", "GET", func(*http.Request) {}, protocol.CodeUpgradeRequired, http.StatusUpgradeRequired},
-		{"version 8", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Version", "8") }, protocol.CodeInvalid, http.StatusBadRequest},
-		{"no version", "GET", func(r *http.Request) { upgrade(r); r.Header.Del("Sec-WebSocket-Version") }, protocol.CodeInvalid, http.StatusBadRequest},
-		{"no key", "GET", func(r *http.Request) { upgrade(r); r.Header.Del("Sec-WebSocket-Key") }, protocol.CodeInvalid, http.StatusBadRequest},
-		{"short key", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, protocol.CodeInvalid, http.StatusBadRequest},
-		{"not base64", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!!=") }, protocol.CodeInvalid, http.StatusBadRequest},
-		{"cross-site", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Origin", "https://evil.example") }, protocol.CodeForbidden, http.StatusForbidden},
+		{"post", "POST", upgrade, protocol.CodeMethodNotAllowed, http.StatusMethodNotAllowed, []string{"Allow", "GET"}},
+		{"no upgrade", "GET", func(*http.Request) {}, protocol.CodeUpgradeRequired, http.StatusUpgradeRequired, []string{"Upgrade", "websocket"}},
+		{"version 8", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Version", "8") }, protocol.CodeInvalid, http.StatusBadRequest, []string{"Sec-WebSocket-Version", "13"}},
+		{"no version", "GET", func(r *http.Request) { upgrade(r); r.Header.Del("Sec-WebSocket-Version") }, protocol.CodeInvalid, http.StatusBadRequest, nil},
+		{"no key", "GET", func(r *http.Request) { upgrade(r); r.Header.Del("Sec-WebSocket-Key") }, protocol.CodeInvalid, http.StatusBadRequest, nil},
+		{"short key", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, protocol.CodeInvalid, http.StatusBadRequest, nil},
+		{"not base64", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!!=") }, protocol.CodeInvalid, http.StatusBadRequest, nil},
+		{"cross-site", "GET", func(r *http.Request) { upgrade(r); r.Header.Set("Origin", "https://evil.example") }, protocol.CodeForbidden, http.StatusForbidden, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +51,9 @@ func TestHandshakeRefusalsMakeNoSession(t *testing.T) {
 			if w.Code != tt.status || body.Error.Code != tt.code || body.Error.Message == "" {
 				t.Fatalf("%d %+v, want %d %s", w.Code, body, tt.status, tt.code)
 			}
+			if tt.header != nil && w.Header().Get(tt.header[0]) != tt.header[1] {
+				t.Fatalf("%s: %q, want %q", tt.header[0], w.Header().Get(tt.header[0]), tt.header[1])
+			}
 			if c := w.Header().Values("Set-Cookie"); len(c) != 0 {
 				t.Fatalf("a refused handshake set a cookie: %q", c)
 			}
@@ -60,10 +65,23 @@ func TestHandshakeRefusalsMakeNoSession(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("refused handshakes left %d session views", n)
 	}
-	// Under the prefix, anything else is a JSON 404.
+	// While the hub shuts down, a handshake gets 503 unavailable.
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "http://app.example/hub/ws", nil)
+	upgrade(r)
 	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var sd protocol.HTTPError
+	if err := json.Unmarshal(w.Body.Bytes(), &sd); err != nil || w.Code != http.StatusServiceUnavailable || sd.Error.Code != protocol.CodeUnavailable || len(w.Header().Values("Set-Cookie")) != 0 {
+		t.Fatalf("handshake while shutting down: %d %s %q, want 503 unavailable and no cookie", w.Code, w.Body, w.Header().Values("Set-Cookie"))
+	}
+	// Under the prefix, anything else is a JSON 404.
+	w = httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("GET", "http://app.example/hub/other", nil))
-	if w.Code != http.StatusNotFound || w.Header().Get("Content-Type") != "application/json" {
-		t.Fatalf("GET /hub/other: %d %s", w.Code, w.Header().Get("Content-Type"))
+	var nf protocol.HTTPError
+	if err := json.Unmarshal(w.Body.Bytes(), &nf); err != nil || w.Code != http.StatusNotFound || nf.Error.Code != protocol.CodeNotFound {
+		t.Fatalf("GET /hub/other: %d %s, want 404 not_found", w.Code, w.Body)
 	}
 }

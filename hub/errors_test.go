@@ -502,3 +502,31 @@ func TestFlushTooLarge(t *testing.T) {
 		t.Fatalf("flush: %d %+v cookies %v", resp.StatusCode, body, resp.Cookies())
 	}
 }
+
+// A handshake whose cookie does not verify (garbage, or signed with a key
+// the store does not hold) starts a new session: an empty welcome, and
+// the new session's cookie on the 101.
+func TestHandshakeWithARefusedCookieStartsASession(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	other, err := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := other.Encode(session.Snapshot{ID: session.NewID(), Values: map[string]json.RawMessage{"colour": []byte(`"red"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]string{"garbage": "not-a-cookie", "another key": forged} {
+		c := newClient(t)
+		c.setCookie(in, value)
+		s := c.dial(in)
+		if w := s.expect("welcome"); len(values(w)) != 0 {
+			t.Errorf("%s: welcome %v, want an empty session", name, w)
+		}
+		if got := c.cookie(in); got == value || !session.ValidID(sessionID(t, in.store, got)) {
+			t.Errorf("%s: the 101 did not set a new session's cookie", name)
+		}
+	}
+}
