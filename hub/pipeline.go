@@ -89,6 +89,13 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		}
 		return
 	}
+	// Encoded before the view's lock, which the shard's dispatcher waits
+	// on.
+	data, err := encodeEntry(ops)
+	if err != nil {
+		c.answer(m.ID, err)
+		return
+	}
 	// The check and the publish under the view's lock: the session's
 	// appends from this instance are counted in the order they land.
 	v.mu.Lock()
@@ -127,7 +134,17 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, ErrClosed))
 		return
 	}
-	fut, err := c.h.log.appendAsync(c.id, SourceWS, ops)
+	fut, err := c.h.log.appendAsync(c.id, SourceWS, data)
+	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		// The connection's asynchronous publishes are at their limit: do
+		// not wait for room under the view's lock (live delivery of the
+		// whole shard would wait too); stage this one on its own.
+		v.mu.Unlock()
+		if c.pipe.wait(c.ctx) {
+			c.stageOne(v, m.ID, ops)
+		}
+		return
+	}
 	if err != nil {
 		v.mu.Unlock()
 		c.answer(m.ID, err)
@@ -489,24 +506,26 @@ func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
 	return []session.Op{{Type: session.OpDelete, Key: m.Key}}, nil
 }
 
-// appendAsync publishes ops as one entry of session id's log without
-// waiting for JetStream's acknowledgement: the future brings it.
-func (l *jsLog) appendAsync(id, source string, ops []session.Op) (jetstream.PubAckFuture, error) {
-	data, err := encodeEntry(ops)
-	if err != nil {
-		return nil, err
-	}
+// asyncStallWait is how long an asynchronous append waits for room among
+// the connection's outstanding publishes; it runs under a view's lock.
+const asyncStallWait = 5 * time.Millisecond
+
+// appendAsync publishes an encoded entry (encodeEntry) of session id's log
+// without waiting for JetStream's acknowledgement: the future brings it.
+// When the connection's outstanding publishes stay at their limit for
+// asyncStallWait, it returns jetstream.ErrTooManyStalledMsgs.
+func (l *jsLog) appendAsync(id, source string, data []byte) (jetstream.PubAckFuture, error) {
 	if !l.nc.IsConnected() {
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
 	m := nats.NewMsg(l.opsSubject(id))
 	m.Data = data
 	m.Header.Set(hdrSource, source)
-	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.timeout))
+	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(asyncStallWait))
+	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		return nil, err // the caller stages the entry synchronously instead
+	}
 	if err != nil {
-		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return nil, wrapErr(ErrUnavailable, err)
-		}
 		return nil, classifyPublish(err)
 	}
 	return fut, nil
