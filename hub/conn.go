@@ -167,6 +167,9 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			expect = &last
 		}
 		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
+		if err == nil {
+			c.countOwn(seq, ops)
+		}
 		if errors.Is(err, errConflict) {
 			// Someone wrote in between: wait for their entry and measure
 			// again. After a few tries (a log whose last entry aged out
@@ -176,6 +179,21 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 		}
 		return seq, err
 	}
+}
+
+// countOwn counts an entry this socket staged, acknowledged but maybe not
+// yet in the view, in the cookie budget of the session's next writes
+// (pipeline.go) until the view holds it.
+func (c *conn) countOwn(seq uint64, ops []session.Op) {
+	v := c.view()
+	if v == nil {
+		return
+	}
+	v.mu.Lock()
+	if seq > v.last {
+		v.inflight = append(v.inflight, &ownWrite{v: v, seq: seq, ops: ops})
+	}
+	v.mu.Unlock()
 }
 
 // current returns the socket's snapshot with every entry the view holds

@@ -85,7 +85,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// The log may be empty: the session's first write wakes the lazy
 		// sockets of every instance once acknowledged (Hub.stage).
 		if c.pipe.wait(c.ctx) {
-			c.stageOne(v, m.ID, ops)
+			c.stageOne(m.ID, ops)
 		}
 		return
 	}
@@ -125,7 +125,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		settled := v.settled
 		v.mu.Unlock()
 		if c.pipe.wait(c.ctx) && waitClosed(c.ctx, settled) {
-			c.stageOne(v, m.ID, ops)
+			c.stageOne(m.ID, ops)
 		}
 		return
 	}
@@ -141,7 +141,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// whole shard would wait too); stage this one on its own.
 		v.mu.Unlock()
 		if c.pipe.wait(c.ctx) {
-			c.stageOne(v, m.ID, ops)
+			c.stageOne(m.ID, ops)
 		}
 		return
 	}
@@ -158,21 +158,6 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	v.unacked++
 	v.mu.Unlock()
 	c.push(pending{id: m.ID, fut: fut, start: start, own: own})
-}
-
-// stageCounted stages ops one at a time (conn.stage) and counts the
-// acknowledged entry in the cookie budget of the session's next writes
-// until the view holds it, as a pipelined one.
-func (c *conn) stageCounted(v *view, ops []session.Op) (uint64, error) {
-	seq, err := c.stage(c.ctx, SourceWS, ops)
-	if err == nil {
-		v.mu.Lock()
-		if seq > v.last {
-			v.inflight = append(v.inflight, &ownWrite{v: v, seq: seq, ops: ops})
-		}
-		v.mu.Unlock()
-	}
-	return seq, err
 }
 
 // waitClosed waits for ch to close (nil: at once); false when ctx ended
@@ -533,8 +518,8 @@ func (l *jsLog) appendAsync(id, source string, data []byte) (jetstream.PubAckFut
 
 // stageOne stages ops on their own, once the socket's pipelined appends
 // are answered, and answers request id.
-func (c *conn) stageOne(v *view, id uint64, ops []session.Op) {
-	seq, err := c.stageCounted(v, ops)
+func (c *conn) stageOne(id uint64, ops []session.Op) {
+	seq, err := c.stage(c.ctx, SourceWS, ops)
 	if err != nil {
 		c.fail(id, err)
 		return

@@ -82,6 +82,11 @@ func (s *Socket) Delete(ctx context.Context, key string) (uint64, error) {
 }
 
 func (s *Socket) apply(ctx context.Context, ops ...session.Op) (uint64, error) {
+	// After the socket's pipelined writes are answered: the budget is
+	// measured on the log with them.
+	if !s.c.pipe.wait(ctx) {
+		return 0, wrapErr(ErrUnavailable, ctx.Err())
+	}
 	seq, err := s.c.stage(ctx, SourceWS, ops)
 	if err == nil {
 		s.last.Store(seq)
