@@ -359,13 +359,11 @@ func (c *conn) ack(done chan struct{}) {
 				continue
 			}
 		}
-		if errors.Is(err, ErrTooManyPending) && p.own != nil && c.h.opts.SnapshotEvery > 0 {
+		if errors.Is(err, ErrTooManyPending) && p.own != nil {
 			// A full log (its count unknown here, or other instances
 			// wrote): compact it and append again, as Hub.stage does.
 			ctx, cancel := context.WithTimeout(c.ctx, c.h.log.timeout)
-			if _, serr := c.h.log.snapshot(ctx, c.id, 1); serr == nil || errors.Is(serr, errConflict) {
-				seq, err = c.h.log.append(ctx, c.id, SourceWS, nil, p.own.ops)
-			}
+			seq, err = c.h.compactAndAppend(ctx, c.id, SourceWS, nil, p.own.ops, err)
 			cancel()
 		}
 		if p.own != nil {

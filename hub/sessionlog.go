@@ -21,16 +21,7 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	}
 	start := time.Now()
 	written := v.written(start)
-	seq, err := h.log.append(ctx, id, source, expect, ops)
-	if errors.Is(err, ErrTooManyPending) && h.opts.SnapshotEvery > 0 {
-		// A full log takes no more appends, so a snapshot of it cannot race
-		// one (only another snapshot, which makes room as well): compact it
-		// now and append again. A log that cannot be compacted (it holds an
-		// end op, or its snapshot would be too large) stays full.
-		if _, serr := h.log.snapshot(ctx, id, 1); serr == nil || errors.Is(serr, errConflict) {
-			seq, err = h.log.append(ctx, id, source, expect, ops)
-		}
-	}
+	seq, err := h.appendCompacting(ctx, id, source, expect, ops)
 	if err != nil {
 		return 0, err
 	}
@@ -85,6 +76,31 @@ func (v *view) markFresh(at time.Time) {
 	if at.After(v.fresh) {
 		v.fresh = at
 	}
+}
+
+// appendCompacting appends ops to session id's log; when the log is full
+// it compacts it and appends again. A full log takes no more appends, so
+// a snapshot of it cannot race one (only another snapshot, which makes
+// room as well). A log that cannot be compacted (it holds an end op, or
+// its snapshot would be too large) stays full: too_many_pending.
+func (h *Hub) appendCompacting(ctx context.Context, id, source string, expect *uint64, ops []session.Op) (uint64, error) {
+	seq, err := h.log.append(ctx, id, source, expect, ops)
+	if errors.Is(err, ErrTooManyPending) {
+		return h.compactAndAppend(ctx, id, source, expect, ops, err)
+	}
+	return seq, err
+}
+
+// compactAndAppend is appendCompacting after an append that found the
+// log full (full, the error it got).
+func (h *Hub) compactAndAppend(ctx context.Context, id, source string, expect *uint64, ops []session.Op, full error) (uint64, error) {
+	if h.opts.SnapshotEvery <= 0 {
+		return 0, full
+	}
+	if _, err := h.log.snapshot(ctx, id, 1); err != nil && !errors.Is(err, errConflict) {
+		return 0, full
+	}
+	return h.log.append(ctx, id, source, expect, ops)
 }
 
 // Write appends ops to session id's log on behalf of server-side code (any
