@@ -78,6 +78,28 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]ent
 	}
 }
 
+// empty reports whether session id's log holds no entry: one direct get
+// of the subject's last message, not a read of the log.
+func (l *jsLog) empty(ctx context.Context, id string) (bool, error) {
+	if !l.nc.IsConnected() {
+		return false, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": l.opsSubject(id)})
+	m, err := l.nc.RequestWithContext(ctx, l.directGet, req)
+	if err != nil {
+		return false, wrapErr(ErrUnavailable, err)
+	}
+	switch m.Header.Get(hdrStatus) {
+	case "":
+		return false, nil
+	case "404":
+		return true, nil
+	}
+	return false, wrapErr(ErrUnavailable, fmt.Errorf("direct get: status %s %s", m.Header.Get(hdrStatus), m.Header.Get("Description")))
+}
+
 // fetchBatch is how many entries one direct get returns at most.
 const fetchBatch = 256
 

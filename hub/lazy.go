@@ -235,8 +235,8 @@ func (h *Hub) probeEmpty(ctx context.Context, id string) (empty, revoked bool) {
 	if revoked {
 		return false, true
 	}
-	entries, err := h.log.fetch(ctx, id, 0, 0)
-	return err == nil && len(entries) == 0, false
+	empty, err = h.log.empty(ctx, id)
+	return err == nil && empty, false
 }
 
 var endOp = []session.Op{{Type: session.OpEnd, Seq: 1}}
