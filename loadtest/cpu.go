@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -155,7 +156,7 @@ func selfPID() int { return os.Getpid() }
 func (c *Config) hubArgs(i int) []string {
 	args := c.HubArgs
 	if i < len(c.debugPorts) {
-		args = append(slicesClone(args), "-debug-addr", "127.0.0.1:"+strconv.Itoa(c.debugPorts[i]))
+		args = append(slices.Clone(args), "-debug-addr", "127.0.0.1:"+strconv.Itoa(c.debugPorts[i]))
 	}
 	return args
 }

@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -112,20 +111,11 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 			return
 		}
 		now := sh.now()
-		for len(b) > 0 {
-			line := b
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				line, b = b[:i], b[i+1:]
-			} else {
-				b = nil
-			}
-			if len(line) == 0 {
-				continue
-			}
+		lines(b, func(line []byte) {
 			var m serverMsg
 			if json.Unmarshal(line, &m) != nil {
 				sh.countErr("garbage")
-				continue
+				return
 			}
 			switch m.Type {
 			case "ack":
@@ -139,7 +129,7 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 					}
 				}
 			}
-		}
+		})
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,7 +103,7 @@ func (t *topology) prepareHubs(hubArgv []string) error {
 		if err != nil {
 			return err
 		}
-		argv := append(slicesClone(hubArgv),
+		argv := append(slices.Clone(hubArgv),
 			"-addr", fmt.Sprintf("127.0.0.1:%d", hp),
 			"-data", filepath.Join(dir, fmt.Sprintf("hub%d", i)),
 			"-nats", t.natsURL,
@@ -316,5 +317,3 @@ func (t *topology) close() {
 		_ = os.RemoveAll(t.dir)
 	}
 }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }
