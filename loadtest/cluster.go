@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -122,12 +121,9 @@ func (t *topology) startCluster(natsBin string) error {
 		}
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cports[i])
 	}
-	conf := ""
-	if t.cfg.Durability == "strict" {
-		conf = filepath.Join(t.dir, "nats-strict.conf")
-		if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o644); err != nil {
-			return err
-		}
+	conf, err := natsConf(t.dir, t.cfg.Durability)
+	if err != nil {
+		return err
 	}
 	urls := make([]string, n)
 	for i := range n {

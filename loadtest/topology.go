@@ -80,11 +80,11 @@ func (t *topology) startOneNATS(natsBin string) error {
 	}
 	t.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	natsArgv := []string{natsBin, "-js", "-sd", filepath.Join(dir, "nats"), "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-n", "loadtest"}
-	if cfg.Durability == "strict" {
-		conf := filepath.Join(dir, "nats-strict.conf")
-		if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o644); err != nil {
-			return err
-		}
+	conf, err := natsConf(dir, cfg.Durability)
+	if err != nil {
+		return err
+	}
+	if conf != "" {
 		natsArgv = append(natsArgv, "-c", conf)
 	}
 	t.nats = &proc{name: "nats-server", argv: natsArgv, logPath: filepath.Join(dir, "nats-server.log")}
@@ -316,4 +316,18 @@ func (t *topology) close() {
 	if !t.cfg.KeepData {
 		_ = os.RemoveAll(t.dir)
 	}
+}
+
+// natsConf writes the nats-server configuration file that strict
+// durability needs (sync_interval: always) into dir and returns its path;
+// "" for the default durability, which needs none.
+func natsConf(dir, durability string) (string, error) {
+	if durability != "strict" {
+		return "", nil
+	}
+	conf := filepath.Join(dir, "nats-strict.conf")
+	if err := os.WriteFile(conf, []byte("jetstream {\n  sync_interval: always\n}\n"), 0o644); err != nil {
+		return "", err
+	}
+	return conf, nil
 }
