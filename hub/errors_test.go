@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,8 @@ func TestErrorCodes(t *testing.T) {
 		{"validator refuses", `{"id":11,"type":"set","key":"colour","value":42}`, "forbidden"},
 		{"cookie would not fit", fmt.Sprintf(`{"id":12,"type":"set","key":"note","value":%q}`, big), "too_large"},
 		{"unknown event", `{"id":13,"type":"event","name":"nope"}`, "not_found"},
+		{"key over 256 bytes", fmt.Sprintf(`{"id":16,"type":"set","key":%q,"value":1}`, strings.Repeat("k", 257)), "invalid"},
+		{"event name over 128 bytes", fmt.Sprintf(`{"id":17,"type":"event","name":%q}`, strings.Repeat("e", 129)), "invalid"},
 		{"handler error is internal", `{"id":14,"type":"event","name":"boom"}`, "internal"},
 		{"handler error keeps its code", `{"id":15,"type":"event","name":"refuse"}`, "forbidden"},
 	}
@@ -63,6 +67,14 @@ func TestErrorCodes(t *testing.T) {
 		m := s.expect("error")
 		if m["code"] != tc.code {
 			t.Errorf("%s: code %v, want %s (%v)", tc.name, m["code"], tc.code, m)
+		}
+		// The reply names the request when its id could be read, 0 when not.
+		wantID := float64(0)
+		if id := regexp.MustCompile(`"id":([0-9]+)`).FindStringSubmatch(tc.frame); id != nil && tc.name != "not JSON" {
+			wantID, _ = strconv.ParseFloat(id[1], 64)
+		}
+		if m["id"] != wantID {
+			t.Errorf("%s: error id %v, want %v", tc.name, m["id"], wantID)
 		}
 		if strings.Contains(fmt.Sprint(m["message"]), "hunter2") {
 			t.Errorf("%s: internal detail leaked: %v", tc.name, m)
@@ -528,5 +540,25 @@ func TestHandshakeWithARefusedCookieStartsASession(t *testing.T) {
 		if got := c.cookie(in); got == value || !session.ValidID(sessionID(t, in.store, got)) {
 			t.Errorf("%s: the 101 did not set a new session's cookie", name)
 		}
+	}
+}
+
+// An entry over MaxEntrySize (64 KiB by default) is refused with
+// too_large by JetStream's message size limit, and nothing is staged.
+func TestEntryOverMaxEntrySize(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	id := session.NewID()
+	op, err := session.SetOp("note", json.RawMessage(`"`+strings.Repeat("x", 70<<10)+`"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.hub.Write(context.Background(), id, op); !errors.Is(err, hub.ErrTooLarge) {
+		t.Fatalf("a 70 KiB entry: %v, want too_large", err)
+	}
+	small, _ := session.SetOp("note", json.RawMessage(`"fits"`))
+	if _, err := in.hub.Write(context.Background(), id, small); err != nil {
+		t.Fatalf("the session's next, small write: %v", err)
 	}
 }
