@@ -14,3 +14,6 @@ func StallView(h *Hub, id string) (release func()) {
 	v.mu.Lock()
 	return v.mu.Unlock
 }
+
+// DirectGetSubject is the subject h sends its direct gets of the log to.
+func DirectGetSubject(h *Hub) string { return h.log.directGet }

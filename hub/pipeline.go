@@ -99,6 +99,14 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	// The check and the publish under the view's lock: the session's
 	// appends from this instance are counted in the order they land.
 	v.mu.Lock()
+	for v.gate != nil { // a compaction's turn (compactGated)
+		gate := v.gate
+		v.mu.Unlock()
+		if !waitClosed(c.ctx, gate) {
+			return
+		}
+		v.mu.Lock()
+	}
 	if v.budget.Tokens() < float64(1+v.unacked) {
 		// The session's write budget, the appends in flight counted (each
 		// takes its token when the view takes it in).

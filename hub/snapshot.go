@@ -130,27 +130,34 @@ func (l *jsLog) snapshot(ctx context.Context, id string, every int) (snapshotRes
 	if res.since < every {
 		return res, nil
 	}
+	res.made, err = l.publishSnapshot(ctx, id, ops, res.last)
+	return res, err
+}
+
+// publishSnapshot appends the compaction ops of session id's log up to
+// entry last as a snapshot replacing them, provided last is still the
+// log's last entry (errConflict otherwise), and returns its sequence.
+func (l *jsLog) publishSnapshot(ctx context.Context, id string, ops []session.Op, last uint64) (uint64, error) {
 	data, err := encodeEntry(ops)
 	if err != nil {
-		return res, err
+		return 0, err
 	}
 	if len(data) > l.maxEntry {
-		return res, wrapErr(ErrTooLarge, errors.New("snapshot larger than MaxEntrySize"))
+		return 0, wrapErr(ErrTooLarge, errors.New("snapshot larger than MaxEntrySize"))
 	}
 	if !l.nc.IsConnected() {
-		return res, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+		return 0, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
 	m := nats.NewMsg(l.opsSubject(id))
 	m.Data = data
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	m.Header.Set(hdrNatsExpected, strconv.FormatUint(res.last, 10))
-	m.Header.Set(hdrSnapshot, strconv.FormatUint(res.last, 10))
+	m.Header.Set(hdrNatsExpected, strconv.FormatUint(last, 10))
+	m.Header.Set(hdrSnapshot, strconv.FormatUint(last, 10))
 	ack, err := l.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
 	if err != nil {
-		return res, classifyPublish(err)
+		return 0, classifyPublish(err)
 	}
-	res.made = ack.Sequence
-	return res, nil
+	return ack.Sequence, nil
 }
 
 // snapshotLater starts a compaction of session id's log after this
@@ -262,7 +269,12 @@ func (v *view) snapshot() {
 	h := v.h
 	defer h.workers.Done()
 	defer func() { <-h.snapshotJobs }()
-	res, err := h.compact(v.id)
+	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
+	res, err := v.compactGated(ctx)
+	cancel()
+	if err != nil && !errors.Is(err, errConflict) && h.bg.Err() == nil {
+		h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.compacting = false
@@ -278,7 +290,7 @@ func (v *view) snapshot() {
 		v.snapAfter = time.Now().Add(delay)
 		h.retrySnapshot(v.id, delay)
 		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id, "retry_in", delay)
-	case err != nil: // logged by compact; a later append tries again
+	case err != nil: // logged above; a later append tries again
 	case res.ended:
 		v.ended = true
 	default:
@@ -296,4 +308,53 @@ func (v *view) snapshot() {
 			}
 		}
 	}
+}
+
+// compactGated compacts the view's session log while this instance's
+// pipelined appends of it wait (view.gate): a snapshot lands only on the
+// log's last entry, and a socket that always has appends in flight
+// would otherwise refuse every one. Once the appends in flight are
+// answered and their entries are in the view, the view knows the log up
+// to its last entry and the snapshot is made from what it holds (base
+// and tail), without reading JetStream; a view that cannot tell (it read
+// the log after a cookie's version and saw no snapshot since) reads the
+// log once. Appends from other instances, or staged one at a time, can
+// still refuse it (errConflict).
+func (v *view) compactGated(ctx context.Context) (snapshotResult, error) {
+	h := v.h
+	gate := make(chan struct{})
+	v.mu.Lock()
+	v.gate = gate
+	settled := v.settled
+	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		v.gate = nil
+		v.mu.Unlock()
+		close(gate)
+	}()
+	if !waitClosed(ctx, settled) {
+		return snapshotResult{}, errConflict // the appends did not settle in time: later
+	}
+	v.mu.Lock()
+	v.waitAckedDroppingLock(ctx)
+	ops, last, ok := v.retainedLocked()
+	res := snapshotResult{last: last, since: v.sinceSnap, ended: v.ended}
+	v.mu.Unlock()
+	switch {
+	case res.ended:
+		return res, nil
+	case !ok:
+		return h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
+	case res.since < h.opts.SnapshotEvery:
+		return res, nil
+	}
+	compact, ok := compactOps(ops)
+	if !ok {
+		res.ended = true
+		return res, nil
+	}
+	var err error
+	res.made, err = h.log.publishSnapshot(ctx, v.id, compact, last)
+	return res, err
 }

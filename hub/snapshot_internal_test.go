@@ -120,3 +120,92 @@ func TestSnapshotWithoutView(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The retained log a view hands a compaction (base, then the tail from
+// its last snapshot) folds like the log JetStream retains, on any
+// starting values, however many entries left the tail and wherever the
+// snapshots fall.
+func TestViewRetainedLog(t *testing.T) {
+	t.Parallel()
+	h := internalHubWith(t, func(o *Options) { o.ViewTail = 5 })
+	ctx := context.Background()
+	v := h.acquire(ctx, session.NewID(), 0)
+	defer v.release()
+	r := rand.New(rand.NewPCG(3, 4))
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	start := map[string]json.RawMessage{"a": json.RawMessage(`"old"`), "c": json.RawMessage(`"old"`), "z": json.RawMessage(`"old"`)}
+	fold := func(ops []session.Op) map[string]json.RawMessage {
+		vals := maps.Clone(start)
+		for _, op := range ops {
+			switch op.Type {
+			case session.OpSet:
+				vals[op.Key] = op.Value
+			case session.OpDelete:
+				delete(vals, op.Key)
+			case session.OpClear:
+				clear(vals)
+			}
+		}
+		return vals
+	}
+	var retained []entry // what JetStream holds: from the last snapshot on
+	for seq := uint64(1); seq <= 3000; seq++ {
+		e := entry{Seq: seq}
+		if r.IntN(16) == 0 && len(retained) > 0 {
+			e.Ops, _ = compactOps(flatten(retained))
+			e.Covers = seq - 1
+			retained = nil
+		} else {
+			for range 1 + r.IntN(3) {
+				k := keys[r.IntN(len(keys))]
+				switch n := r.IntN(20); {
+				case n < 12:
+					e.Ops = append(e.Ops, session.Op{Type: session.OpSet, Key: k, Value: json.RawMessage(strconv.Itoa(int(seq)))})
+				case n < 19:
+					e.Ops = append(e.Ops, session.Op{Type: session.OpDelete, Key: k})
+				default:
+					e.Ops = append(e.Ops, session.Op{Type: session.OpClear})
+				}
+			}
+		}
+		for i := range e.Ops {
+			e.Ops[i].Seq = seq
+		}
+		retained = append(retained, e)
+		v.mu.Lock()
+		v.appendLocked(e)
+		ops, last, ok := v.retainedLocked()
+		v.mu.Unlock()
+		if !ok || last != seq {
+			t.Fatalf("entry %d: the view cannot tell its retained log (ok %v, last %d)", seq, ok, last)
+		}
+		compact, _ := compactOps(ops)
+		want, got := fold(flatten(retained)), fold(compact)
+		if !maps.EqualFunc(got, want, func(a, b json.RawMessage) bool { return string(a) == string(b) }) {
+			t.Fatalf("entry %d: the view's retained log folds to %v, JetStream's to %v", seq, got, want)
+		}
+	}
+}
+
+// A view read after a cookie's version does not know the log before it:
+// it cannot hand a compaction the retained log until it sees a snapshot.
+func TestViewRetainedLogNeedsTheStart(t *testing.T) {
+	t.Parallel()
+	h := internalHub(t)
+	ctx := context.Background()
+	v := h.acquire(ctx, session.NewID(), 7)
+	defer v.release()
+	set := session.Op{Seq: 8, Type: session.OpSet, Key: "a", Value: json.RawMessage(`1`)}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.appendLocked(entry{Seq: 8, Ops: []session.Op{set}})
+	if _, _, ok := v.retainedLocked(); ok {
+		t.Fatal("a view loaded after seq 7 claims to hold the whole retained log")
+	}
+	snap := set
+	snap.Seq = 9
+	v.appendLocked(entry{Seq: 9, Ops: []session.Op{snap}, Covers: 8})
+	if ops, last, ok := v.retainedLocked(); !ok || last != 9 || len(ops) != 1 {
+		t.Fatalf("after a snapshot: ops %v, last %d, ok %v; want the snapshot alone", ops, last, ok)
+	}
+}

@@ -7,13 +7,18 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // subjectCount returns how many entries session id's log holds in
@@ -399,5 +404,142 @@ func TestResumeAcrossSnapshot(t *testing.T) {
 				t.Fatalf("resume replayed %d changes: the snapshot did not replace the entries", replayed)
 			}
 		})
+	}
+}
+
+// directGets counts the direct gets of session id's log that reach
+// JetStream from now on (every read of the log, fetch or probe, is one).
+func directGets(t testing.TB, ns *natsserver.Server, in *instance, id string) *atomic.Int64 {
+	t.Helper()
+	nc := connect(t, ns)
+	var n atomic.Int64
+	subj := "sessionhub.ops." + id
+	sub, err := nc.Subscribe(hub.DirectGetSubject(in.hub), func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), subj) {
+			n.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return &n
+}
+
+// A view that holds the whole retained log compacts it from what it
+// holds: a socket's session written many times SnapshotEvery is
+// compacted without a single read of its log from JetStream.
+func TestSnapshotFromTheView(t *testing.T) {
+	t.Parallel()
+	const every, writes = 8, 80
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.SnapshotEvery, o.SessionWriteRate = every, 1e6
+		o.RateLimit, o.RateBurst = 10000, 10000
+	})
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("colour", "teal") // the first write: the view reads the (empty) log
+	id := sessionID(t, in.store, c.cookie(in))
+	gets := directGets(t, ns, in, id)
+	for i := range writes {
+		s.set("note", fmt.Sprint(i))
+	}
+	if n := compacted(t, in, id, every+1); n > every+1 {
+		t.Fatalf("the log holds %d entries after %d writes: not compacted", n, writes+1)
+	}
+	if n := gets.Load(); n != 0 {
+		t.Fatalf("%d reads of the log from JetStream while compacting it: the view holds it", n)
+	}
+	other := newClient(t)
+	other.setCookie(in, c.cookie(in))
+	if _, got := other.do(in, "GET", "/app/get", nil); values(got)["note"] != fmt.Sprint(writes-1) || values(got)["colour"] != "teal" {
+		t.Fatalf("the compacted log folds to %v", values(got))
+	}
+}
+
+// A socket that always has appends in flight still gets its log
+// compacted while it writes: a compaction's turn holds the session's
+// next pipelined appends until its snapshot, made on the log's last
+// entry, is published.
+func TestSnapshotWhilePipelined(t *testing.T) {
+	t.Parallel()
+	const every, writes = 16, 640
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.SnapshotEvery, o.SessionWriteRate = every, 1e6
+		o.RateLimit, o.RateBurst = 1e6, 1e6
+	})
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("colour", "teal")
+	id := sessionID(t, in.store, c.cookie(in))
+
+	// Snapshots made while the writes are in flight, counted on the
+	// session's live subject (sockets are not sent a snapshot of what
+	// they hold).
+	var snaps atomic.Int64
+	watch := connect(t, ns)
+	sub, err := watch.Subscribe("sessionhub.live."+id, func(m *nats.Msg) {
+		if m.Header.Get("Sessionhub-Snapshot") != "" {
+			snaps.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	// Send every set without waiting (the hub keeps up to 32 in
+	// flight), reading the replies meanwhile.
+	done := make(chan error, 1)
+	go func() {
+		for i := range writes {
+			b, _ := json.Marshal(map[string]any{"id": i + 2, "type": "set", "key": "note", "value": fmt.Sprint(i)})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	var duringWrites int64
+	for got := 0; got < writes; {
+		m := s.next()
+		switch m["type"] {
+		case "ack":
+			got++
+			if got == writes-every {
+				duringWrites = snaps.Load()
+			}
+		case "error", "closed":
+			t.Fatalf("reply %d: %v", got, m)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d snapshots while %d writes were in flight", duringWrites, writes-every)
+	// A compaction starts once every entries are new and waits for the
+	// appends in flight (up to 32) to land: at least one snapshot per
+	// every + 2*32 writes.
+	if min := int64(writes / (every + 2*32)); duringWrites < min {
+		t.Fatalf("%d snapshots made while the socket kept appends in flight, want at least %d: compaction never got its turn", duringWrites, min)
+	}
+	other := newClient(t)
+	other.setCookie(in, c.cookie(in))
+	if _, got := other.do(in, "GET", "/app/get", nil); values(got)["note"] != fmt.Sprint(writes-1) {
+		t.Fatalf("the compacted log folds to %v, want note=%d", values(got), writes-1)
 	}
 }

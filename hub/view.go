@@ -57,6 +57,21 @@ type view struct {
 	snapRetry  int       // compactions refused in a row by a moving log
 	snapAfter  time.Time // no compaction starts before (after a refused one)
 	ended      bool      // the log holds an end op: never compacted
+	// The retained log as the view knows it, so that a compaction needs
+	// no read of JetStream (view.retainedLocked): snapSeq is the last
+	// snapshot the view saw (0: none), and base the compaction of the
+	// entries from it that left the tail (ViewTail): the last op on each
+	// key, after a clear when baseCleared. baseOK: base and the tail hold
+	// the whole retained log (the view read the log from its start or
+	// since saw a snapshot).
+	snapSeq     uint64
+	base        map[string]session.Op
+	baseCleared bool
+	baseOK      bool
+	// gate is non-nil while a compaction waits for this instance's
+	// pipelined appends of the session to settle and publishes its
+	// snapshot: new pipelined appends wait for it to close.
+	gate chan struct{}
 
 	// budget is the session's write budget (Options.SessionWriteRate),
 	// debited by every entry the view sees, whoever wrote it.
@@ -171,6 +186,9 @@ func (v *view) load(ctx context.Context, after uint64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.from, v.last = after, after
+	// Read from the start, the tail holds the whole retained log, and so
+	// do the repairs that fill it after a failed load.
+	v.baseOK = after == 0
 	if err != nil {
 		v.h.opts.Logger.Warn("session view not loaded; reading JetStream until it is", "session", v.id, "err", err)
 		v.early = nil
@@ -354,6 +372,9 @@ func (v *view) appendLocked(c entry) {
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max
 		v.from = v.tail[drop-1].Seq
+		for _, e := range v.tail[:drop] {
+			v.baseLocked(e)
+		}
 		clear(v.tail[:drop]) // the dropped entries' ops are not kept alive
 		v.tail = v.tail[drop:]
 		if cap(v.tail) > 2*max {
@@ -374,12 +395,66 @@ func (v *view) appendLocked(c entry) {
 func (v *view) countLocked(e entry) {
 	if e.Covers > 0 {
 		v.sinceSnap, v.counted = 0, true
+		// The retained log starts at this snapshot now.
+		v.snapSeq, v.base, v.baseCleared, v.baseOK = e.Seq, nil, false, true
 	} else {
 		v.sinceSnap++
 	}
 	for _, op := range e.Ops {
 		v.ended = v.ended || op.Type == session.OpEnd
 	}
+}
+
+// baseLocked folds an entry leaving the tail into base, when it is part of
+// the retained log (not older than the last snapshot).
+func (v *view) baseLocked(e entry) {
+	if !v.baseOK || e.Seq < v.snapSeq {
+		return
+	}
+	for _, op := range e.Ops {
+		switch op.Type {
+		case session.OpClear, session.OpEnd:
+			// An end op is never compacted (v.ended); a clear makes every
+			// earlier op moot.
+			clear(v.base)
+			v.baseCleared = true
+		default:
+			if v.base == nil {
+				v.base = map[string]session.Op{}
+			}
+			v.base[op.Key] = session.Op{Type: op.Type, Key: op.Key, Value: op.Value}
+		}
+	}
+}
+
+// retainedLocked returns the ops of the session's retained log in order,
+// from what the view holds (base, then the tail from the last snapshot),
+// with the sequence of its last entry; ok is false when the view cannot
+// tell (it read the log after a cookie's version and saw no snapshot
+// since, or may lack entries).
+func (v *view) retainedLocked() (ops []session.Op, last uint64, ok bool) {
+	if !v.loaded || v.stale || v.repairing || !v.baseOK || v.last == 0 {
+		return nil, 0, false
+	}
+	i := 0
+	for i < len(v.tail) && v.tail[i].Seq < v.snapSeq {
+		i++
+	}
+	n := len(v.base) + 1
+	for _, e := range v.tail[i:] {
+		n += len(e.Ops)
+	}
+	ops = make([]session.Op, 0, n)
+	if v.baseCleared {
+		ops = append(ops, session.Op{Type: session.OpClear})
+	}
+	for _, op := range v.base {
+		ops = append(ops, op) // one op per key: their order does not matter
+	}
+	for _, e := range v.tail[i:] {
+		ops = append(ops, e.Ops...)
+	}
+	return ops, v.last, true
 }
 
 // acked records that this instance acknowledged entry seq of the session,
