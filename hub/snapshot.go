@@ -37,6 +37,12 @@ const hdrSnapshot = "Sessionhub-Snapshot" // the sequence of the last entry a sn
 // whose turn finds them all busy is compacted at a later append.
 const maxSnapshotJobs = 4
 
+// snapshotTurnAfter: a session whose socket keeps appends in flight
+// (pipelined) is compacted in a turn of its own (compactGated) once its log
+// grew by snapshotTurnAfter*SnapshotEvery entries; before that, at the
+// first moment none is in flight.
+const snapshotTurnAfter = 4
+
 // snapshotAttempts bounds one compaction job's tries against a moving log.
 const snapshotAttempts = 3
 
@@ -179,6 +185,12 @@ func (h *Hub) snapshotLater(id string) {
 	defer v.mu.Unlock()
 	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) ||
 		time.Now().Before(v.snapAfter) {
+		return
+	}
+	if v.unacked > 0 && v.sinceSnap < snapshotTurnAfter*h.opts.SnapshotEvery {
+		// Appends of this instance are in flight: the compaction would
+		// hold the session's next ones until they land. Wait for a pause
+		// (the last one's ack calls again) unless the log grew long.
 		return
 	}
 	select {

@@ -463,9 +463,9 @@ func TestSnapshotFromTheView(t *testing.T) {
 }
 
 // A socket that always has appends in flight still gets its log
-// compacted while it writes: a compaction's turn holds the session's
-// next pipelined appends until its snapshot, made on the log's last
-// entry, is published.
+// compacted while it writes: once its log grew long, a compaction's turn
+// holds the session's next pipelined appends until its snapshot, made on
+// the log's last entry, is published.
 func TestSnapshotWhilePipelined(t *testing.T) {
 	t.Parallel()
 	const every, writes = 16, 640
@@ -531,10 +531,10 @@ func TestSnapshotWhilePipelined(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d snapshots while %d writes were in flight", duringWrites, writes-every)
-	// A compaction starts once every entries are new and waits for the
-	// appends in flight (up to 32) to land: at least one snapshot per
-	// every + 2*32 writes.
-	if min := int64(writes / (every + 2*32)); duringWrites < min {
+	// With appends always in flight, a compaction takes its turn once
+	// 4*every entries are new and waits for the appends in flight (up to
+	// 32) to land: at least one snapshot per 4*every + 2*32 writes.
+	if min := int64(writes / (4*every + 2*32)); duringWrites < min {
 		t.Fatalf("%d snapshots made while the socket kept appends in flight, want at least %d: compaction never got its turn", duringWrites, min)
 	}
 	other := newClient(t)
