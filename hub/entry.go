@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -52,8 +51,8 @@ func encodeEntry(ops []session.Op) ([]byte, error) {
 
 // decodeEntry parses a log entry's payload; every op gets seq.
 func decodeEntry(data []byte, seq uint64) ([]session.Op, error) {
-	var w []protocol.WireOp
-	if err := json.Unmarshal(data, &w); err != nil {
+	w, err := protocol.DecodeOps(data)
+	if err != nil {
 		return nil, fmt.Errorf("hub: log entry %d: %w", seq, err)
 	}
 	ops := make([]session.Op, 0, len(w))

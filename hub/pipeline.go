@@ -114,7 +114,8 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
 		return
 	}
-	n, err := c.h.opts.Store.Size(c.budgetSnapshotLocked(v), ops...)
+	snap, pend := c.budgetOpsLocked(v)
+	n, err := c.h.opts.Store.Size(snap, append(pend, ops...)...)
 	switch {
 	case err != nil:
 		v.mu.Unlock()
@@ -435,33 +436,31 @@ func (pl *pipeline) stopped() {
 	}
 }
 
-// budgetSnapshotLocked is the session as the cookie budget of the
-// socket's next write counts it: the socket's snapshot, what the view
-// holds after it, and this instance's pipelined appends the view does not
-// hold yet (in flight, or acknowledged before their republished copy
-// arrived). Called with the view's lock held.
-func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
+// budgetOpsLocked is the session as the cookie budget of the socket's
+// next write counts it: the socket's snapshot, then the ops of what the
+// view holds after it and of this instance's pipelined appends the view
+// does not hold yet (in flight, or acknowledged before their republished
+// copy arrived), which take the sequences after the view's last; Size
+// folds them into its measure without copying the values. Called with
+// the view's lock held.
+func (c *conn) budgetOpsLocked(v *view) (session.Snapshot, []session.Op) {
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
-	// One fold (one copy of the values) for the view's entries and the
-	// pending appends, which take the sequences after the view's last.
-	var ops []session.Op
-	if changes, _ := v.sinceLocked(snap.Seq); len(changes) > 0 || len(v.inflight) > 0 {
-		n := len(v.inflight)
-		for _, e := range changes {
-			n += len(e.Ops)
-		}
-		ops = make([]session.Op, 0, n)
-		for _, e := range changes {
-			ops = append(ops, e.Ops...)
-		}
+	changes, _ := v.sinceLocked(snap.Seq)
+	n := len(v.inflight) + 1 // and the write measured
+	for _, e := range changes {
+		n += len(e.Ops)
+	}
+	ops := make([]session.Op, 0, n)
+	for _, e := range changes {
+		ops = append(ops, e.Ops...)
 	}
 	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
-			continue // in the view: folded with its entries
+			continue // in the view: counted with its entries
 		}
 		keep = append(keep, o)
 		for _, op := range o.ops {
@@ -470,15 +469,12 @@ func (c *conn) budgetSnapshotLocked(v *view) session.Snapshot {
 		}
 		next++
 	}
-	if len(ops) > 0 {
-		snap = snap.Fold(ops)
-	}
 	clear(v.inflight[len(keep):])
 	v.inflight = keep
 	if len(v.inflight) == 0 {
 		v.inflight = nil
 	}
-	return snap
+	return snap, ops
 }
 
 // clientOps checks a browser's set or delete against the key policy and

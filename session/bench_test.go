@@ -137,3 +137,33 @@ func BenchmarkFold(b *testing.B) {
 		snap.Fold(ops)
 	}
 }
+
+// BenchmarkSize measures the cookie of a session with one write folded
+// in, as the hub's cookie budget does on every write; the baseline folds
+// the write into a copy and measures that copy's cookie.
+func BenchmarkSize(b *testing.B) {
+	st, err := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap := benchSnapshot()
+	op := session.Op{Type: session.OpSet, Key: "note", Value: json.RawMessage(`"a note of some length"`)}
+	b.Run("measure", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := st.Size(snap, op); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fold-then-measure", func(b *testing.B) {
+		b.ReportAllocs()
+		staged := op
+		staged.Seq = snap.Seq + 1
+		for b.Loop() {
+			if _, err := st.Size(snap.Fold([]session.Op{staged})); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

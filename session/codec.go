@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -152,21 +151,23 @@ func (c *Codec) Encode(name string, snap Snapshot) (string, error) {
 // through securecookie's framing (optional AES-CTR IV, base64, timestamp,
 // HMAC-SHA256, base64). A test holds it to Encode's real output.
 func (c *Codec) EncodedLen(snap Snapshot) (int, error) {
+	return c.encodedLen(snap, valuesLen(snap.Values)), nil
+}
+
+// encodedLen is EncodedLen for snap with values whose JSON object is
+// valuesLen bytes long (0: none), whatever snap.Values holds.
+func (c *Codec) encodedLen(snap Snapshot, valuesLen int) int {
 	ts := c.now().Unix()
-	p := payload{ID: snap.ID, Seq: snap.Seq, Values: snap.Values, Permanent: snap.Permanent, Pinned: snap.Pinned, Issued: ts}
+	p := payload{ID: snap.ID, Seq: snap.Seq, Permanent: snap.Permanent, Pinned: snap.Pinned, Issued: ts}
 	if !snap.Created.IsZero() {
 		p.Created = snap.Created.Unix()
 	}
-	j, err := json.Marshal(&p)
-	if err != nil {
-		return 0, fmt.Errorf("session: encoding cookie: %w", err)
-	}
-	n := len(j) + 1 // securecookie's JSONEncoder ends with a newline
+	n := payloadLen(&p, valuesLen) + 1 // securecookie's JSONEncoder ends with a newline
 	if c.encrypt {
 		n += aes.BlockSize // the IV
 	}
-	inner := len(strconv.FormatInt(ts, 10)) + 1 + base64.URLEncoding.EncodedLen(n) + 1 + sha256.Size
-	return base64.URLEncoding.EncodedLen(inner), nil
+	inner := intLen(ts) + 1 + base64.URLEncoding.EncodedLen(n) + 1 + sha256.Size
+	return base64.URLEncoding.EncodedLen(inner)
 }
 
 // Decode verifies and decodes a cookie value. Any failure is a

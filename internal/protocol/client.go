@@ -48,8 +48,11 @@ func invalid(id uint64, format string, args ...any) *DecodeError {
 // returns a *DecodeError whose message says what is wrong, and the message
 // id when it could be read (so the error can name it).
 func DecodeClientMessage(b []byte) (ClientMessage, error) {
-	var m ClientMessage
-	if json.Unmarshal(b, &m) != nil {
+	m, ok := fastClientMessage(b)
+	if !ok {
+		m = ClientMessage{}
+	}
+	if !ok && json.Unmarshal(b, &m) != nil {
 		// Tell a malformed message from one with trailing data.
 		m = ClientMessage{}
 		dec := json.NewDecoder(bytes.NewReader(b))

@@ -1,0 +1,111 @@
+package session
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"testing"
+)
+
+// quotedLen and rawLen are json.Marshal's lengths, on any string and any
+// valid JSON value.
+func FuzzJSONLen(f *testing.F) {
+	for _, s := range []string{"", "plain", "<&>", "\"\\\n\r\t\b\f\x01\x1f", "é", "\u2028\u2029", "\xff\xfe", "a\xe2\x80", `{"a": [1, "x\"<y"]}`, " [ true , null ] ", `"\u2028"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := quotedLen(s); got != len(want) {
+			t.Fatalf("quotedLen(%q) = %d, json.Marshal writes %d", s, got, len(want))
+		}
+		if !json.Valid([]byte(s)) {
+			return
+		}
+		want, err := json.Marshal(json.RawMessage(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rawLen(json.RawMessage(s)); got != len(want) {
+			t.Fatalf("rawLen(%q) = %d, json.Marshal writes %d (%s)", s, got, len(want), want)
+		}
+	})
+}
+
+// Size, which measures without folding, gives the length of the cookie
+// of the folded session, for random sessions and ops of every kind, in
+// and out of order, some already folded.
+func TestSizeMatchesFoldedCookie(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	st, err := NewStore(&Options{Keys: []KeyPair{GenerateKeyPair(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"a", "b<", "c\u2028", "d\n", "é", "f"}
+	value := func() json.RawMessage {
+		v, _ := json.Marshal(map[string]any{"s": string(rune(rng.IntN(0x3000))) + "<&>", "n": rng.IntN(1000), "l": []int{rng.IntN(9)}})
+		return v
+	}
+	for i := range 3000 {
+		snap := Snapshot{ID: NewID(), Seq: uint64(rng.IntN(50)), Permanent: i%3 == 0, Pinned: i%5 == 0, Values: map[string]json.RawMessage{}}
+		if i%7 == 0 {
+			snap.ID = "" // a new session: Size counts the ID it will get
+		}
+		for _, k := range keys {
+			if rng.IntN(2) == 0 {
+				snap.Values[k] = value()
+			}
+		}
+		if i%11 == 0 {
+			snap.Values = nil
+		}
+		var ops []Op
+		for range rng.IntN(10) {
+			op := Op{Seq: uint64(rng.IntN(80)), Key: keys[rng.IntN(len(keys))]}
+			switch n := rng.IntN(20); {
+			case n < 11:
+				op.Type, op.Value = OpSet, value()
+			case n < 17:
+				op.Type = OpDelete
+			case n < 19:
+				op.Type, op.Key = OpClear, ""
+			default:
+				op.Type, op.Key = OpEnd, ""
+			}
+			if rng.IntN(4) == 0 {
+				op.Seq = 0 // staged: after everything
+			}
+			ops = append(ops, op)
+		}
+		got, err := st.Size(snap, ops...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The reference: fold, then measure the real cookie.
+		staged := make([]Op, len(ops))
+		for j, op := range ops {
+			if op.Seq == 0 {
+				op.Seq = 1<<64 - 1
+			}
+			staged[j] = op
+		}
+		ref := snap
+		ref.Values = maps.Clone(snap.Values)
+		ref = ref.Fold(staged)
+		if ref.ID == "" {
+			ref.ID, ref.Created = NewID(), now() // as Save gives a new session
+		}
+		want, err := st.cookieLen(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := st.Cookie(ref)
+		if err == nil && len(c.String()) != want {
+			t.Fatalf("case %d: cookieLen %d, the real cookie %d", i, want, len(c.String()))
+		}
+		if got != want {
+			t.Fatalf("case %d: Size %d, the folded session's cookie %d (snap %v, ops %s)", i, got, want, snap, fmt.Sprint(ops))
+		}
+	}
+}
