@@ -46,6 +46,10 @@ type conn struct {
 	writing atomic.Bool
 	pinging atomic.Bool
 
+	// budgetOps is pipelineWrite's scratch for the cookie budget's ops
+	// (budgetOpsLocked), reused by the socket's read loop.
+	budgetOps []session.Op
+
 	mu   sync.Mutex
 	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -115,7 +116,13 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	snap, pend := c.budgetOpsLocked(v)
-	n, err := c.h.opts.Store.Size(snap, append(pend, ops...)...)
+	for _, op := range ops {
+		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
+		pend = append(pend, op)
+	}
+	n, err := c.h.opts.Store.Size(snap, pend...)
+	clear(pend) // no values kept alive by the scratch
+	c.budgetOps = pend[:0]
 	switch {
 	case err != nil:
 		v.mu.Unlock()
@@ -448,11 +455,7 @@ func (c *conn) budgetOpsLocked(v *view) (session.Snapshot, []session.Op) {
 	snap := c.snap
 	c.mu.Unlock()
 	changes, _ := v.sinceLocked(snap.Seq)
-	n := len(v.inflight) + 1 // and the write measured
-	for _, e := range changes {
-		n += len(e.Ops)
-	}
-	ops := make([]session.Op, 0, n)
+	ops := c.budgetOps[:0] // the socket's scratch: pipelineWrite runs on its read loop only
 	for _, e := range changes {
 		ops = append(ops, e.Ops...)
 	}

@@ -33,7 +33,7 @@ type view struct {
 	early  []*nats.Msg
 	conns  map[*conn]struct{}
 	want   uint64        // the highest sequence this instance acknowledged
-	moved  chan struct{} // closed and replaced whenever last advances
+	moved  chan struct{} // closed when last advances; made by a waiter, nil when none waits
 	refs   int
 	idle   time.Time
 	closed bool
@@ -103,7 +103,7 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 	h.mu.Lock()
 	v, ok := h.views[id]
 	if !ok {
-		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{}, moved: make(chan struct{}),
+		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{},
 			budget: rate.NewLimiter(rate.Limit(h.opts.SessionWriteRate), h.opts.SessionWriteBurst)}
 		h.views[id] = v
 	}
@@ -362,8 +362,10 @@ func (v *view) appendLocked(c entry) {
 		return
 	}
 	v.last = c.Seq
-	close(v.moved)
-	v.moved = make(chan struct{})
+	if v.moved != nil {
+		close(v.moved)
+		v.moved = nil
+	}
 	v.countLocked(c)
 	if c.Covers == 0 {
 		v.budget.ReserveN(time.Now(), 1) // into debt if need be: the entry is written
@@ -481,6 +483,9 @@ func (v *view) waitAckedDroppingLock(ctx context.Context) {
 	deadline := time.NewTimer(250 * time.Millisecond)
 	defer deadline.Stop()
 	for waiting := true; waiting && v.last < v.want; {
+		if v.moved == nil {
+			v.moved = make(chan struct{})
+		}
 		moved := v.moved
 		v.mu.Unlock()
 		select {
