@@ -46,8 +46,9 @@ type Options struct {
 	// Stream is the JetStream stream holding the logs. Default: "SESSIONHUB".
 	Stream string
 	// Subject is the subject prefix: logs on <Subject>.ops.<id>, live
-	// changes on <Subject>.live.<id>, control on <Subject>.ctl.<id>.
-	// Default: "sessionhub".
+	// changes on <Subject>.live.<id>, control on <Subject>.ctl.<id>,
+	// recorded logouts on <Subject>.revoked.<id> (the revocation bucket's
+	// republish). Default: "sessionhub".
 	Subject string
 	// Replicas of the stream (3 on a NATS cluster). Default: 1.
 	Replicas int

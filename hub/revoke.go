@@ -14,10 +14,14 @@ import (
 // bucket, one key per session ID, each kept for the cookie lifetime (the
 // bucket's TTL), so a logout holds for as long as any cookie of the session
 // can still verify, whatever the log holds. Every instance shares it and
-// subscribes to its subject, so views learn of a logout made anywhere.
+// subscribes to its republish subject, <Subject>.revoked.<id>, so views
+// learn of a logout made anywhere. JetStream republishes a record only
+// once stored: a put that failed (JetStream down, no quorum) reaches no
+// instance, where a subscription to the bucket's own $KV subject would
+// get the publish whether stored or not.
 type revocations struct {
 	kv      jetstream.KeyValue
-	subject string // $KV.<bucket>.
+	subject string // <Subject>.revoked.
 	sub     *nats.Subscription
 	timeout time.Duration
 }
@@ -40,6 +44,11 @@ func (r *revocations) open(ctx context.Context, js jetstream.JetStream, nc *nats
 		TTL:         revocationTTL(o),
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
+		RePublish: &jetstream.RePublish{
+			Source:      "$KV." + o.RevocationBucket + ".*",
+			Destination: o.Subject + ".revoked.{{wildcard(1)}}",
+			HeadersOnly: true, // the key is the news
+		},
 	}
 	if o.MemoryStorage {
 		cfg.Storage = jetstream.MemoryStorage
@@ -49,7 +58,7 @@ func (r *revocations) open(ctx context.Context, js jetstream.JetStream, nc *nats
 		return err
 	}
 	r.kv, r.timeout = kv, o.WriteTimeout
-	r.subject = "$KV." + o.RevocationBucket + "."
+	r.subject = o.Subject + ".revoked."
 	r.sub, err = nc.Subscribe(r.subject+"*", func(m *nats.Msg) {
 		if m.Header.Get("KV-Operation") != "" { // a delete or purge, never made by the hub
 			return

@@ -10,13 +10,13 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/internal/server"
-	"github.com/sessionhub/sessionhub/session"
 )
 
 // EnvFlaskSecretKey holds the app's SECRET_KEY, comma-separated to rotate
@@ -130,7 +130,7 @@ func (c *Config) load(upstream, secretFile, schemaFile, clientKeys, readableKeys
 	c.ClientKeys = splitList(clientKeys)
 	c.ReadableKeys = splitList(readableKeys)
 	for _, k := range append(append([]string{}, c.ClientKeys...), c.ReadableKeys...) {
-		if k == session.FlaskHubKey || k == session.FlaskPermanentKey {
+		if reserved(k) {
 			bad("key %q is reserved", k)
 		}
 	}
@@ -195,9 +195,15 @@ func decodeJSON(raw json.RawMessage) (any, error) {
 	return jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 }
 
-// keyPolicies returns the hub's client key policies.
+// keyPolicies returns the hub's client key policies; a reserved key
+// (the Flask cookie's own) is an error.
 func (c *Config) keyPolicies() (map[string]hub.KeyPolicy, error) {
 	out := map[string]hub.KeyPolicy{}
+	for _, k := range append(slices.Clone(c.ClientKeys), c.ReadableKeys...) {
+		if reserved(k) {
+			return nil, fmt.Errorf("key %q is reserved", k)
+		}
+	}
 	for _, k := range c.ReadableKeys {
 		out[k] = hub.KeyPolicy{Read: true}
 	}

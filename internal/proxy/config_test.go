@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sessionhub/sessionhub/session"
 )
 
 // -keys-schema: a client key's value must pass its JSON Schema; values
@@ -77,5 +79,20 @@ func TestParseConfigSchemas(t *testing.T) {
 	var out strings.Builder
 	if _, err := ParseConfig("proxy", nil, func(string) string { return "" }, &out); err == nil || !strings.Contains(out.String(), EnvFlaskSecretKey) {
 		t.Fatalf("no secret: %v %q", err, out.String())
+	}
+}
+
+// App refuses a configuration whose client or readable keys hold a key
+// the Flask cookie reserves, however the configuration was built (not only
+// from flags): the browser could otherwise write the hub's own fields.
+func TestAppRefusesReservedKeys(t *testing.T) {
+	for _, c := range []*Config{
+		{ClientKeys: []string{"colour", session.FlaskHubKey}},
+		{ClientKeys: []string{session.FlaskPermanentKey}},
+		{ReadableKeys: []string{session.FlaskHubKey}},
+	} {
+		if _, err := App(c, nil); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("App with client keys %q, readable keys %q: %v, want a reserved-key error", c.ClientKeys, c.ReadableKeys, err)
+		}
 	}
 }

@@ -21,8 +21,21 @@ import (
 )
 
 // HeaderSession is the request header that tells the upstream the hub
-// session's ID (for the server API). It is stripped from what clients send.
+// session's ID (for the server API). It is stripped from what clients
+// send, in every spelling an upstream may read as it (see
+// dropSessionHeaders).
 const HeaderSession = "Sessionhub-Session"
+
+// dropSessionHeaders deletes every header of h that an upstream may read
+// as HeaderSession: any case, and "_" for "-", since WSGI and CGI servers
+// (Werkzeug's, wsgiref) map both to the same HTTP_SESSIONHUB_SESSION.
+func dropSessionHeaders(h http.Header) {
+	for k := range h {
+		if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), HeaderSession) {
+			delete(h, k)
+		}
+	}
+}
 
 // App returns the server.App of the proxy for cfg: the client keys, Flask's
 // cookie, and the reverse proxy to the upstream behind the hub's
@@ -47,10 +60,17 @@ func App(cfg *Config, logger *slog.Logger) (*server.App, error) {
 
 // checkOp refuses server API writes to the keys the Flask cookie reserves.
 func checkOp(op session.Op) error {
-	if op.Key == session.FlaskHubKey || op.Key == session.FlaskPermanentKey {
+	if reserved(op.Key) {
 		return fmt.Errorf("key %q is reserved", op.Key)
 	}
 	return nil
+}
+
+// reserved reports whether key is one the Flask cookie keeps for itself
+// (session.FlaskHubKey, session.FlaskPermanentKey): never a client key,
+// never written through the server API.
+func reserved(key string) bool {
+	return key == session.FlaskHubKey || key == session.FlaskPermanentKey
 }
 
 // Handler returns the reverse proxy to upstream behind h's middleware:
@@ -99,7 +119,7 @@ type sentKey struct{}
 func (p *proxy) serve(w http.ResponseWriter, r *http.Request) {
 	s := httpbridge.FromContext(r.Context())
 	out := r.Clone(r.Context())
-	out.Header.Del(HeaderSession)
+	dropSessionHeaders(out.Header)
 	snap := s.Snapshot()
 	cookies := out.Cookies()
 	out.Header.Del("Cookie")

@@ -59,8 +59,9 @@ type APIPushRequest struct {
 // /end and /push. Callers authenticate with "Authorization: Bearer
 // <token>", compared in constant time: no token is 401, a wrong one 403.
 // Errors are JSON {"error":{"code","message"}} with 400 (invalid), 404,
-// 405, 413 (too_large), 415, 429 (too_many_pending), 503 (unavailable) or
-// 500; docs/PROTOCOL.md has the contract.
+// 405, 413 (too_large), 415, 429 (too_many_pending, rate_limited), 503
+// (unavailable, with Retry-After) or 500; docs/PROTOCOL.md has the
+// contract.
 func API(opts APIOptions) http.Handler {
 	o := opts
 	if o.Logger == nil {
