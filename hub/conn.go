@@ -137,15 +137,40 @@ func (c *conn) fail(id uint64, err error) {
 	c.queue(protocol.AppendError(nil, id, code, msg))
 }
 
+// stageAttempts bounds the tries of a write near the cookie budget
+// (conn.stage).
+const stageAttempts = 4
+
+// errContended: a write near the cookie budget lost the race for the log
+// to the session's other writers on every try; nothing was appended.
+var errContended = Errorf(CodeRateLimited, "the session changed while this write was measured against its cookie budget; retry")
+
 // stage checks the cookie budget against the session as the log holds it
 // and appends ops as one entry. Near the budget (the cookie would pass
 // half of it) the append is conditional on the log not having moved since
 // the check (JetStream's expected last subject sequence), so concurrent
-// writers cannot together push the cookie past its size; they retry on the
-// moved log.
+// writers cannot together push the cookie past its size; they measure
+// again on the moved log. The last of stageAttempts tries is conditional
+// on the log's last sequence as JetStream tells it (the view's last entry
+// may have aged out of the log, and a condition on it never matches), with
+// the view brought up to it first. A write that loses that race too is
+// refused with rate_limited (errContended): near the budget nothing is
+// appended without the condition.
 func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint64, error) {
-	const attempts = 4
 	for attempt := 1; ; attempt++ {
+		final := attempt == stageAttempts
+		var floor uint64 // on the final try: the log's last sequence
+		if final {
+			var err error
+			if floor, err = c.h.log.lastSeq(ctx, c.id); err != nil {
+				return 0, err
+			}
+			if v := c.view(); v != nil {
+				if err := v.catchUp(ctx, floor); err != nil {
+					return 0, err
+				}
+			}
+		}
 		snap, last, whole, err := c.current(ctx)
 		if err != nil {
 			return 0, err
@@ -157,27 +182,38 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 		if n > session.MaxCookieSize {
 			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
 		}
-		if !whole && n > session.MaxCookieSize/2 && attempt < attempts {
-			// Near the budget on a view that may lack entries (a gap being
-			// repaired, a reconnect): read them, then measure again, so the
-			// append below can be conditional on the whole log.
-			if v := c.view(); v != nil {
-				_ = v.sync(ctx)
-			}
-			continue
-		}
 		var expect *uint64
-		if whole && n > session.MaxCookieSize/2 && attempt < attempts {
+		if n > session.MaxCookieSize/2 {
+			if !whole || last < floor {
+				// Near the budget on a view that may lack entries (a gap
+				// being repaired, a reconnect, a log that moved during the
+				// final read): read them, then measure again, so the append
+				// can be conditional on the whole log.
+				if final {
+					return 0, errContended
+				}
+				if v := c.view(); v != nil {
+					_ = v.sync(ctx)
+				}
+				continue
+			}
 			expect = &last
+			if final {
+				// The view holds the log up to floor: what was measured is
+				// the log as JetStream has it (and whatever aged out of it).
+				expect = &floor
+			}
 		}
 		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
 		if err == nil {
 			c.countOwn(seq, ops)
 		}
 		if errors.Is(err, errConflict) {
+			if final {
+				return 0, errContended
+			}
 			// Someone wrote in between: wait for their entry and measure
-			// again. After a few tries (a log whose last entry aged out
-			// never matches), append without the condition.
+			// again.
 			c.h.acked(c.id, last+1)
 			continue
 		}

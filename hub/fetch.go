@@ -81,23 +81,36 @@ func (l *jsLog) fetch(ctx context.Context, id string, after, upTo uint64) ([]ent
 // empty reports whether session id's log holds no entry: one direct get
 // of the subject's last message, not a read of the log.
 func (l *jsLog) empty(ctx context.Context, id string) (bool, error) {
+	last, err := l.lastSeq(ctx, id)
+	return last == 0, err
+}
+
+// lastSeq returns the sequence of the last entry session id's log holds
+// (0: none), as JetStream has it now: one direct get of the subject's
+// last message. A replica that serves the get may lag its leader: an
+// append conditional on the answer then finds the log moved on.
+func (l *jsLog) lastSeq(ctx context.Context, id string) (uint64, error) {
 	if !l.nc.IsConnected() {
-		return false, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+		return 0, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	req, _ := json.Marshal(map[string]string{"last_by_subj": l.opsSubject(id)})
 	m, err := l.nc.RequestWithContext(ctx, l.directGet, req)
 	if err != nil {
-		return false, wrapErr(ErrUnavailable, err)
+		return 0, wrapErr(ErrUnavailable, err)
 	}
 	switch m.Header.Get(hdrStatus) {
 	case "":
-		return false, nil
+		seq, err := strconv.ParseUint(m.Header.Get(hdrNatsSeq), 10, 64)
+		if err != nil || seq == 0 {
+			return 0, wrapErr(ErrInternal, fmt.Errorf("direct get: bad sequence header %q", m.Header.Get(hdrNatsSeq)))
+		}
+		return seq, nil
 	case "404":
-		return true, nil
+		return 0, nil
 	}
-	return false, wrapErr(ErrUnavailable, fmt.Errorf("direct get: status %s %s", m.Header.Get(hdrStatus), m.Header.Get("Description")))
+	return 0, wrapErr(ErrUnavailable, fmt.Errorf("direct get: status %s %s", m.Header.Get(hdrStatus), m.Header.Get("Description")))
 }
 
 // fetchBatch is how many entries one direct get returns at most.

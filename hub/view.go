@@ -528,6 +528,17 @@ func (v *view) sync(ctx context.Context) error {
 	return v.fetchDroppingLock(ctx)
 }
 
+// catchUp makes the view hold every entry of the log up to seq and be
+// whole: at once when it is, otherwise with one read from JetStream.
+func (v *view) catchUp(ctx context.Context, seq uint64) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.loaded && !v.stale && v.last >= seq {
+		return nil
+	}
+	return v.fetchDroppingLock(ctx)
+}
+
 // fetchDroppingLock reads every entry above last from JetStream and
 // appends them. Having read everything above last in one go, the view is
 // whole again unless it moved meanwhile. Called with v.mu held, it
