@@ -201,6 +201,62 @@ func (s *sock) roundTrip(id int, m map[string]any) (map[string]any, error) {
 	}
 }
 
+// Two sockets of a session on one instance write at once: one a value
+// that takes the cookie near its budget (measured, then appended
+// conditionally), the other a smaller value that alone keeps the cookie
+// under half of it (pipelined, appended without a condition). Together
+// they do not fit, so one of them is refused with too_large, whichever
+// lands first: the pipelined write counts the other while it is in
+// flight. (It did not: it was measured without the conditional write in
+// flight, and landed after it.)
+func TestBudgetCountsConditionalWriteInFlight(t *testing.T) {
+	t.Parallel()
+	const rounds = 30
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.RateLimit, o.RateBurst = 1000, 1000
+		o.SessionWriteRate, o.SessionWriteBurst = 1000, 1000
+	})
+	near := strings.Repeat("n", 1800) // about 3700 bytes of cookie
+	under := strings.Repeat("k", 800) // about 1700
+	for round := range rounds {
+		c := newClient(t)
+		a := c.dial(in)
+		a.expect("welcome")
+		b := c.dial(in)
+		b.expect("welcome")
+		a.set("colour", "red") // the log holds an entry: writes are pipelined
+		var wg sync.WaitGroup
+		var ra, rb map[string]any
+		var ea, eb error
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			ra, ea = a.roundTrip(100, map[string]any{"type": "set", "key": "note", "value": near})
+		}()
+		go func() {
+			defer wg.Done()
+			rb, eb = b.roundTrip(100, map[string]any{"type": "set", "key": "k0", "value": under})
+		}()
+		wg.Wait()
+		if err := errors.Join(ea, eb); err != nil {
+			t.Fatal(err)
+		}
+		if ra["type"] == "ack" && rb["type"] == "ack" {
+			code, _ := c.do(in, "POST", "/hub/flush", nil)
+			t.Fatalf("round %d: both writes acknowledged; the flush answers %d", round, code)
+		}
+		if (ra["type"] == "ack") == (rb["type"] == "ack") {
+			t.Fatalf("round %d: both refused, the cookie holds either: %v, %v", round, ra, rb)
+		}
+		for _, r := range []map[string]any{ra, rb} {
+			if r["type"] != "ack" && r["code"] != "too_large" {
+				t.Fatalf("round %d: %v", round, r)
+			}
+		}
+	}
+}
+
 // A write near the budget on a log whose entries all aged out of the
 // retention window: the condition on the view's last entry can never
 // match (JetStream no longer holds it), and the last try, conditional on

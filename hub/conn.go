@@ -204,10 +204,9 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				expect = &floor
 			}
 		}
+		own := c.countOwn(ops)
 		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
-		if err == nil {
-			c.countOwn(seq, ops)
-		}
+		c.settleOwn(own, seq, err)
 		if errors.Is(err, errConflict) {
 			if final {
 				return 0, errContended
@@ -221,19 +220,44 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 	}
 }
 
-// countOwn counts an entry this socket staged, acknowledged but maybe not
-// yet in the view, in the cookie budget of the session's next writes
-// (pipeline.go) until the view holds it.
-func (c *conn) countOwn(seq uint64, ops []session.Op) {
+// countOwn counts an entry this socket is about to stage in the cookie
+// budget of the session's next pipelined writes on this instance
+// (budgetOpsLocked), from before its append until the view holds it:
+// a write measured while it is in flight must not miss it, or an append
+// made without the condition could land after it and overrun the budget.
+// settleOwn records the append's outcome.
+func (c *conn) countOwn(ops []session.Op) *ownWrite {
 	v := c.view()
 	if v == nil {
+		return nil
+	}
+	own := &ownWrite{v: v, ops: ops}
+	v.mu.Lock()
+	v.inflight = append(v.inflight, own)
+	v.mu.Unlock()
+	return own
+}
+
+// settleOwn records the outcome of an append countOwn counted:
+// acknowledged at seq (counted until the view holds it), or failed (no
+// longer counted).
+func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
+	if own == nil {
 		return
 	}
+	v := own.v
 	v.mu.Lock()
-	if seq > v.last {
-		v.inflight = append(v.inflight, &ownWrite{v: v, seq: seq, ops: ops})
+	defer v.mu.Unlock()
+	if err == nil && seq > v.last {
+		own.seq = seq
+		return
 	}
-	v.mu.Unlock()
+	for i, o := range v.inflight { // failed, or in the view already
+		if o == own {
+			v.inflight = append(v.inflight[:i], v.inflight[i+1:]...)
+			break
+		}
+	}
 }
 
 // current returns the socket's snapshot with every entry the view holds
