@@ -94,9 +94,11 @@ type Options struct {
 	// alone. Default: 1 MiB.
 	SendBufferBytes int
 	// SocketKernelBuffer is the kernel send buffer (SO_SNDBUF) of a
-	// socket's TCP connection, so that a client that stops reading pins at
-	// most about this much kernel memory before the frame write blocks and
-	// WriteWait closes it with CloseTooSlow. Default: 64 KiB.
+	// socket's TCP connection (under its TLS, if any), so that a client
+	// that stops reading pins at most about this much of its data in
+	// kernel memory before the frame write blocks and WriteWait closes it
+	// with CloseTooSlow. Linux reserves twice the value, the other half for
+	// its bookkeeping, and reports that. Default: 64 KiB.
 	SocketKernelBuffer int
 	// MaxSocketsPerSession bounds the sockets one session may have open on
 	// this instance; a handshake past it gets 429 with Retry-After and no
