@@ -17,3 +17,26 @@ func StallView(h *Hub, id string) (release func()) {
 
 // DirectGetSubject is the subject h sends its direct gets of the log to.
 func DirectGetSubject(h *Hub) string { return h.log.directGet }
+
+// AsyncPending reports how many of h's asynchronous JetStream publishes
+// await their acknowledgement.
+func AsyncPending(h *Hub) int { return h.log.js.PublishAsyncPending() }
+
+// PipelineWaited reports whether a socket of session id on h (its view
+// must exist) has had to wait for room among its appends in flight.
+func PipelineWaited(h *Hub, id string) bool {
+	h.mu.Lock()
+	v := h.views[id]
+	h.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for c := range v.conns {
+		c.pipe.mu.Lock()
+		waited := c.pipe.space != nil
+		c.pipe.mu.Unlock()
+		if waited {
+			return true
+		}
+	}
+	return false
+}

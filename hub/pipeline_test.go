@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // replies reads the next n acks and errors of s, in the order they came.
@@ -155,4 +157,58 @@ func TestPipelineWaitsForASlowReader(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// holdAcks returns a hub instance whose NATS connection goes through a
+// proxy that can hold back what the server sends (JetStream's PubAcks
+// among it).
+func holdAcks(t *testing.T, ns *natsserver.Server, tweak func(*hub.Options)) (*instance, *proxy) {
+	t.Helper()
+	p := newProxy(t, ns.Addr().String())
+	nc, err := nats.Connect("nats://"+p.addr(), nats.Name(t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return newInstanceOn(t, nc, func(o *hub.Options) {
+		o.WriteTimeout = time.Minute // no append in flight times out while held
+		o.SnapshotEvery = -1
+		if tweak != nil {
+			tweak(o)
+		}
+	}), p
+}
+
+// TestPipelineDepth: a socket has at most 32 appends in flight to
+// JetStream. With JetStream's acknowledgements held back, its 33rd write
+// waits unpublished; once they flow, every write is answered in order.
+func TestPipelineDepth(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("k0", 0) // the session's first write, staged on its own
+	s.set("k1", 1) // pipelined
+	id := sessionID(t, in.store, c.cookie(in))
+
+	p.hold()
+	const n = 40
+	first := s.id + 1
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": i})
+	}
+	waitFor(t, "a write waiting for room in the pipeline", func() bool { return hub.PipelineWaited(in.hub, id) })
+	if got := hub.AsyncPending(in.hub); got != 32 {
+		t.Fatalf("%d appends in flight while a write waits, want 32", got)
+	}
+	p.release()
+	var last float64
+	for i, m := range replies(s, n) {
+		if m["type"] != "ack" || uint64(num(m["id"])) != first+uint64(i) || num(m["seq"]) <= last {
+			t.Fatalf("reply %d: %v after seq %v", i, m, last)
+		}
+		last = num(m["seq"])
+	}
 }
