@@ -5,6 +5,14 @@ package hub
 // as soon as a dispatcher is busy.
 func SetLiveBuffer(o *Options, n int) { o.liveBuffer = n }
 
+// SetAsyncMaxPending sets how many asynchronous publishes of the hub o
+// configures may await their acknowledgement before the next one stalls.
+func SetAsyncMaxPending(o *Options, n int) { o.asyncMaxPending = n }
+
+// Stalls reports how many pipelined appends of h were staged on their own
+// because the connection's asynchronous publishes stalled.
+func Stalls(h *Hub) uint64 { return h.stalls.Load() }
+
 // StallView holds the view of session id on h (it must exist), so that
 // the dispatcher of its shard waits on it, until release is called.
 func StallView(h *Hub, id string) (release func()) {

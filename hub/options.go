@@ -142,6 +142,10 @@ type Options struct {
 	// liveBuffer is how many live changes wait for each dispatcher before
 	// nats.go drops them as a slow consumer (tests set it). Default: 4096.
 	liveBuffer int
+	// asyncMaxPending is how many asynchronous publishes may await
+	// JetStream's acknowledgement on the hub's connection before the next
+	// one stalls (tests set it). Default: nats.go's (4000).
+	asyncMaxPending int
 }
 
 // The defaults of the Options fields a server exposes as flags.

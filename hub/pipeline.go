@@ -162,6 +162,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// not wait for room under the view's lock (live delivery of the
 		// whole shard would wait too); stage this one on its own.
 		v.mu.Unlock()
+		c.h.stalls.Add(1)
 		if c.pipe.wait(c.ctx) {
 			c.stageOne(m.ID, ops)
 		}

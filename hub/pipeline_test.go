@@ -212,3 +212,42 @@ func TestPipelineDepth(t *testing.T) {
 		last = num(m["seq"])
 	}
 }
+
+// TestPipelineStallStagesOnItsOwn: a pipelined write that finds the
+// connection's asynchronous publishes stalled at their limit is staged on
+// its own once the writes before it are answered: acknowledged once, in
+// order, and delivered to the session's socket on another instance.
+func TestPipelineStallStagesOnItsOwn(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a, p := holdAcks(t, ns, func(o *hub.Options) { hub.SetAsyncMaxPending(o, 1) })
+	b := newInstance(t, ns, nil)
+	_, sa, sb := twoTabs(t, a, b)
+	seq0 := sa.set("colour", "red") // the session's first write, staged on its own
+	expectUpTo(t, "socket at B", sb, seq0)
+
+	p.hold()
+	id1 := sa.send(map[string]any{"type": "set", "key": "k0", "value": 1}) // the one async publish allowed
+	id2 := sa.send(map[string]any{"type": "set", "key": "k1", "value": 2}) // stalls
+	waitFor(t, "a stalled append", func() bool { return hub.Stalls(a.hub) > 0 })
+	p.release()
+	r := replies(sa, 2)
+	if r[0]["type"] != "ack" || uint64(num(r[0]["id"])) != id1 || r[1]["type"] != "ack" || uint64(num(r[1]["id"])) != id2 ||
+		num(r[1]["seq"]) <= num(r[0]["seq"]) {
+		t.Fatalf("replies %v, want the acks of %d and %d in order", r, id1, id2)
+	}
+	// Answered once: the next reply is the next request's.
+	id3 := sa.send(map[string]any{"type": "set", "key": "k2", "value": 3})
+	if m := replies(sa, 1)[0]; m["type"] != "ack" || uint64(num(m["id"])) != id3 {
+		t.Fatalf("reply %v, want the ack of %d", m, id3)
+	}
+	for i, want := range []struct {
+		key string
+		seq float64
+	}{{"k0", num(r[0]["seq"])}, {"k1", num(r[1]["seq"])}} {
+		m := sb.expect("change")
+		if num(m["seq"]) != want.seq || !strings.Contains(jsonOf(m["ops"]), `"key":"`+want.key+`"`) {
+			t.Fatalf("change %d at B: %v, want %s at seq %v", i, m, want.key, want.seq)
+		}
+	}
+}
