@@ -112,7 +112,8 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.opts.Logger.Error("session cookie not written at handshake", "session", id, "err", err)
 	}
 
-	ws, err := websocket.Accept(&sndbufWriter{ResponseWriter: w, size: h.opts.SocketKernelBuffer}, r, &websocket.AcceptOptions{
+	sw := &sndbufWriter{ResponseWriter: w, size: h.opts.SocketKernelBuffer}
+	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
 		// The origin was checked above, by scheme, host and port.
 		InsecureSkipVerify: true,
 		Subprotocols:       []string{protocol.Subprotocol},
@@ -127,6 +128,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		h:        h,
 		ws:       ws,
+		raw:      sw.conn,
 		id:       id,
 		joined:   make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),
@@ -364,17 +366,23 @@ func clientAddr(r *http.Request) string {
 }
 
 // sndbufWriter sets the kernel send buffer of the connection a socket
-// hijacks, so that the kernel's buffers cannot absorb an unbounded backlog
-// for a client that stopped reading.
+// hijacks (the TCP connection under its TLS, if any), so that the
+// kernel's buffers cannot absorb an unbounded backlog for a client that
+// stopped reading, and keeps that connection.
 type sndbufWriter struct {
 	http.ResponseWriter
 	size int
+	conn net.Conn // the hijacked connection, under its TLS if any
 }
 
 func (w *sndbufWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
-		if tc, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+		w.conn = c
+		if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+			w.conn = tc.NetConn()
+		}
+		if tc, ok := w.conn.(interface{ SetWriteBuffer(int) error }); ok {
 			_ = tc.SetWriteBuffer(w.size)
 		}
 	}

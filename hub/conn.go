@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -18,8 +19,9 @@ import (
 
 // conn is one WebSocket of a session on this instance.
 type conn struct {
-	h  *Hub
-	ws *websocket.Conn
+	h   *Hub
+	ws  *websocket.Conn
+	raw net.Conn // the connection under ws (under its TLS, if any): closing it ends any read or write of ws
 	// v is the session's view; nil while the socket is lazy (lazy.go),
 	// until joined is closed.
 	v       atomic.Pointer[view]

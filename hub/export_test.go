@@ -5,6 +5,14 @@ package hub
 // as soon as a dispatcher is busy.
 func SetLiveBuffer(o *Options, n int) { o.liveBuffer = n }
 
+// SetAsyncMaxPending sets how many asynchronous publishes of the hub o
+// configures may await their acknowledgement before the next one stalls.
+func SetAsyncMaxPending(o *Options, n int) { o.asyncMaxPending = n }
+
+// Stalls reports how many pipelined appends of h were staged on their own
+// because the connection's asynchronous publishes stalled.
+func Stalls(h *Hub) uint64 { return h.stalls.Load() }
+
 // StallView holds the view of session id on h (it must exist), so that
 // the dispatcher of its shard waits on it, until release is called.
 func StallView(h *Hub, id string) (release func()) {
@@ -17,3 +25,26 @@ func StallView(h *Hub, id string) (release func()) {
 
 // DirectGetSubject is the subject h sends its direct gets of the log to.
 func DirectGetSubject(h *Hub) string { return h.log.directGet }
+
+// AsyncPending reports how many of h's asynchronous JetStream publishes
+// await their acknowledgement.
+func AsyncPending(h *Hub) int { return h.log.js.PublishAsyncPending() }
+
+// PipelineWaited reports whether a socket of session id on h (its view
+// must exist) has had to wait for room among its appends in flight.
+func PipelineWaited(h *Hub, id string) bool {
+	h.mu.Lock()
+	v := h.views[id]
+	h.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for c := range v.conns {
+		c.pipe.mu.Lock()
+		waited := c.pipe.space != nil
+		c.pipe.mu.Unlock()
+		if waited {
+			return true
+		}
+	}
+	return false
+}

@@ -45,6 +45,7 @@ type Hub struct {
 	ctlSub *nats.Subscription
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
+	stalls     atomic.Uint64 // pipelined appends staged on their own after the async publishes stalled (pipeline.go)
 	resync     resyncer
 	status     chan nats.Status // the connection's reconnections, see resyncLoop
 
@@ -67,7 +68,11 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(o.Conn)
+	var jsOpts []jetstream.JetStreamOpt
+	if o.asyncMaxPending > 0 {
+		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(o.asyncMaxPending))
+	}
+	js, err := jetstream.New(o.Conn, jsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("hub: jetstream: %w", err)
 	}

@@ -94,9 +94,11 @@ type Options struct {
 	// alone. Default: 1 MiB.
 	SendBufferBytes int
 	// SocketKernelBuffer is the kernel send buffer (SO_SNDBUF) of a
-	// socket's TCP connection, so that a client that stops reading pins at
-	// most about this much kernel memory before the frame write blocks and
-	// WriteWait closes it with CloseTooSlow. Default: 64 KiB.
+	// socket's TCP connection (under its TLS, if any), so that a client
+	// that stops reading pins at most about this much of its data in
+	// kernel memory before the frame write blocks and WriteWait closes it
+	// with CloseTooSlow. Linux reserves twice the value, the other half for
+	// its bookkeeping, and reports that. Default: 64 KiB.
 	SocketKernelBuffer int
 	// MaxSocketsPerSession bounds the sockets one session may have open on
 	// this instance; a handshake past it gets 429 with Retry-After and no
@@ -140,6 +142,10 @@ type Options struct {
 	// liveBuffer is how many live changes wait for each dispatcher before
 	// nats.go drops them as a slow consumer (tests set it). Default: 4096.
 	liveBuffer int
+	// asyncMaxPending is how many asynchronous publishes may await
+	// JetStream's acknowledgement on the hub's connection before the next
+	// one stalls (tests set it). Default: nats.go's (4000).
+	asyncMaxPending int
 }
 
 // The defaults of the Options fields a server exposes as flags.

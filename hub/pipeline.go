@@ -15,8 +15,9 @@ import (
 	"github.com/sessionhub/sessionhub/session"
 )
 
-// pipelineDepth bounds a socket's appends in flight to JetStream: past
-// it, the socket's next message is read once the oldest is answered.
+// pipelineDepth bounds a socket's appends in flight to JetStream (and
+// the answers it owes): past it, the socket's next write waits
+// unpublished, and its next message is read, once the oldest is answered.
 const pipelineDepth = 32
 
 // A socket's set and delete requests are appended to JetStream without
@@ -97,6 +98,11 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
+	// Room first: with pipelineDepth answers owed, this append waits
+	// unpublished.
+	if !c.room() {
+		return
+	}
 	// The check and the publish under the view's lock: the session's
 	// appends from this instance are counted in the order they land.
 	v.mu.Lock()
@@ -156,6 +162,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// not wait for room under the view's lock (live delivery of the
 		// whole shard would wait too); stage this one on its own.
 		v.mu.Unlock()
+		c.h.stalls.Add(1)
 		if c.pipe.wait(c.ctx) {
 			c.stageOne(m.ID, ops)
 		}
@@ -288,11 +295,13 @@ func (c *conn) answer(id uint64, err error) {
 	c.push(pending{id: id, err: err})
 }
 
-// push adds an answer to the queue, waiting while pipelineDepth are owed,
-// and starts the acker unless one runs.
-func (c *conn) push(p pending) {
+// room waits while pipelineDepth answers are owed; false when the socket
+// closed first. Only the socket's read loop adds answers, so the room it
+// found is still there when it pushes.
+func (c *conn) room() bool {
 	pl := &c.pipe
 	pl.mu.Lock()
+	defer pl.mu.Unlock()
 	for len(pl.q) >= pipelineDepth {
 		if pl.space == nil {
 			pl.space = make(chan struct{}, 1)
@@ -302,17 +311,29 @@ func (c *conn) push(p pending) {
 		select {
 		case <-space:
 		case <-c.ctx.Done():
-			// The socket closed: nobody waits for the answer, and the
-			// budget no longer waits for the append.
-			if p.own != nil {
-				p.own.v.mu.Lock()
-				p.own.v.settleLocked(p.own, 0)
-				p.own.v.mu.Unlock()
-			}
-			return
+			pl.mu.Lock()
+			return false
 		}
 		pl.mu.Lock()
 	}
+	return true
+}
+
+// push adds an answer to the queue, waiting while pipelineDepth are owed,
+// and starts the acker unless one runs.
+func (c *conn) push(p pending) {
+	if !c.room() {
+		// The socket closed: nobody waits for the answer, and the budget
+		// no longer waits for the append.
+		if p.own != nil {
+			p.own.v.mu.Lock()
+			p.own.v.settleLocked(p.own, 0)
+			p.own.v.mu.Unlock()
+		}
+		return
+	}
+	pl := &c.pipe
+	pl.mu.Lock()
 	pl.q = append(pl.q, p)
 	start := pl.drained == nil
 	if start {

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // replies reads the next n acks and errors of s, in the order they came.
@@ -155,4 +157,97 @@ func TestPipelineWaitsForASlowReader(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// holdAcks returns a hub instance whose NATS connection goes through a
+// proxy that can hold back what the server sends (JetStream's PubAcks
+// among it).
+func holdAcks(t *testing.T, ns *natsserver.Server, tweak func(*hub.Options)) (*instance, *proxy) {
+	t.Helper()
+	p := newProxy(t, ns.Addr().String())
+	nc, err := nats.Connect("nats://"+p.addr(), nats.Name(t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return newInstanceOn(t, nc, func(o *hub.Options) {
+		o.WriteTimeout = time.Minute // no append in flight times out while held
+		o.SnapshotEvery = -1
+		if tweak != nil {
+			tweak(o)
+		}
+	}), p
+}
+
+// TestPipelineDepth: a socket has at most 32 appends in flight to
+// JetStream. With JetStream's acknowledgements held back, its 33rd write
+// waits unpublished; once they flow, every write is answered in order.
+func TestPipelineDepth(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("k0", 0) // the session's first write, staged on its own
+	s.set("k1", 1) // pipelined
+	id := sessionID(t, in.store, c.cookie(in))
+
+	p.hold()
+	const n = 40
+	first := s.id + 1
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": i})
+	}
+	waitFor(t, "a write waiting for room in the pipeline", func() bool { return hub.PipelineWaited(in.hub, id) })
+	if got := hub.AsyncPending(in.hub); got != 32 {
+		t.Fatalf("%d appends in flight while a write waits, want 32", got)
+	}
+	p.release()
+	var last float64
+	for i, m := range replies(s, n) {
+		if m["type"] != "ack" || uint64(num(m["id"])) != first+uint64(i) || num(m["seq"]) <= last {
+			t.Fatalf("reply %d: %v after seq %v", i, m, last)
+		}
+		last = num(m["seq"])
+	}
+}
+
+// TestPipelineStallStagesOnItsOwn: a pipelined write that finds the
+// connection's asynchronous publishes stalled at their limit is staged on
+// its own once the writes before it are answered: acknowledged once, in
+// order, and delivered to the session's socket on another instance.
+func TestPipelineStallStagesOnItsOwn(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a, p := holdAcks(t, ns, func(o *hub.Options) { hub.SetAsyncMaxPending(o, 1) })
+	b := newInstance(t, ns, nil)
+	_, sa, sb := twoTabs(t, a, b)
+	seq0 := sa.set("colour", "red") // the session's first write, staged on its own
+	expectUpTo(t, "socket at B", sb, seq0)
+
+	p.hold()
+	id1 := sa.send(map[string]any{"type": "set", "key": "k0", "value": 1}) // the one async publish allowed
+	id2 := sa.send(map[string]any{"type": "set", "key": "k1", "value": 2}) // stalls
+	waitFor(t, "a stalled append", func() bool { return hub.Stalls(a.hub) > 0 })
+	p.release()
+	r := replies(sa, 2)
+	if r[0]["type"] != "ack" || uint64(num(r[0]["id"])) != id1 || r[1]["type"] != "ack" || uint64(num(r[1]["id"])) != id2 ||
+		num(r[1]["seq"]) <= num(r[0]["seq"]) {
+		t.Fatalf("replies %v, want the acks of %d and %d in order", r, id1, id2)
+	}
+	// Answered once: the next reply is the next request's.
+	id3 := sa.send(map[string]any{"type": "set", "key": "k2", "value": 3})
+	if m := replies(sa, 1)[0]; m["type"] != "ack" || uint64(num(m["id"])) != id3 {
+		t.Fatalf("reply %v, want the ack of %d", m, id3)
+	}
+	for i, want := range []struct {
+		key string
+		seq float64
+	}{{"k0", num(r[0]["seq"])}, {"k1", num(r[1]["seq"])}} {
+		m := sb.expect("change")
+		if num(m["seq"]) != want.seq || !strings.Contains(jsonOf(m["ops"]), `"key":"`+want.key+`"`) {
+			t.Fatalf("change %d at B: %v, want %s at seq %v", i, m, want.key, want.seq)
+		}
+	}
 }

@@ -131,7 +131,9 @@ func TestReconnectRepaired(t *testing.T) {
 }
 
 // proxy forwards TCP connections to a NATS server; cut closes them and
-// refuses new ones until resume.
+// refuses new ones until resume; hold stops forwarding what the server
+// sends (its PubAcks, its messages) until release, while what the client
+// sends still goes through.
 type proxy struct {
 	t      *testing.T
 	ln     net.Listener
@@ -140,6 +142,7 @@ type proxy struct {
 	mu      sync.Mutex
 	refuse  bool
 	conns   []net.Conn
+	open    chan struct{} // closed while the server's bytes flow
 	running sync.WaitGroup
 }
 
@@ -148,7 +151,8 @@ func newProxy(t *testing.T, target string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, target: target}
+	p := &proxy{t: t, ln: ln, target: target, open: make(chan struct{})}
+	close(p.open)
 	p.running.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -184,18 +188,62 @@ func (p *proxy) serve() {
 		p.mu.Unlock()
 		p.running.Add(2)
 		go func() { defer p.running.Done(); _, _ = io.Copy(s, c); s.Close() }()
-		go func() { defer p.running.Done(); _, _ = io.Copy(c, s); c.Close() }()
+		go func() { defer p.running.Done(); p.forward(c, s); c.Close() }()
+	}
+}
+
+// forward copies what the server sends to the client, waiting while the
+// proxy holds it.
+func (p *proxy) forward(c, s net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			open := p.open
+			p.mu.Unlock()
+			<-open
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// hold stops forwarding the server's bytes until release.
+func (p *proxy) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+		p.open = make(chan struct{})
+	default:
+	}
+}
+
+// release forwards the server's bytes again, those held first.
+func (p *proxy) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+	default:
+		close(p.open)
 	}
 }
 
 func (p *proxy) cut() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.refuse = true
 	for _, c := range p.conns {
 		c.Close()
 	}
 	p.conns = nil
+	p.mu.Unlock()
+	p.release() // a held forward finds its connection closed
 }
 
 func (p *proxy) resume() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -134,11 +135,10 @@ func (c *conn) drain() {
 		n, err := c.writeMsgs(msgs, true)
 		switch {
 		case err != nil:
-			// A frame not written within WriteWait: the client stopped
-			// reading, and the close frame cannot get through either.
-			if errors.Is(err, errWriteTimeout) {
-				c.close(CloseTooSlow, "too slow: frame write timed out")
-			} else {
+			// A frame not written within WriteWait (write closed the
+			// socket with CloseTooSlow): the client stopped reading, and
+			// the close frame cannot get through either.
+			if !errors.Is(err, errWriteTimeout) {
 				c.close(CloseInternal, "write failed")
 			}
 			_ = c.ws.CloseNow()
@@ -163,7 +163,11 @@ func (c *conn) ping() {
 func (c *conn) finish() {
 	ctx, cancel := context.WithTimeout(context.Background(), c.h.opts.WriteWait)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { _ = c.ws.CloseNow() }) // the close handshake is bounded too
+	// The close handshake is bounded too: ws.Close waits up to 5 s to
+	// write the close frame and 5 s more for the client's, and CloseNow
+	// does nothing once Close has begun; closing the connection under it
+	// ends both.
+	stop := context.AfterFunc(ctx, func() { _ = c.raw.Close() })
 	defer stop()
 	if c.closeCode != CloseTooSlow {
 		_, _ = c.writeMsgs(c.out.take(), false)
@@ -174,11 +178,19 @@ func (c *conn) finish() {
 // errWriteTimeout: a frame was not written within WriteWait.
 var errWriteTimeout = errors.New("hub: frame write timed out")
 
+// write writes msg as one frame within WriteWait. A frame not written in
+// time closes the socket with CloseTooSlow before its write is cancelled:
+// the cancel closes the connection, and the read loop, woken by that,
+// must find the code set (its own close would say 1000).
 func (c *conn) write(msg []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.WriteWait)
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
+	timer := time.AfterFunc(c.h.opts.WriteWait, func() {
+		c.close(CloseTooSlow, "too slow: frame write timed out")
+		cancel()
+	})
 	err := c.ws.Write(ctx, websocket.MessageText, msg)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if !timer.Stop() && err != nil {
 		return fmt.Errorf("%w: %w", errWriteTimeout, err)
 	}
 	return err

@@ -120,6 +120,64 @@ func TestSlowBodiesCutOff(t *testing.T) {
 	}
 }
 
+// TestSlowHeadersCutOff: a client trickling a request's header is cut
+// off within the header's bound, on the main listener and on the metrics
+// one, while another client is served.
+func TestSlowHeadersCutOff(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 500 * time.Millisecond
+	s := startServer(t, func(c *Config) { c.ReadTimeout = readTimeout; c.MetricsAddr = "127.0.0.1:0" })
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, base := range []string{s.URL(), s.MetricsURL()} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := strings.TrimPrefix(base, "http://")
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "GET /metrics HTTP/1.1\r\nHost: %s\r\nX-Slow: ", addr)
+			// One byte every 50ms, for at most 10s; a read in between
+			// tells whether the server has closed the connection.
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+			for i := 0; i < 200; i++ {
+				if _, err := c.Write([]byte("a")); err != nil {
+					if d := time.Since(start); d < readTimeout || d > readTimeout+3*time.Second {
+						t.Errorf("%s: a slow header was cut off after %v (bound %v)", base, d, readTimeout)
+					}
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Errorf("%s: a slow header was still read after 10s", base)
+		}()
+	}
+	// Meanwhile another client is served.
+	other := newBrowser(t, s.URL())
+	if st, body := other.doJSON("POST", "/api/settings", `{"theme":"dark"}`); st != http.StatusOK || values(body)["theme"] != "dark" {
+		t.Fatalf("settings while a slow header trickles: %d %v", st, body)
+	}
+	wg.Wait()
+}
+
+// TestReadTimeouts: every listener bounds reading one request by the
+// read timeout and its header by at most MaxReadHeaderTimeout.
+func TestReadTimeouts(t *testing.T) {
+	t.Parallel()
+	for _, rt := range []time.Duration{500 * time.Millisecond, DefaultReadTimeout, time.Hour} {
+		s := &Server{cfg: Config{ReadTimeout: rt}, log: testLogger(t)}
+		srv := s.httpServer(http.NotFoundHandler())
+		if srv.ReadTimeout != rt || srv.ReadHeaderTimeout != min(rt, MaxReadHeaderTimeout) {
+			t.Errorf("-read-timeout %v: ReadTimeout %v, ReadHeaderTimeout %v; want %v and %v",
+				rt, srv.ReadTimeout, srv.ReadHeaderTimeout, rt, min(rt, MaxReadHeaderTimeout))
+		}
+	}
+}
+
 // TestMetricsAddrAndToken: /metrics moves to its own listener with
 // -metrics-addr, and needs the bearer token with -metrics-token.
 func TestMetricsAddrAndToken(t *testing.T) {

@@ -169,16 +169,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// ReadTimeout covers the body too: a client trickling one is cut off.
-	// The deadline it sets on the connection is cleared when a socket
-	// hijacks it, so sockets are not held to it.
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		ReadHeaderTimeout: min(s.cfg.ReadTimeout, MaxReadHeaderTimeout),
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	s.http = s.httpServer(handler)
 	// http.Server.Shutdown does not see hijacked connections: the hub
 	// closes its sockets with 1001 itself.
 	s.http.RegisterOnShutdown(func() {
@@ -209,13 +200,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.metricsURL = "http://" + displayAddr(s.metricsLn.Addr())
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.metricsHandler())
-		s.metricsHTTP = &http.Server{
-			Handler:           mux,
-			ReadTimeout:       s.cfg.ReadTimeout,
-			ReadHeaderTimeout: min(s.cfg.ReadTimeout, MaxReadHeaderTimeout),
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		}
+		s.metricsHTTP = s.httpServer(mux)
 		go func() {
 			if err := s.metricsHTTP.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.Error("metrics listener stopped", "err", err)
@@ -528,4 +513,19 @@ func displayAddr(a net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// httpServer is the HTTP server of a listener: reading one request is
+// bounded by the read timeout, its header by at most
+// MaxReadHeaderTimeout. ReadTimeout covers the body too, so a client
+// trickling one is cut off; the deadline it sets on the connection is
+// cleared when a socket hijacks it, so sockets are not held to it.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		ReadHeaderTimeout: min(s.cfg.ReadTimeout, MaxReadHeaderTimeout),
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 }
