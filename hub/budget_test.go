@@ -329,3 +329,36 @@ func BenchmarkSetRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+// A write measured right after this instance acknowledged a Go write
+// that made room (a Hub.Write delete whose republished copy the view
+// has not taken in yet) is measured on the session as acknowledged, not
+// refused too_large on the view's older picture.
+func TestBudgetSeesItsInstancesAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
+		o.RateLimit, o.RateBurst = 1e6, 1e6
+	})
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("colour", "teal")
+	id := sessionID(t, in.store, c.cookie(in))
+	ctx := context.Background()
+	big := json.RawMessage(`"` + strings.Repeat("x", session.MaxCookieSize) + `"`)
+	for round := range 100 {
+		// Past the budget (Go writes are not held to it), then back.
+		if _, err := in.hub.Write(ctx, id, session.Op{Type: session.OpSet, Key: "note", Value: big}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.hub.Write(ctx, id, session.Op{Type: session.OpDelete, Key: "note"}); err != nil {
+			t.Fatal(err)
+		}
+		r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": fmt.Sprint("c", round)}))
+		if r["type"] != "ack" {
+			t.Fatalf("round %d: a set after the big value's acknowledged delete: %v", round, r)
+		}
+	}
+}

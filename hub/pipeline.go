@@ -134,16 +134,19 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrInternal, err))
 		return
-	case n > session.MaxCookieSize:
+	case n > session.MaxCookieSize && v.last >= v.want:
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
 		return
 	case n > session.MaxCookieSize/2, v.stale, v.counted && v.sinceSnap+v.unacked+1 >= c.h.opts.MaxOpsPerSession:
-		// Near the budget (or a stale view, which cannot tell how near):
-		// concurrent writers must not together push the cookie past it. Near the log's limit: the append it refuses
-		// compacts the log first (Hub.stage), in order. Once this
-		// instance's appends of the session are acknowledged, one at a
-		// time, as the log says (conn.stage).
+		// Near the budget, or past it on a view that lacks entries this
+		// instance acknowledged (a Hub.Write's delete whose republished
+		// copy is on its way), or on a stale view, which cannot tell how
+		// near: concurrent writers must not together push the cookie past
+		// it, and the measure waits for the view (conn.stage). Near the
+		// log's limit: the append it refuses compacts the log first
+		// (Hub.stage), in order. Once this instance's appends of the
+		// session are acknowledged, one at a time, as the log says.
 		settled := v.settled
 		v.mu.Unlock()
 		if c.pipe.wait(c.ctx) && waitClosed(c.ctx, settled) {

@@ -251,6 +251,9 @@ func TestNonReadingSocketClosed(t *testing.T) {
 		o.Metrics = m
 		o.SendBufferBytes = 256 << 10
 		o.WriteWait = time.Second
+		// The close comes WriteWait after the buffer filled: the loop must
+		// not meet the session's write budget first.
+		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
 	})
 	c := newClient(t)
 	reader := c.dial(in)
