@@ -39,9 +39,22 @@ const maxSnapshotJobs = 4
 
 // snapshotTurnAfter: a session whose socket keeps appends in flight
 // (pipelined) is compacted in a turn of its own (compactGated) once its log
-// grew by snapshotTurnAfter*SnapshotEvery entries; before that, at the
-// first moment none is in flight.
+// grew by snapshotTurnAfter*SnapshotEvery entries (at most half of
+// MaxOpsPerSession: snapshotTurn); before that, at the first moment none
+// is in flight.
 const snapshotTurnAfter = 4
+
+// snapshotTurn is how long a session's log grows while this instance's
+// appends of it are in flight before a compaction takes its turn: well
+// below MaxOpsPerSession, so that a pipelining socket is compacted
+// before its log fills.
+func (h *Hub) snapshotTurn() int {
+	every := h.opts.SnapshotEvery
+	return max(every, min(snapshotTurnAfter*every, h.opts.MaxOpsPerSession/2))
+}
+
+// errViewClosed: a compaction's view was closed before it could publish.
+var errViewClosed = errors.New("hub: session view closed")
 
 // snapshotAttempts bounds one compaction job's tries against a moving log.
 const snapshotAttempts = 3
@@ -187,7 +200,7 @@ func (h *Hub) snapshotLater(id string) {
 		time.Now().Before(v.snapAfter) {
 		return
 	}
-	if v.unacked > 0 && v.sinceSnap < snapshotTurnAfter*h.opts.SnapshotEvery {
+	if v.unacked > 0 && v.sinceSnap < h.snapshotTurn() {
 		// Appends of this instance are in flight: the compaction would
 		// hold the session's next ones until they land. Wait for a pause
 		// (the last one's ack calls again) unless the log grew long.
@@ -284,7 +297,7 @@ func (v *view) snapshot() {
 	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
 	res, err := v.compactGated(ctx)
 	cancel()
-	if err != nil && !errors.Is(err, errConflict) && h.bg.Err() == nil {
+	if err != nil && !errors.Is(err, errConflict) && !errors.Is(err, errViewClosed) && h.bg.Err() == nil {
 		h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
 	}
 	v.mu.Lock()
@@ -350,6 +363,12 @@ func (v *view) compactGated(ctx context.Context) (snapshotResult, error) {
 	}
 	v.mu.Lock()
 	v.waitAckedDroppingLock(ctx)
+	if v.closed {
+		// Closed meanwhile (the janitor, Close): its tail is gone, and
+		// its compaction with it.
+		v.mu.Unlock()
+		return snapshotResult{}, errViewClosed
+	}
 	ops, last, ok := v.retainedLocked()
 	res := snapshotResult{last: last, since: v.sinceSnap, ended: v.ended}
 	v.mu.Unlock()

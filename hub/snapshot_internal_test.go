@@ -209,3 +209,72 @@ func TestViewRetainedLogNeedsTheStart(t *testing.T) {
 		t.Fatalf("after a snapshot: ops %v, last %d, ok %v; want the snapshot alone", ops, last, ok)
 	}
 }
+
+// A view closed while its compaction waits (the janitor swept it, the
+// hub closes) holds no tail any more: the compaction gives up rather than
+// publish a snapshot of what is left, which would roll away the entries
+// only the tail held.
+func TestCompactionOfAClosedView(t *testing.T) {
+	t.Parallel()
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
+	ctx := context.Background()
+	id := session.NewID()
+	for i := range 20 {
+		op, _ := session.SetOp(fmt.Sprint("k", i), []byte(strconv.Itoa(i)))
+		if _, err := h.Write(ctx, id, op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := h.acquire(ctx, id, 0)
+	v.release()
+	// As the janitor does.
+	h.mu.Lock()
+	delete(h.views, id)
+	h.mu.Unlock()
+	v.close()
+	h.opts.SnapshotEvery = 8
+	res, err := v.compactGated(ctx)
+	if res.made != 0 {
+		t.Errorf("a closed view published snapshot %d (err %v)", res.made, err)
+	}
+	entries, err := h.log.fetch(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (session.Snapshot{ID: id}).Fold(flatten(entries)); len(got.Values) != 20 {
+		t.Fatalf("the log folds to %d keys after the compaction, want 20: acknowledged writes rolled away", len(got.Values))
+	}
+}
+
+// After a NATS reconnect the view no longer vouches for the retained log
+// (JetStream may have lost entries it holds and reused their sequences):
+// the next compaction reads the log, until a snapshot is seen again.
+func TestViewRetainedLogAfterReconnect(t *testing.T) {
+	t.Parallel()
+	h := internalHub(t)
+	ctx := context.Background()
+	v := h.acquire(ctx, session.NewID(), 0)
+	defer v.release()
+	set := session.Op{Seq: 1, Type: session.OpSet, Key: "a", Value: json.RawMessage(`1`)}
+	v.mu.Lock()
+	v.appendLocked(entry{Seq: 1, Ops: []session.Op{set}})
+	_, _, ok := v.retainedLocked()
+	v.mu.Unlock()
+	if !ok {
+		t.Fatal("a view read from the start does not hold its retained log")
+	}
+	h.reconnects.Store(h.reconnects.Load() + 1) // as if the connection had reconnected
+	h.checkReconnect()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.stale = false // whole again, as the resync leaves it
+	if _, _, ok := v.retainedLocked(); ok {
+		t.Fatal("after a reconnect the view still vouches for the retained log")
+	}
+	snap := set
+	snap.Seq = 2
+	v.appendLocked(entry{Seq: 2, Ops: []session.Op{snap}, Covers: 1})
+	if _, last, ok := v.retainedLocked(); !ok || last != 2 {
+		t.Fatalf("after a snapshot: last %d, ok %v", last, ok)
+	}
+}

@@ -139,6 +139,10 @@ func (h *Hub) checkReconnect() {
 	for _, v := range h.views {
 		v.mu.Lock()
 		v.stale = true
+		// JetStream may have lost entries the view holds (a restart, a
+		// leader change) and given their sequences to others: the next
+		// compaction reads the log once rather than trust the view.
+		v.baseOK = false
 		if !v.revoked {
 			v.revChecked = false // a revocation may have been missed too
 		}
@@ -358,8 +362,8 @@ func (v *view) repair() {
 // appendLocked adds an entry above last to the tail and delivers it to
 // every socket of the session on this instance.
 func (v *view) appendLocked(c entry) {
-	if c.Seq <= v.last {
-		return
+	if c.Seq <= v.last || v.closed {
+		return // a closed view holds nothing any more
 	}
 	v.last = c.Seq
 	if v.moved != nil {
@@ -435,7 +439,7 @@ func (v *view) baseLocked(e entry) {
 // tell (it read the log after a cookie's version and saw no snapshot
 // since, or may lack entries).
 func (v *view) retainedLocked() (ops []session.Op, last uint64, ok bool) {
-	if !v.loaded || v.stale || v.repairing || !v.baseOK || v.last == 0 {
+	if v.closed || !v.loaded || v.stale || v.repairing || !v.baseOK || v.last == 0 {
 		return nil, 0, false
 	}
 	i := 0

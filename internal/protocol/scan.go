@@ -30,9 +30,10 @@ func skipSpace(b []byte, i int) int {
 }
 
 // scanValue returns the end of the JSON value starting at b[i] (no
-// leading whitespace), validated as encoding/json validates it, or -1.
-func scanValue(b []byte, i int) int {
-	depth := 0
+// leading whitespace), validated as encoding/json validates it, or -1;
+// depth is how many arrays and objects enclose it (encoding/json's
+// nesting limit counts them).
+func scanValue(b []byte, i, depth int) int {
 	// stack of open containers: true for an object
 	var stackBuf [16]bool
 	stack := stackBuf[:0]
@@ -307,7 +308,7 @@ func fastOps(b []byte) (ops []WireOp, ok bool) {
 		}
 		if hasAt(b, i, value) {
 			start := i + len(value)
-			end := scanValue(b, start)
+			end := scanValue(b, start, 2) // inside [{
 			if end < 0 {
 				return nil, false
 			}
@@ -392,7 +393,7 @@ func fastClientMessage(b []byte) (m ClientMessage, ok bool) {
 				bit = 64
 			}
 			start := i
-			if i = scanValue(b, i); i < 0 {
+			if i = scanValue(b, i, 1); i < 0 {
 				return m, false
 			}
 			if bit == 32 {
@@ -404,7 +405,7 @@ func fastClientMessage(b []byte) (m ClientMessage, ok bool) {
 			if foldsToField(name) {
 				return m, false // encoding/json matches field names without case
 			}
-			if i = scanValue(b, i); i < 0 {
+			if i = scanValue(b, i, 1); i < 0 {
 				return m, false
 			}
 		}

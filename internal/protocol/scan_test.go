@@ -38,20 +38,30 @@ func FuzzScanValue(f *testing.F) {
 	}
 	f.Add([]byte(strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		end := scanValue(b, 0)
+		end := scanValue(b, 0, 0)
 		whole := end == len(b)
 		if want := json.Valid(b) && len(b) > 0 && !isSpace(b[0]) && !isSpace(b[len(b)-1]); whole != want {
-			t.Fatalf("scanValue(%q) = %d of %d, json.Valid says %v", b, end, len(b), json.Valid(b))
+			t.Fatalf("scanValue(%q) = %d of %d, json.Valid says %v", short(b), end, len(b), json.Valid(b))
 		}
 		if end >= 0 && !json.Valid(b[:end]) {
-			t.Fatalf("scanValue(%q) ends at %d: %q is not valid", b, end, b[:end])
+			t.Fatalf("scanValue(%q) ends at %d: %q is not valid", short(b), end, short(b[:end]))
 		}
 	})
 }
 
+// deepSeeds nest a value right at encoding/json's depth limit inside a
+// log entry and a client frame: the enclosing [{ and { count.
+var deepSeeds = []string{
+	`[{"type":"set","key":"a","value":` + strings.Repeat("[", maxDepth-2) + strings.Repeat("]", maxDepth-2) + `}]`,
+	`[{"type":"set","key":"a","value":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}]`,
+	`{"id":1,"type":"event","name":"x","data":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`,
+	`{"id":1,"type":"event","name":"x","data":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`,
+	`{"id":1,"x":` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `}`,
+}
+
 // DecodeOps returns what json.Unmarshal returns.
 func FuzzDecodeOps(f *testing.F) {
-	for _, s := range scanSeeds {
+	for _, s := range append(scanSeeds, deepSeeds...) {
 		f.Add([]byte(s))
 	}
 	f.Add(AppendOps(nil, []WireOp{{Type: session.OpSet, Key: "a<b", Value: json.RawMessage(`"x&y"`)}, {Type: session.OpClear}}))
@@ -60,12 +70,20 @@ func FuzzDecodeOps(f *testing.F) {
 		var want []WireOp
 		wantErr := json.Unmarshal(b, &want)
 		if (err != nil) != (wantErr != nil) {
-			t.Fatalf("DecodeOps(%q): error %v, json.Unmarshal: %v", b, err, wantErr)
+			t.Fatalf("DecodeOps(%q): error %v, json.Unmarshal: %v", short(b), err, wantErr)
 		}
 		if err == nil && !sameOps(got, want) {
-			t.Fatalf("DecodeOps(%q) = %q, json.Unmarshal: %q", b, got, want)
+			t.Fatalf("DecodeOps(%q) = %q, json.Unmarshal: %q", short(b), got, want)
 		}
 	})
+}
+
+// short trims an input for a failure message.
+func short(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
 }
 
 func sameOps(a, b []WireOp) bool {
@@ -83,7 +101,7 @@ func sameOps(a, b []WireOp) bool {
 // The fast path of client frames decodes what json.Unmarshal decodes,
 // whenever it takes a frame.
 func FuzzFastClientMessage(f *testing.F) {
-	for _, s := range scanSeeds {
+	for _, s := range append(scanSeeds, deepSeeds...) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -93,10 +111,10 @@ func FuzzFastClientMessage(f *testing.F) {
 		}
 		var want ClientMessage
 		if err := json.Unmarshal(b, &want); err != nil {
-			t.Fatalf("fast path took %q, which json.Unmarshal refuses: %v", b, err)
+			t.Fatalf("fast path took %q, which json.Unmarshal refuses: %v", short(b), err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("fast path: %q -> %+v, json.Unmarshal: %+v", b, got, want)
+			t.Fatalf("fast path: %q -> %+v, json.Unmarshal: %+v", short(b), got, want)
 		}
 	})
 }
