@@ -276,7 +276,7 @@ func TestNonReadingSocketClosed(t *testing.T) {
 	writes := 0
 	for i := 0; m.closedWith(int(hub.CloseTooSlow)) == 0; i++ {
 		writes = i
-		if i >= 400 || time.Since(start) > 20*time.Second {
+		if i >= 5000 || time.Since(start) > 20*time.Second {
 			t.Fatalf("a client not reading was not closed with %d after %d writes of 16 KiB, %v", hub.CloseTooSlow, i, time.Since(start))
 		}
 		if _, err := in.hub.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(big)}); err != nil {
@@ -284,6 +284,11 @@ func TestNonReadingSocketClosed(t *testing.T) {
 		}
 		if i%50 == 0 {
 			reader.expect("change") // the reader keeps up meanwhile
+		}
+		if i >= 100 {
+			// The buffer is long full: the close comes once the blocked
+			// frame write has waited WriteWait; write slowly meanwhile.
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	t.Logf("closed with %d after %d writes of 16 KiB, %v", hub.CloseTooSlow, writes, time.Since(start))
