@@ -362,3 +362,45 @@ func TestBudgetSeesItsInstancesAcknowledgedWrites(t *testing.T) {
 		}
 	}
 }
+
+// A session pushed past its cookie budget (Go writes are not held to it;
+// writers racing on several instances can pass it too) takes writes that
+// shrink it, from a socket, so it can get back under the budget: growing
+// writes are refused too_large, a delete and a smaller value pass, and
+// the next flush writes the cookie again.
+func TestOverBudgetSessionShrinksBack(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	s.set("colour", "teal")
+	id := sessionID(t, in.store, c.cookie(in))
+	ctx := context.Background()
+	big := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n) + `"`) }
+	if _, err := in.hub.Write(ctx, id, session.Op{Type: session.OpSet, Key: "note", Value: big(2 * session.MaxCookieSize)}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := c.do(in, "POST", "/hub/flush", nil); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a session past its budget: the flush answered %d, want 413", code)
+	}
+	s.expect("change")
+	if r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": "a longer colour name"})); r["code"] != "too_large" {
+		t.Fatalf("a set growing a session past its budget: %v, want too_large", r)
+	}
+	if r := s.reply(s.send(map[string]any{"type": "set", "key": "note", "value": strings.Repeat("y", session.MaxCookieSize)})); r["type"] != "ack" {
+		t.Fatalf("a set shrinking a session past its budget, still past it: %v, want an ack", r)
+	}
+	if r := s.reply(s.send(map[string]any{"type": "delete", "key": "note"})); r["type"] != "ack" {
+		t.Fatalf("a delete shrinking a session past its budget: %v, want an ack", r)
+	}
+	if code, _ := c.do(in, "POST", "/hub/flush", nil); code != http.StatusOK {
+		t.Fatalf("after shrinking: the flush answered %d", code)
+	}
+	fresh := newClient(t)
+	fresh.setCookie(in, c.cookie(in))
+	if _, got := fresh.do(in, "GET", "/app/get", nil); values(got)["colour"] != "teal" || values(got)["note"] != nil {
+		t.Fatalf("after shrinking, the flushed cookie holds %v", values(got))
+	}
+}

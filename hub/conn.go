@@ -182,7 +182,12 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			return 0, wrapErr(ErrInternal, err)
 		}
 		if n > session.MaxCookieSize {
-			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
+			// A write that does not grow a session already past the
+			// budget passes (pipelineWrite), conditionally like any write
+			// near it.
+			if n0, err := c.h.opts.Store.Size(snap); err != nil || n > n0 {
+				return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
+			}
 		}
 		var expect *uint64
 		if n > session.MaxCookieSize/2 {

@@ -127,6 +127,15 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		pend = append(pend, op)
 	}
 	n, err := c.h.opts.Store.Size(snap, pend...)
+	grows := true
+	if err == nil && n > session.MaxCookieSize {
+		// Past the budget: a write that does not grow the cookie (a
+		// delete, a smaller value) still passes, so that a session pushed
+		// past it (by Go writes, which the budget does not hold, or by
+		// writers racing on several instances) can shrink back.
+		n0, err0 := c.h.opts.Store.Size(snap, pend[:len(pend)-len(ops)]...)
+		grows = err0 != nil || n > n0
+	}
 	clear(pend) // no values kept alive by the scratch
 	c.budgetOps = pend[:0]
 	switch {
@@ -134,7 +143,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrInternal, err))
 		return
-	case n > session.MaxCookieSize && v.last >= v.want:
+	case n > session.MaxCookieSize && grows && v.last >= v.want:
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
 		return
