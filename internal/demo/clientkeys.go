@@ -129,6 +129,18 @@ func ValidName(name string) error {
 }
 
 func jsonString(v json.RawMessage) (string, error) {
+	if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' {
+		plain := true // printable ASCII, no escape: the string is its bytes
+		for _, c := range v[1 : n-1] {
+			if c < ' ' || c == '"' || c == '\\' || c >= 0x80 {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(v[1 : n-1]), nil
+		}
+	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", errors.New("want a string")

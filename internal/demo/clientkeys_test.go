@@ -81,3 +81,19 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// jsonString reads what json.Unmarshal reads into a string, and refuses
+// what it refuses.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{`"en"`, `"pt-BR"`, `""`, `"a\"b"`, `"é"`, `"\u0041"`, ` "x" `, `"a"b"`, `1`, `null`, `"`, "\"\x01\"", "\"\xff\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := jsonString(b)
+		var want string
+		wantErr := json.Unmarshal(b, &want)
+		if (err != nil) != (wantErr != nil) || got != want {
+			t.Fatalf("jsonString(%q) = %q, %v; json.Unmarshal: %q, %v", b, got, err, want, wantErr)
+		}
+	})
+}
