@@ -94,7 +94,7 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 		_, err := l.js.CreateOrUpdateStream(actx, cfg)
 		cancel()
 		if err == nil {
-			return nil
+			return l.waitReadable(ctx)
 		}
 		// An attempt that timed out while ctx lives: JetStream's meta
 		// leader is not answering yet.
@@ -111,6 +111,26 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// waitReadable waits until the stream answers direct gets: on a NATS
+// cluster, a stream just created is not served by every node at once
+// (the direct get answers 503 meanwhile), and a hub that took sockets
+// then would answer their first writes unavailable.
+func (l *jsLog) waitReadable(ctx context.Context) error {
+	wait := 20 * time.Millisecond
+	for {
+		_, err := l.lastSeq(ctx, "0") // a session no one has: 404 once served
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub: stream %s: not readable in time: %w", l.stream, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
 	}
 }
 
