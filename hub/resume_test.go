@@ -157,6 +157,11 @@ func TestResumeLargerThanBufferResets(t *testing.T) {
 	var last uint64
 	for i := range 20 {
 		last = s.set("colour", string(rune('a'+i)))
+		// Each change taken before the next write: on a starved machine
+		// the changes would otherwise pile up past the 8 messages the
+		// socket may have waiting, and close it 4200 before the resume.
+		for uint64(num(s.expect("change")["seq"])) < last {
+		}
 	}
 	s.send(map[string]any{"type": "resume", "after": 0})
 	for {

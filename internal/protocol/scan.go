@@ -363,25 +363,24 @@ func fastClientMessage(b []byte) (m ClientMessage, ok bool) {
 			return m, false
 		}
 		var bit uint8
+		str := func(dst *string) {
+			var s []byte
+			s, i, ok = plainString(b, i)
+			*dst = string(s)
+		}
 		switch string(name) {
 		case "id":
 			bit = 1
 			m.ID, i, ok = plainUint(b, i)
 		case "type":
 			bit = 2
-			var s []byte
-			s, i, ok = plainString(b, i)
-			m.Type = string(s)
+			str(&m.Type)
 		case "key":
 			bit = 4
-			var s []byte
-			s, i, ok = plainString(b, i)
-			m.Key = string(s)
+			str(&m.Key)
 		case "name":
 			bit = 8
-			var s []byte
-			s, i, ok = plainString(b, i)
-			m.Name = string(s)
+			str(&m.Name)
 		case "after":
 			bit = 16
 			var n uint64
