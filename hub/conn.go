@@ -85,8 +85,12 @@ func (c *conn) deliver(e entry, msg []byte) {
 
 // readLoop reads and handles client messages until the socket closes.
 func (c *conn) readLoop() {
+	// The socket's context ends only once its writer closed the
+	// connection (drain), which ends a read anyway: reading without it
+	// spares coder/websocket a cancellation hook per message.
+	ctx := context.WithoutCancel(c.ctx)
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.ws.Read(ctx)
 		if err != nil {
 			if errors.Is(err, websocket.ErrMessageTooBig) {
 				c.close(CloseTooBig, "message too big")

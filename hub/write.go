@@ -118,6 +118,7 @@ func (c *conn) drain() {
 	for {
 		if c.closing.Load() {
 			c.finish()
+			_ = c.ws.CloseNow() // closed by now; the read loop ends with it
 			c.cancel()
 			close(c.finished)
 			return // writing stays set: no writer after the close
