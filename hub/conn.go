@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -177,21 +178,16 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				}
 			}
 		}
-		snap, last, whole, err := c.current(ctx)
+		n, grows, last, whole, own, err := c.measure(ctx, ops)
 		if err != nil {
 			return 0, err
 		}
-		n, err := c.h.opts.Store.Size(snap, ops...)
-		if err != nil {
-			return 0, wrapErr(ErrInternal, err)
-		}
-		if n > session.MaxCookieSize {
+		if n > session.MaxCookieSize && grows {
 			// A write that does not grow a session already past the
 			// budget passes (pipelineWrite), conditionally like any write
 			// near it.
-			if n0, err := c.h.opts.Store.Size(snap); err != nil || n > n0 {
-				return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
-			}
+			c.settleOwn(own, 0, errNotAppended)
+			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
 		}
 		var expect *uint64
 		if n > session.MaxCookieSize/2 {
@@ -200,6 +196,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				// being repaired, a reconnect, a log that moved during the
 				// final read): read them, then measure again, so the append
 				// can be conditional on the whole log.
+				c.settleOwn(own, 0, errNotAppended)
 				if final {
 					return 0, errContended
 				}
@@ -215,7 +212,6 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				expect = &floor
 			}
 		}
-		own := c.countOwn(ops)
 		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
 		c.settleOwn(own, seq, err)
 		if errors.Is(err, errConflict) {
@@ -231,25 +227,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 	}
 }
 
-// countOwn counts an entry this socket is about to stage in the cookie
-// budget of the session's next pipelined writes on this instance
-// (budgetOpsLocked), from before its append until the view holds it:
-// a write measured while it is in flight must not miss it, or an append
-// made without the condition could land after it and overrun the budget.
-// settleOwn records the append's outcome.
-func (c *conn) countOwn(ops []session.Op) *ownWrite {
-	v := c.view()
-	if v == nil {
-		return nil
-	}
-	own := &ownWrite{v: v, ops: ops}
-	v.mu.Lock()
-	v.inflight = append(v.inflight, own)
-	v.mu.Unlock()
-	return own
-}
-
-// settleOwn records the outcome of an append countOwn counted:
+// settleOwn records the outcome of a write measure counted:
 // acknowledged at seq (counted until the view holds it), or failed (no
 // longer counted).
 func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
@@ -271,27 +249,48 @@ func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
 	}
 }
 
-// current returns the socket's snapshot with every entry the view holds
-// folded in (this instance's own acknowledged writes included), the
+// measure measures the cookie budget of ops on the session as it counts
+// it (budgetOpsLocked: the socket's snapshot, then the ops of every entry
+// the view holds after it and of this instance's appends of the session
+// still in flight, whichever socket made them), and counts ops among
+// those appends in the same hold of the view's lock, from before their
+// append until the view holds them (settleOwn records the outcome; a
+// caller that does not append settles with errNotAppended). Measured and
+// counted apart, two writes could each miss the other: one appended on
+// the condition of the view's last entry, the other, measured on a
+// smaller session without the condition, landing after it past the
+// budget. It returns the measure, whether ops grow the cookie, the
 // view's last sequence, and whether the view is known to be whole.
-func (c *conn) current(ctx context.Context) (session.Snapshot, uint64, bool, error) {
+func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows bool, last uint64, whole bool, own *ownWrite, err error) {
 	v := c.view()
 	if v == nil {
-		return session.Snapshot{}, 0, false, wrapErr(ErrUnavailable, errNoView)
+		return 0, false, 0, false, nil, wrapErr(ErrUnavailable, errNoView)
 	}
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	v.waitAckedDroppingLock(ctx)
-	c.mu.Lock()
-	snap := c.snap
-	c.mu.Unlock()
-	changes, ok := v.sinceLocked(snap.Seq)
-	last, whole := v.last, ok && !v.stale
-	v.mu.Unlock()
-	if len(changes) > 0 {
-		snap = snap.Fold(flatten(changes))
+	snap, pend := c.budgetOpsLocked(v, nil)
+	k := len(pend)
+	for _, op := range ops {
+		op.Seq = math.MaxUint64 // after all of them (Store.Size)
+		pend = append(pend, op)
 	}
-	return snap, last, whole, nil
+	if n, err = c.h.opts.Store.Size(snap, pend...); err != nil {
+		return 0, false, 0, false, nil, wrapErr(ErrInternal, err)
+	}
+	grows = true
+	if n > session.MaxCookieSize {
+		n0, err0 := c.h.opts.Store.Size(snap, pend[:k]...)
+		grows = err0 != nil || n > n0
+	}
+	_, ok := v.sinceLocked(snap.Seq)
+	own = &ownWrite{v: v, ops: ops}
+	v.inflight = append(v.inflight, own)
+	return n, grows, v.last, ok && !v.stale, own, nil
 }
+
+// errNotAppended settles a counted write that was not appended.
+var errNotAppended = errors.New("hub: not appended")
 
 // errNoView: a lazy socket could not join its session's view.
 var errNoView = errors.New("hub: session state unavailable")

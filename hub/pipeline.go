@@ -121,7 +121,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
 		return
 	}
-	snap, pend := c.budgetOpsLocked(v)
+	snap, pend := c.budgetOpsLocked(v, c.budgetOps[:0])
 	for _, op := range ops {
 		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
 		pend = append(pend, op)
@@ -481,14 +481,14 @@ func (pl *pipeline) stopped() {
 // view holds after it and of this instance's pipelined appends the view
 // does not hold yet (in flight, or acknowledged before their republished
 // copy arrived), which take the sequences after the view's last; Size
-// folds them into its measure without copying the values. Called with
-// the view's lock held.
-func (c *conn) budgetOpsLocked(v *view) (session.Snapshot, []session.Op) {
+// folds them into its measure without copying the values. They are
+// appended to ops (pipelineWrite's scratch, or nil). Called with the
+// view's lock held.
+func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (session.Snapshot, []session.Op) {
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
 	changes, _ := v.sinceLocked(snap.Seq)
-	ops := c.budgetOps[:0] // the socket's scratch: pipelineWrite runs on its read loop only
 	for _, e := range changes {
 		ops = append(ops, e.Ops...)
 	}

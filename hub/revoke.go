@@ -53,12 +53,16 @@ func (r *revocations) open(ctx context.Context, js jetstream.JetStream, nc *nats
 	if o.MemoryStorage {
 		cfg.Storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := untilPlaced(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	}); err != nil {
 		return err
 	}
 	r.kv, r.timeout = kv, o.WriteTimeout
 	r.subject = o.Subject + ".revoked."
+	var err error
 	r.sub, err = nc.Subscribe(r.subject+"*", func(m *nats.Msg) {
 		if m.Header.Get("KV-Operation") != "" { // a delete or purge, never made by the hub
 			return

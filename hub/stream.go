@@ -86,28 +86,41 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 	if o.MemoryStorage {
 		cfg.Storage = jetstream.MemoryStorage
 	}
-	// A NATS cluster that just started may not place the stream's replicas
-	// yet (no meta leader, peers still joining): try again until ctx ends.
+	if err := untilPlaced(ctx, func(ctx context.Context) error {
+		_, err := l.js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	}); err != nil {
+		return fmt.Errorf("hub: stream %s: %w", l.stream, err)
+	}
+	return l.waitReadable(ctx)
+}
+
+// untilPlaced runs create, a stream or bucket creation, until it
+// succeeds: a NATS cluster that just started may not place replicas yet
+// (no meta leader, peers still joining), and a request to its meta leader
+// can go unanswered. Each try is bounded by ensureAttempt; ctx bounds
+// them all.
+func untilPlaced(ctx context.Context, create func(context.Context) error) error {
 	wait := 100 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
-		_, err := l.js.CreateOrUpdateStream(actx, cfg)
+		err := create(actx)
 		cancel()
 		if err == nil {
-			return l.waitReadable(ctx)
+			return nil
 		}
 		// An attempt that timed out while ctx lives: JetStream's meta
 		// leader is not answering yet.
 		timedOut := errors.Is(err, context.DeadlineExceeded)
-		if (timedOut || clusterNotReady(err)) && ctx.Err() != nil {
-			return fmt.Errorf("hub: stream %s: the NATS cluster did not place it in time: %w", l.stream, err)
-		}
 		if !timedOut && !clusterNotReady(err) {
-			return fmt.Errorf("hub: stream %s: %w", l.stream, err)
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the NATS cluster did not place it in time: %w", err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("hub: stream %s: the NATS cluster did not place it in time: %w", l.stream, err)
+			return fmt.Errorf("the NATS cluster did not place it in time: %w", err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
