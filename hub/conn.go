@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"golang.org/x/time/rate"
@@ -178,9 +179,21 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				}
 			}
 		}
-		n, grows, last, whole, own, err := c.measure(ctx, ops)
+		n, grows, uncertain, last, whole, own, err := c.measure(ctx, ops)
 		if err != nil {
 			return 0, err
+		}
+		if n > session.MaxCookieSize && grows && uncertain && !final {
+			// Past the budget only if appends still unanswered do not
+			// land as they would shrink the session: measure again once
+			// they are answered.
+			c.settleOwn(own, 0, errNotAppended)
+			select {
+			case <-time.After(unansweredPoll):
+			case <-ctx.Done():
+				return 0, wrapErr(ErrUnavailable, ctx.Err())
+			}
+			continue
 		}
 		if n > session.MaxCookieSize && grows {
 			// A write that does not grow a session already past the
@@ -206,9 +219,11 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				continue
 			}
 			expect = &last
-			if final {
-				// The view holds the log up to floor: what was measured is
-				// the log as JetStream has it (and whatever aged out of it).
+			if final && floor == 0 {
+				// The view holds the log up to floor (catchUp): what was
+				// measured is the log as JetStream has it. A subject whose
+				// entries all aged out is empty there while the view holds
+				// them: the condition is the empty subject.
 				expect = &floor
 			}
 		}
@@ -261,22 +276,22 @@ func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
 // smaller session without the condition, landing after it past the
 // budget. It returns the measure, whether ops grow the cookie, the
 // view's last sequence, and whether the view is known to be whole.
-func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows bool, last uint64, whole bool, own *ownWrite, err error) {
+func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, uncertain bool, last uint64, whole bool, own *ownWrite, err error) {
 	v := c.view()
 	if v == nil {
-		return 0, false, 0, false, nil, wrapErr(ErrUnavailable, errNoView)
+		return 0, false, false, 0, false, nil, wrapErr(ErrUnavailable, errNoView)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.waitAckedDroppingLock(ctx)
-	snap, pend := c.budgetOpsLocked(v, nil)
+	snap, pend, uncertain := c.budgetOpsLocked(v, nil)
 	k := len(pend)
 	for _, op := range ops {
 		op.Seq = math.MaxUint64 // after all of them (Store.Size)
 		pend = append(pend, op)
 	}
 	if n, err = c.h.opts.Store.Size(snap, pend...); err != nil {
-		return 0, false, 0, false, nil, wrapErr(ErrInternal, err)
+		return 0, false, false, 0, false, nil, wrapErr(ErrInternal, err)
 	}
 	grows = true
 	if n > session.MaxCookieSize {
@@ -286,8 +301,12 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows bool
 	_, ok := v.sinceLocked(snap.Seq)
 	own = &ownWrite{v: v, ops: ops}
 	v.inflight = append(v.inflight, own)
-	return n, grows, v.last, ok && !v.stale, own, nil
+	return n, grows, uncertain, v.last, ok && !v.stale, own, nil
 }
+
+// unansweredPoll is how long a write measured past the budget waits for
+// the appends it could not count (budgetOpsLocked) before measuring again.
+const unansweredPoll = 5 * time.Millisecond
 
 // errNotAppended settles a counted write that was not appended.
 var errNotAppended = errors.New("hub: not appended")

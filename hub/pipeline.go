@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,7 +123,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
 		return
 	}
-	snap, pend := c.budgetOpsLocked(v, c.budgetOps[:0])
+	snap, pend, uncertain := c.budgetOpsLocked(v, c.budgetOps[:0])
 	for _, op := range ops {
 		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
 		pend = append(pend, op)
@@ -143,15 +145,15 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrInternal, err))
 		return
-	case n > session.MaxCookieSize && grows && v.last >= v.want:
+	case n > session.MaxCookieSize && grows && v.last >= v.want && !uncertain:
 		v.mu.Unlock()
 		c.answer(m.ID, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n)))
 		return
 	case n > session.MaxCookieSize/2, v.stale, v.counted && v.sinceSnap+v.unacked+1 >= c.h.opts.MaxOpsPerSession:
 		// Near the budget, or past it on a view that lacks entries this
 		// instance acknowledged (a Hub.Write's delete whose republished
-		// copy is on its way), or on a stale view, which cannot tell how
-		// near: concurrent writers must not together push the cookie past
+		// copy is on its way) or with appends unanswered that may shrink
+		// it, or on a stale view, which cannot tell how near: concurrent writers must not together push the cookie past
 		// it, and the measure waits for the view (conn.stage). Near the
 		// log's limit: the append it refuses compacts the log first
 		// (Hub.stage), in order. Once this instance's appends of the
@@ -476,17 +478,23 @@ func (pl *pipeline) stopped() {
 	}
 }
 
-// budgetOpsLocked is the session as the cookie budget of the socket's
-// next write counts it: the socket's snapshot, then the ops of what the
-// view holds after it and of this instance's pipelined appends the view
-// does not hold yet (in flight, or acknowledged before their republished
-// copy arrived), which take the sequences after the view's last; Size
-// folds them into its measure without copying the values. They are
-// appended to ops (pipelineWrite's scratch, or nil). Called with the
-// view's lock held.
-func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (session.Snapshot, []session.Op) {
+// budgetOpsLocked is the session as the cookie budget of a socket's next
+// write counts it: the socket's snapshot, then the ops of what the view
+// holds after it, of this instance's appends the view does not hold yet
+// but JetStream acknowledged (in their order), and of its appends still
+// unanswered, which take the sequences after the view's last; Size folds
+// them into its measure without copying the values. They are appended to
+// ops (pipelineWrite's scratch, or nil). Called with the view's lock held.
+//
+// An unanswered append may never land (a lost condition, a closed
+// socket) or land after the write measured: its ops are counted only
+// where they can only make the cookie larger (a set of a value at least
+// as long as the key holds), so that the measure bounds every outcome.
+// uncertain reports that some were left out: a write measured past the
+// budget is measured again once they are answered rather than refused.
+func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot, out []session.Op, uncertain bool) {
 	c.mu.Lock()
-	snap := c.snap
+	snap = c.snap
 	c.mu.Unlock()
 	changes, _ := v.sinceLocked(snap.Seq)
 	for _, e := range changes {
@@ -494,23 +502,68 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (session.Snapshot, []s
 	}
 	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
+	var unanswered []*ownWrite
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
 			continue // in the view: counted with its entries
 		}
 		keep = append(keep, o)
-		for _, op := range o.ops {
-			op.Seq = next
-			ops = append(ops, op)
+		if o.seq == 0 {
+			unanswered = append(unanswered, o)
 		}
-		next++
 	}
 	clear(v.inflight[len(keep):])
 	v.inflight = keep
 	if len(v.inflight) == 0 {
 		v.inflight = nil
 	}
-	return snap, ops
+	// Acknowledged, not yet in the view: they landed, in sequence order.
+	acked := make([]*ownWrite, 0, len(keep)-len(unanswered))
+	for _, o := range keep {
+		if o.seq != 0 {
+			acked = append(acked, o)
+		}
+	}
+	slices.SortFunc(acked, func(a, b *ownWrite) int { return cmp.Compare(a.seq, b.seq) })
+	for _, o := range acked {
+		for _, op := range o.ops {
+			op.Seq = next
+			ops = append(ops, op)
+		}
+		next++
+	}
+	for _, o := range unanswered {
+		for _, op := range o.ops {
+			if op.Type != session.OpSet || session.ValueLen(op.Value) < heldLen(snap, ops, op.Key) {
+				uncertain = true // would shrink the measure: not counted
+				continue
+			}
+			op.Seq = next
+			ops = append(ops, op)
+		}
+		next++
+	}
+	return snap, ops, uncertain
+}
+
+// heldLen returns session.ValueLen of the value key holds in snap with
+// ops (in order) folded in; 0 when it holds none.
+func heldLen(snap session.Snapshot, ops []session.Op, key string) int {
+	for i := len(ops) - 1; i >= 0; i-- {
+		switch op := ops[i]; {
+		case op.Type == session.OpClear || op.Type == session.OpEnd:
+			return 0
+		case op.Key != key:
+		case op.Type == session.OpSet:
+			return session.ValueLen(op.Value)
+		default: // a delete
+			return 0
+		}
+	}
+	if v, ok := snap.Values[key]; ok {
+		return session.ValueLen(v)
+	}
+	return 0
 }
 
 // clientOps checks a browser's set or delete against the key policy and

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,5 +278,55 @@ func TestViewRetainedLogAfterReconnect(t *testing.T) {
 	v.appendLocked(entry{Seq: 2, Ops: []session.Op{snap}, Covers: 1})
 	if _, last, ok := v.retainedLocked(); !ok || last != 2 {
 		t.Fatalf("after a snapshot: last %d, ok %v", last, ok)
+	}
+}
+
+// The cookie budget counts an append still unanswered only where it can
+// make the session larger: an unanswered delete may lose its condition
+// or land after the write measured, so a set measured meanwhile is
+// measured as if the deleted value stayed (past the budget here), and is
+// told the measure is uncertain rather than refused outright. Once the
+// delete is acknowledged it counts.
+func TestBudgetCountsUnansweredWritesAtWorst(t *testing.T) {
+	t.Parallel()
+	h := internalHub(t)
+	ctx := context.Background()
+	id := session.NewID()
+	big := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n) + `"`) }
+	for _, kv := range []struct {
+		k string
+		n int
+	}{{"f", 1300}, {"a", 1300}} {
+		if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: kv.k, Value: big(kv.n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	c := &conn{h: h, id: id, snap: session.Snapshot{ID: id}}
+	del := &ownWrite{v: v, ops: []session.Op{{Type: session.OpDelete, Key: "a"}}}
+	smaller := &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "f", Value: big(10)}}}
+	set := session.Op{Seq: math.MaxUint64, Type: session.OpSet, Key: "b", Value: big(1300)}
+	measure := func() (int, bool) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		snap, ops, uncertain := c.budgetOpsLocked(v, nil)
+		n, err := h.opts.Store.Size(snap, append(ops, set)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, uncertain
+	}
+	v.mu.Lock()
+	v.inflight = append(v.inflight, del, smaller)
+	v.mu.Unlock()
+	if n, uncertain := measure(); n <= session.MaxCookieSize || !uncertain {
+		t.Fatalf("with a delete and a smaller set unanswered: measured %d bytes (uncertain %v), want past %d and uncertain", n, uncertain, session.MaxCookieSize)
+	}
+	v.mu.Lock()
+	del.seq, smaller.seq = v.last+1, v.last+2 // acknowledged, not yet in the view
+	v.mu.Unlock()
+	if n, uncertain := measure(); n > session.MaxCookieSize || uncertain {
+		t.Fatalf("with both acknowledged: measured %d bytes (uncertain %v), want within %d", n, uncertain, session.MaxCookieSize)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -92,7 +93,7 @@ func (l *jsLog) ensure(ctx context.Context, o *Options) error {
 	}); err != nil {
 		return fmt.Errorf("hub: stream %s: %w", l.stream, err)
 	}
-	return l.waitReadable(ctx)
+	return l.waitReadable(ctx, o.Logger)
 }
 
 // untilPlaced runs create, a stream or bucket creation, until it
@@ -131,7 +132,14 @@ func untilPlaced(ctx context.Context, create func(context.Context) error) error 
 // cluster, a stream just created is not served by every node at once
 // (the direct get answers 503 meanwhile), and a hub that took sockets
 // then would answer their first writes unavailable.
-func (l *jsLog) waitReadable(ctx context.Context) error {
+//
+// The wait is bounded by readableWait even when ctx has no deadline: a
+// deployment whose direct gets never answer (a permission missing) gets
+// a hub that starts, degraded and logged, as before this wait, not one
+// that never starts.
+func (l *jsLog) waitReadable(ctx context.Context, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, readableWait)
+	defer cancel()
 	wait := 20 * time.Millisecond
 	for {
 		_, err := l.lastSeq(ctx, "0") // a session no one has: 404 once served
@@ -140,12 +148,16 @@ func (l *jsLog) waitReadable(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("hub: stream %s: not readable in time: %w", l.stream, err)
+			logger.Warn("the session log does not answer direct gets yet; reads retry", "stream", l.stream, "err", err)
+			return nil
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
 	}
 }
+
+// readableWait bounds waitReadable.
+const readableWait = 10 * time.Second
 
 // ensureAttempt bounds one try at creating or updating the stream.
 const ensureAttempt = 2 * time.Second

@@ -42,6 +42,11 @@ func quotedLen(s string) int {
 	return n
 }
 
+// ValueLen returns the bytes a value takes in a cookie's JSON payload
+// (compacted and escaped as encoding/json writes it): what a set of the
+// value adds to or takes from a session's cookie, before its encoding.
+func ValueLen(raw json.RawMessage) int { return rawLen(raw) }
+
 // rawLen returns len(json.Marshal(raw)) for a valid JSON value: compacted,
 // with <, >, &, U+2028 and U+2029 escaped in its strings; nil is null.
 func rawLen(raw json.RawMessage) int {
