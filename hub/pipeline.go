@@ -502,14 +502,14 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 	}
 	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
-	var unanswered []*ownWrite
+	unanswered := 0
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
 			continue // in the view: counted with its entries
 		}
 		keep = append(keep, o)
 		if o.seq == 0 {
-			unanswered = append(unanswered, o)
+			unanswered++
 		}
 	}
 	clear(v.inflight[len(keep):])
@@ -518,13 +518,16 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		v.inflight = nil
 	}
 	// Acknowledged, not yet in the view: they landed, in sequence order.
-	acked := make([]*ownWrite, 0, len(keep)-len(unanswered))
-	for _, o := range keep {
-		if o.seq != 0 {
-			acked = append(acked, o)
+	var acked []*ownWrite
+	if len(keep) > unanswered {
+		acked = make([]*ownWrite, 0, len(keep)-unanswered)
+		for _, o := range keep {
+			if o.seq != 0 {
+				acked = append(acked, o)
+			}
 		}
+		slices.SortFunc(acked, func(a, b *ownWrite) int { return cmp.Compare(a.seq, b.seq) })
 	}
-	slices.SortFunc(acked, func(a, b *ownWrite) int { return cmp.Compare(a.seq, b.seq) })
 	for _, o := range acked {
 		for _, op := range o.ops {
 			op.Seq = next
@@ -532,7 +535,10 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		}
 		next++
 	}
-	for _, o := range unanswered {
+	for _, o := range keep {
+		if o.seq != 0 {
+			continue
+		}
 		for _, op := range o.ops {
 			if op.Type != session.OpSet || session.ValueLen(op.Value) < heldLen(snap, ops, op.Key) {
 				uncertain = true // would shrink the measure: not counted
