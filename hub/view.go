@@ -486,7 +486,7 @@ func (v *view) waitAckedDroppingLock(ctx context.Context) {
 	}
 	deadline := time.NewTimer(250 * time.Millisecond)
 	defer deadline.Stop()
-	for waiting := true; waiting && v.last < v.want; {
+	for waiting := true; waiting && v.last < v.want && !v.closed; {
 		if v.moved == nil {
 			v.moved = make(chan struct{})
 		}
@@ -501,7 +501,7 @@ func (v *view) waitAckedDroppingLock(ctx context.Context) {
 		}
 		v.mu.Lock()
 	}
-	if v.last < v.want {
+	if v.last < v.want && !v.closed {
 		if err := v.fetchDroppingLock(ctx); err != nil {
 			v.h.opts.Logger.Warn("session view: catching up failed", "session", v.id, "err", err)
 			return
@@ -573,6 +573,10 @@ func (v *view) close() {
 		return
 	}
 	v.closed = true
+	if v.moved != nil {
+		close(v.moved) // waiters look again and find the view closed
+		v.moved = nil
+	}
 	if v.sub != nil {
 		_ = v.sub.Unsubscribe()
 	}
