@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -284,21 +283,10 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, unc
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.waitAckedDroppingLock(ctx)
-	snap, pend, uncertain := c.budgetOpsLocked(v, nil)
-	k := len(pend)
-	for _, op := range ops {
-		op.Seq = math.MaxUint64 // after all of them (Store.Size)
-		pend = append(pend, op)
+	if n, grows, uncertain, err = c.measureLocked(v, ops, nil); err != nil {
+		return 0, false, false, 0, false, nil, err
 	}
-	if n, err = c.h.opts.Store.Size(snap, pend...); err != nil {
-		return 0, false, false, 0, false, nil, wrapErr(ErrInternal, err)
-	}
-	grows = true
-	if n > session.MaxCookieSize {
-		n0, err0 := c.h.opts.Store.Size(snap, pend[:k]...)
-		grows = err0 != nil || n > n0
-	}
-	_, ok := v.sinceLocked(snap.Seq)
+	_, ok := v.sinceLocked(c.snapSeq())
 	own = &ownWrite{v: v, ops: ops}
 	v.inflight = append(v.inflight, own)
 	return n, grows, uncertain, v.last, ok && !v.stale, own, nil

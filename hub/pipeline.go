@@ -81,7 +81,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	if !v.withinBudget(ops) {
-		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
+		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
 	start := time.Now()
@@ -120,30 +120,14 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// The session's write budget, the appends in flight counted (each
 		// takes its token when the view takes it in).
 		v.mu.Unlock()
-		c.answer(m.ID, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", c.h.opts.SessionWriteRate))
+		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
-	snap, pend, uncertain := c.budgetOpsLocked(v, c.budgetOps[:0])
-	for _, op := range ops {
-		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
-		pend = append(pend, op)
-	}
-	n, err := c.h.opts.Store.Size(snap, pend...)
-	grows := true
-	if err == nil && n > session.MaxCookieSize {
-		// Past the budget: a write that does not grow the cookie (a
-		// delete, a smaller value) still passes, so that a session pushed
-		// past it (by Go writes, which the budget does not hold, or by
-		// writers racing on several instances) can shrink back.
-		n0, err0 := c.h.opts.Store.Size(snap, pend[:len(pend)-len(ops)]...)
-		grows = err0 != nil || n > n0
-	}
-	clear(pend) // no values kept alive by the scratch
-	c.budgetOps = pend[:0]
+	n, grows, uncertain, err := c.measureLocked(v, ops, &c.budgetOps)
 	switch {
 	case err != nil:
 		v.mu.Unlock()
-		c.answer(m.ID, wrapErr(ErrInternal, err))
+		c.answer(m.ID, err)
 		return
 	case n > session.MaxCookieSize && grows && v.last >= v.want && !uncertain:
 		v.mu.Unlock()
@@ -550,6 +534,40 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		next++
 	}
 	return snap, ops, uncertain
+}
+
+// measureLocked measures the cookie budget of ops, appended after
+// everything the session holds and has in flight (budgetOpsLocked), and
+// reports whether they grow the cookie (measured without them only when
+// the session is past the budget: a write that does not grow it passes),
+// and whether appends left uncounted may change the measure. scratch,
+// when not nil, is a slice reused across calls. Called with the view's
+// lock held.
+func (c *conn) measureLocked(v *view, ops []session.Op, scratch *[]session.Op) (n int, grows, uncertain bool, err error) {
+	var buf []session.Op
+	if scratch != nil {
+		buf = (*scratch)[:0]
+	}
+	snap, pend, uncertain := c.budgetOpsLocked(v, buf)
+	k := len(pend)
+	for _, op := range ops {
+		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
+		pend = append(pend, op)
+	}
+	n, err = c.h.opts.Store.Size(snap, pend...)
+	grows = true
+	if err == nil && n > session.MaxCookieSize {
+		n0, err0 := c.h.opts.Store.Size(snap, pend[:k]...)
+		grows = err0 != nil || n > n0
+	}
+	if scratch != nil {
+		clear(pend) // no values kept alive by the scratch
+		*scratch = pend[:0]
+	}
+	if err != nil {
+		return 0, false, false, wrapErr(ErrInternal, err)
+	}
+	return n, grows, uncertain, nil
 }
 
 // heldLen returns session.ValueLen of the value key holds in snap with

@@ -17,7 +17,7 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	}
 	v := h.lookup(id)
 	if !v.withinBudget(ops) {
-		return 0, Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", h.opts.SessionWriteRate)
+		return 0, h.errSessionBudget()
 	}
 	start := time.Now()
 	written := v.written(start)
@@ -224,4 +224,10 @@ func (b bridgeLog) End(ctx context.Context, id string) error { return b.h.End(ct
 
 func (b bridgeLog) Rotated(ctx context.Context, oldID string) error {
 	return b.h.Rotated(ctx, oldID)
+}
+
+// errSessionBudget is the answer to a write past the session's write
+// budget (Options.SessionWriteRate).
+func (h *Hub) errSessionBudget() error {
+	return Errorf(CodeRateLimited, "the session writes faster than its budget (%g entries per second)", h.opts.SessionWriteRate)
 }
