@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sessionhub/sessionhub/hub"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 )
 
 // The session keys of the demo.
@@ -129,17 +130,8 @@ func ValidName(name string) error {
 }
 
 func jsonString(v json.RawMessage) (string, error) {
-	if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' {
-		plain := true // printable ASCII, no escape: the string is its bytes
-		for _, c := range v[1 : n-1] {
-			if c < ' ' || c == '"' || c == '\\' || c >= 0x80 {
-				plain = false
-				break
-			}
-		}
-		if plain {
-			return string(v[1 : n-1]), nil
-		}
+	if s, ok := protocol.PlainString(v); ok {
+		return s, nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {

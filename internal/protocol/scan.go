@@ -235,6 +235,18 @@ func plainString(b []byte, i int) (s []byte, end int, ok bool) {
 	return nil, 0, false
 }
 
+// PlainString returns the string a JSON value holds when the value is
+// exactly a string of printable ASCII without escapes (then its bytes are
+// the string, as encoding/json would decode it); ok is false otherwise,
+// and the caller decodes it with encoding/json.
+func PlainString(v []byte) (s string, ok bool) {
+	b, end, ok := plainString(v, 0)
+	if !ok || end != len(v) {
+		return "", false
+	}
+	return string(b), true
+}
+
 // plainUint returns the value and end of the unsigned integer at b[i]
 // when encoding/json would decode it into a uint64 as written (digits, no
 // leading zero, no overflow); ok is false otherwise.
