@@ -158,6 +158,7 @@ const (
 	DefaultRateBurst        = 100
 	DefaultSendBuffer       = 256
 	DefaultSnapshotEvery    = 64
+	DefaultStream           = "SESSIONHUB"
 
 	DefaultSessionWriteRate     = 20.0
 	DefaultSessionWriteBurst    = 200
@@ -198,7 +199,7 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	out.Prefix = "/" + strings.Trim(out.Prefix, "/")
 	if out.Stream == "" {
-		out.Stream = "SESSIONHUB"
+		out.Stream = DefaultStream
 	}
 	if out.RevocationBucket == "" {
 		out.RevocationBucket = out.Stream + "_REVOKED"

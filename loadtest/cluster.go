@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sessionhub/sessionhub/hub"
 )
 
 // ClusterConfig is the NATS cluster scenario: several nats-server
@@ -44,9 +46,6 @@ type ClusterConfig struct {
 	// run's ops/s against it.
 	CompareR1 time.Duration
 }
-
-// stream is the hub's stream name (hub.Options.Stream's default).
-const hubStream = "SESSIONHUB"
 
 func (cc *ClusterConfig) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&cc.Nodes, "nats-cluster", cc.Nodes, "start this many nats-server processes clustered over routes, each with its own store (0: one server)")
@@ -213,7 +212,7 @@ func (t *topology) streamPeers(ctx context.Context) (leader *natsNode, followers
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, hubStream)
+	st, err := js.Stream(ctx, hub.DefaultStream)
 	if err != nil {
 		return nil, nil, err
 	}

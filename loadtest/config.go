@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/internal/natsconn"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 )
 
 // Config is one load test run. The zero value is not useful: start from
@@ -147,7 +148,7 @@ func DefaultConfig() Config {
 		Concurrency:      32,
 		PhaseDuration:    3 * time.Second,
 		IdleSockets:      500,
-		HubProtocol:      "sessionhub.v2",
+		HubProtocol:      protocol.Subprotocol,
 		Peer:             defaultPeerConfig(),
 	}
 }

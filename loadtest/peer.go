@@ -503,8 +503,10 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		err error
 	}
 	binc := make(chan built, 1)
+	bctx, stopBuild := context.WithCancel(ctx)
+	defer stopBuild() // a run that fails before it needs the peer stops its build
 	go func() {
-		bin, err := centrifugoBinary(ctx, pc.Bin, pr.logf)
+		bin, err := centrifugoBinary(bctx, pc.Bin, pr.logf)
 		binc <- built{bin, err}
 	}()
 

@@ -59,11 +59,11 @@ type hubPair struct {
 
 func (h *hubTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
 	s := &lsession{l: h.l, idx: p.idx, name: fmt.Sprintf("p%d", p.idx), cookies: map[string]string{}}
-	w, err := h.l.dial(ctx, s, 0) // a new session: its cookie lands in s
+	w, wrest, err := h.l.dialRest(ctx, s, 0) // a new session: its cookie lands in s
 	if err != nil {
 		return nil, err
 	}
-	r, err := h.l.dial(ctx, s, 0)
+	r, rrest, err := h.l.dialRest(ctx, s, 0)
 	if err != nil {
 		w.CloseNow()
 		return nil, err
@@ -77,8 +77,8 @@ func (h *hubTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
 	rctx, cancel := context.WithCancel(context.Background())
 	hp := &hubPair{p: p, key: h.key, w: w, r: r, cancel: cancel}
 	hp.done.Add(2)
-	go hp.read(rctx, w, false)
-	go hp.read(rctx, r, true)
+	go hp.read(rctx, w, wrest, false)
+	go hp.read(rctx, r, rrest, true)
 	return hp, nil
 }
 
@@ -99,16 +99,19 @@ func (hp *hubPair) publish(ctx context.Context, n int) error {
 // read handles the server messages of one of the pair's sockets; a frame
 // may hold several newline-separated messages (subprotocol
 // sessionhub.v2).
-func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
+// rest holds the messages that shared the welcome's frame.
+func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, rest []byte, reader bool) {
 	defer hp.done.Done()
 	sh := hp.p.sh
-	for {
-		_, b, err := ws.Read(ctx)
-		if err != nil {
-			if !hp.closing.Load() {
-				sh.countClose(err)
+	for b := rest; ; {
+		if b == nil {
+			var err error
+			if _, b, err = ws.Read(ctx); err != nil {
+				if !hp.closing.Load() {
+					sh.countClose(err)
+				}
+				return
 			}
-			return
 		}
 		now := sh.now()
 		lines(b, func(line []byte) {
@@ -130,6 +133,7 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 				}
 			}
 		})
+		b = nil
 	}
 }
 
