@@ -89,23 +89,42 @@ func AppendOps(b []byte, ops []WireOp) []byte {
 
 // appendCompact appends raw JSON as encoding/json embeds a RawMessage:
 // compacted, with <, >, &, U+2028 and U+2029 escaped. Values reach the
-// hub validated, so the fast path is a copy when there is nothing to do.
+// hub validated and compacted, so the fast path is a copy when there is
+// nothing to escape.
 func appendCompact(b []byte, raw json.RawMessage) []byte {
-	plain := true
-	for _, c := range raw {
-		if c <= ' ' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain {
+	if space, escape := rawShape(raw); !space && !escape {
 		return append(b, raw...)
 	}
-	out, err := json.Marshal(raw) // the rare value with spaces or HTML characters
+	out, err := json.Marshal(raw) // the rare value with HTML characters, or not compacted
 	if err != nil {
 		panic("protocol: encoding a server message: " + err.Error())
 	}
 	return append(b, out...)
+}
+
+// rawShape reports, for a valid JSON value, whether it holds whitespace
+// outside its strings (compacting drops it) and whether it holds a byte
+// encoding/json escapes when it embeds the value (<, >, &, U+2028,
+// U+2029). Spaces and other UTF-8 inside strings are kept as they are.
+func rawShape(raw []byte) (space, escape bool) {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; c {
+		case '"':
+			inString = !inString
+		case '\\':
+			i++ // inside a string: the escaped byte stays
+		case ' ', '\t', '\n', '\r':
+			space = space || !inString
+		case '<', '>', '&':
+			escape = true
+		case 0xE2:
+			if i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9) {
+				escape = true
+			}
+		}
+	}
+	return space, escape
 }
 
 const hexDigits = "0123456789abcdef"

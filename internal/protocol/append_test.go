@@ -51,6 +51,9 @@ func FuzzAppendString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add(`{"a": [1, "<x>"]}`)
+	f.Add(`"São Paulo, a note with spaces"`)
+	f.Add(`["a\u2028b", "\" \\ ", " "]`)
+	f.Add("\"a\u2028b\"")
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := string(AppendString(nil, s)), string(Marshal(s)); got != want {
 			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
@@ -78,6 +81,24 @@ func BenchmarkChange(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = Marshal(Change{Type: TypeChange, Seq: 123456, Ops: benchOps, Source: SourceWS})
+		}
+	})
+}
+
+// BenchmarkChangeSpacedValue: a value with spaces and non-ASCII inside
+// its string is copied as it is, not run through encoding/json.
+func BenchmarkChangeSpacedValue(b *testing.B) {
+	ops := []WireOp{{Type: session.OpSet, Key: "note", Value: json.RawMessage(`"São Paulo, a note with spaces"`)}}
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = AppendChange(nil, 123456, ops, SourceWS)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = Marshal(Change{Type: TypeChange, Seq: 123456, Ops: ops, Source: SourceWS})
 		}
 	})
 }

@@ -73,7 +73,7 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		if m.Value == nil {
 			return m, invalid(m.ID, "set needs a value")
 		}
-		if bytes.ContainsAny(m.Value, " \t\r\n") { // else compact already: Unmarshal checked it
+		if space, _ := rawShape(m.Value); space { // else compact already: decoding checked it
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, m.Value); err != nil {
 				return m, invalid(m.ID, "value is not valid JSON")
