@@ -95,16 +95,13 @@ type api struct {
 // auth checks the method, the bearer token and the session ID before h.
 func (a *api) auth(h func(w http.ResponseWriter, r *http.Request, id string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || got == "" {
+		present, ok := bearer(r, a.token)
+		if !present {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sessionhub"`)
 			protocol.WriteCode(w, protocol.CodeUnauthorized, "send Authorization: Bearer <token>")
 			return
 		}
-		// Hashing both sides first makes the comparison constant-time in
-		// the length too.
-		sum := sha256.Sum256([]byte(got))
-		if subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+		if !ok {
 			protocol.WriteCode(w, protocol.CodeForbidden, "wrong token")
 			return
 		}
@@ -223,4 +220,16 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 		a.o.Logger.Warn("server API", "err", err)
 	}
 	protocol.WriteCode(w, code, he.Message)
+}
+
+// bearer reports whether r carries a bearer token, and whether it is the
+// one whose SHA-256 is want. Hashing both sides first makes the
+// comparison constant-time in the length too.
+func bearer(r *http.Request, want [sha256.Size]byte) (present, ok bool) {
+	got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || got == "" {
+		return false, false
+	}
+	sum := sha256.Sum256([]byte(got))
+	return true, subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 }

@@ -221,6 +221,7 @@ func TestMetricsAddrAndToken(t *testing.T) {
 		for auth, want := range map[string]int{
 			"":              http.StatusUnauthorized,
 			"Bearer wrong":  http.StatusUnauthorized,
+			"Bearer s3cre":  http.StatusUnauthorized, // a prefix
 			"Bearer s3cret": http.StatusOK,
 			"s3cret":        http.StatusUnauthorized,
 		} {

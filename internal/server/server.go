@@ -2,7 +2,7 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +22,7 @@ import (
 	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/demo"
 	"github.com/sessionhub/sessionhub/internal/origin"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 	"github.com/sessionhub/sessionhub/web"
 )
@@ -349,12 +350,12 @@ func (s *Server) demoRoutes(mux *http.ServeMux) error {
 func (s *Server) metricsHandler() http.Handler {
 	h := s.metrics.Handler()
 	if token := s.cfg.MetricsToken; token != "" {
-		want := []byte("Bearer " + token)
+		want := sha256.Sum256([]byte(token))
 		next := h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			if _, ok := bearer(r, want); !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
-				http.Error(w, "metrics need a bearer token", http.StatusUnauthorized)
+				protocol.WriteCode(w, protocol.CodeUnauthorized, "metrics need a bearer token")
 				return
 			}
 			next.ServeHTTP(w, r)
