@@ -156,10 +156,11 @@ func DefaultConfig() Config {
 // Flag describes one flag for the help text and the README: its Flask
 // equivalent, when there is one.
 type Flag struct {
-	Name  string
-	Env   string
-	Flask string
-	Usage string
+	Name    string
+	Env     string
+	Flask   string
+	Usage   string
+	Default string // as the flag package prints it ("" when none)
 }
 
 // flask maps flags to the Flask configuration they mirror.
@@ -229,7 +230,7 @@ func Flags() []Flag {
 	c := DefaultConfig()
 	var out []Flag
 	c.FlagSet("sessionhub").VisitAll(func(f *flag.Flag) {
-		out = append(out, Flag{Name: f.Name, Env: EnvName(f.Name), Flask: flask[f.Name], Usage: f.Usage})
+		out = append(out, Flag{Name: f.Name, Env: EnvName(f.Name), Flask: flask[f.Name], Usage: f.Usage, Default: f.DefValue})
 	})
 	return out
 }

@@ -217,10 +217,11 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := regexp.MustCompile("(?m)^\\| `-([a-z0-9-]+)` \\| `([A-Z0-9_]+)` \\|")
+	row := regexp.MustCompile("(?m)^\\| `-([a-z0-9-]+)` \\| `([A-Z0-9_]+)` \\| ([^|]*) \\|")
 	listed := map[string]string{}
+	defaults := map[string]string{}
 	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
-		listed[m[1]] = m[2]
+		listed[m[1]], defaults[m[1]] = m[2], m[3]
 	}
 	for _, f := range Flags() {
 		env, ok := listed[f.Name]
@@ -229,10 +230,30 @@ func TestReadmeListsEveryFlag(t *testing.T) {
 			t.Errorf("README's flag table has no row for -%s", f.Name)
 		case env != f.Env:
 			t.Errorf("README gives -%s the environment variable %s, the server reads %s", f.Name, env, f.Env)
+		case !sameDefault(defaults[f.Name], f.Default):
+			t.Errorf("README gives -%s the default %q, the server's is %q", f.Name, defaults[f.Name], f.Default)
 		}
 		delete(listed, f.Name)
 	}
 	for name := range listed {
 		t.Errorf("README's flag table lists -%s, which the server does not have", name)
 	}
+}
+
+// sameDefault reports whether the default column of a README flag row
+// says the flag's default: its first `value` (durations compared as
+// durations), or "—" / "empty" for a flag without one.
+func sameDefault(col, def string) bool {
+	v, ok := strings.CutPrefix(col, "`")
+	if !ok {
+		return (col == "—" || col == "empty") && (def == "" || def == "[]")
+	}
+	v, _, _ = strings.Cut(v, "`")
+	if strings.EqualFold(v, def) { // a level prints as INFO, is written info
+
+		return true
+	}
+	a, errA := time.ParseDuration(v)
+	d, errD := time.ParseDuration(def)
+	return errA == nil && errD == nil && a == d
 }
