@@ -257,48 +257,36 @@ func (st *Store) Fits(snap Snapshot, ops ...Op) error {
 // Size returns the length of the Set-Cookie the session would have with
 // ops folded in, measured as Fits does (without signing).
 func (st *Store) Size(snap Snapshot, ops ...Op) (int, error) {
-	if c, ok := st.codec.(*Codec); ok {
-		// Measured without folding: no copy of the values.
-		staged := ops
-		if slices.ContainsFunc(ops, func(op Op) bool { return op.Seq == 0 }) {
-			staged = make([]Op, len(ops))
-			for i, op := range ops {
-				if op.Seq == 0 {
-					op.Seq = math.MaxUint64
-				}
-				staged[i] = op
-			}
-		}
-		vlen, seq := foldedValuesLen(snap, staged)
-		next := snap
-		next.Seq, next.Values = seq, nil
-		if next.ID == "" {
-			next.ID = NewID()
-			if next.Created.IsZero() {
-				next.Created = now()
-			}
-		}
-		return st.baseCookieLen(next) + c.encodedLen(next, vlen), nil
-	}
-	next := snap
-	if len(ops) > 0 {
-		staged := make([]Op, len(ops))
+	staged := ops
+	if slices.ContainsFunc(ops, func(op Op) bool { return op.Seq == 0 }) {
+		staged = make([]Op, len(ops))
 		for i, op := range ops {
 			if op.Seq == 0 {
 				op.Seq = math.MaxUint64
 			}
 			staged[i] = op
 		}
-		next = snap.Fold(staged)
 	}
-	if next.ID == "" {
-		next.ID = NewID()
-		if next.Created.IsZero() {
-			next.Created = now()
+	if snap.ID == "" {
+		snap.ID = newIDShape // the length of the ID Save will give it
+		if snap.Created.IsZero() {
+			snap.Created = now()
 		}
 	}
-	return st.cookieLen(next)
+	if c, ok := st.codec.(*Codec); ok {
+		// Measured without folding: no copy of the values.
+		vlen, seq := foldedValuesLen(snap, staged)
+		snap.Seq, snap.Values = seq, nil
+		return st.baseCookieLen(snap) + c.encodedLen(snap, vlen), nil
+	}
+	if len(staged) > 0 {
+		snap = snap.Fold(staged)
+	}
+	return st.cookieLen(snap)
 }
+
+// newIDShape has the length and alphabet of a NewID, for measures.
+var newIDShape = NewID()
 
 // cookieLen returns the length of the Set-Cookie value Cookie would build
 // for snap, without signing it.
