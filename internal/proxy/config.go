@@ -129,15 +129,13 @@ func (c *Config) load(upstream, secretFile, schemaFile, clientKeys, readableKeys
 	}
 	c.ClientKeys = splitList(clientKeys)
 	c.ReadableKeys = splitList(readableKeys)
-	for _, k := range append(append([]string{}, c.ClientKeys...), c.ReadableKeys...) {
-		if reserved(k) {
-			bad("key %q is reserved", k)
-		}
-	}
 	if schemaFile != "" {
 		if c.Schemas, err = compileSchemas(schemaFile, c.ClientKeys); err != nil {
 			bad("-keys-schema: %v", err)
 		}
+	}
+	if _, err := c.keyPolicies(); err != nil { // reserved or doubled keys
+		bad("%v", err)
 	}
 	return errors.Join(errs...)
 }
