@@ -17,21 +17,33 @@ import (
 // sndbuf reads SO_SNDBUF of a TCP connection.
 func sndbuf(t *testing.T, c net.Conn) int {
 	t.Helper()
-	raw, err := c.(*net.TCPConn).SyscallConn()
+	n, err := readSndbuf(c)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return n
+}
+
+func readSndbuf(c net.Conn) (int, error) {
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return 0, err
 	}
 	var n int
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		n, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
 	}); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return n
+	return n, serr
+}
+
+// accepted is a connection the test server accepted, with its SO_SNDBUF
+// as the kernel gave it (-1 when unreadable).
+type accepted struct {
+	c      net.Conn
+	sndbuf int
 }
 
 // TestSocketKernelBuffer: the TCP connection of every socket, over plain
@@ -59,13 +71,19 @@ func TestSocketKernelBuffer(t *testing.T) {
 			}
 			// The hub's own server, to see the connections it accepts (for
 			// TLS, the TCP connection under each).
-			conns := make(chan net.Conn, 4)
+			conns := make(chan accepted, 4)
 			srv := httptest.NewUnstartedServer(in.hub)
 			srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 				if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
 					c = tc.NetConn()
 				}
-				conns <- c
+				// Read now: a plain request's connection may be closed by
+				// the time the test looks (nothing sets it later).
+				n, err := readSndbuf(c)
+				if err != nil {
+					n = -1
+				}
+				conns <- accepted{c, n}
 				return ctx
 			}
 			if tt.tls {
@@ -83,7 +101,10 @@ func TestSocketKernelBuffer(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			plain := sndbuf(t, <-conns)
+			plain := (<-conns).sndbuf
+			if plain < 0 {
+				t.Fatal("SO_SNDBUF of the plain request's connection not readable at accept")
+			}
 			hc.CloseIdleConnections() // the socket gets a connection of its own
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -97,7 +118,7 @@ func TestSocketKernelBuffer(t *testing.T) {
 			if _, _, err := ws.Read(ctx); err != nil { // the welcome: the hub has the socket
 				t.Fatal(err)
 			}
-			if got := sndbuf(t, <-conns); got != 2*want {
+			if got := sndbuf(t, (<-conns).c); got != 2*want {
 				t.Errorf("SO_SNDBUF of a socket's connection: %d, want 2 × %d", got, want)
 			}
 			if plain == 2*want {
