@@ -3,6 +3,7 @@ package hub
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -44,9 +45,10 @@ type pending struct {
 // view may not hold yet: the cookie budget of the session's next writes
 // on this instance counts it. Guarded by the view's lock.
 type ownWrite struct {
-	v   *view
-	seq uint64 // 0 until acknowledged
-	ops []session.Op
+	v    *view
+	seq  uint64 // 0 until acknowledged
+	ops  []session.Op
+	lens []int // valueLens(ops), or nil until asked for (valueLen)
 }
 
 // pipeline is a socket's appends in flight. The zero value is ready: an
@@ -100,6 +102,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
+	lens := valueLens(ops)
 	// Room first: with pipelineDepth answers owed, this append waits
 	// unpublished.
 	if !c.room() {
@@ -171,7 +174,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
-	own := &ownWrite{v: v, ops: ops}
+	own := &ownWrite{v: v, ops: ops, lens: lens}
 	v.inflight = append(v.inflight, own)
 	if v.settled == nil {
 		v.settled = make(chan struct{})
@@ -512,10 +515,20 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		}
 		slices.SortFunc(acked, func(a, b *ownWrite) int { return cmp.Compare(a.seq, b.seq) })
 	}
+	// The length of the value each key holds as the ops fold, so that an
+	// unanswered set is compared with it without measuring values again:
+	// one slot per key the ops touch, the snapshot's values measured only
+	// when asked for.
+	var held heldLens
+	held.snap = snap.Values
+	for _, op := range ops {
+		held.fold(op, -1)
+	}
 	for _, o := range acked {
-		for _, op := range o.ops {
+		for i, op := range o.ops {
 			op.Seq = next
 			ops = append(ops, op)
+			held.fold(op, o.valueLen(i))
 		}
 		next++
 	}
@@ -523,13 +536,14 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		if o.seq != 0 {
 			continue
 		}
-		for _, op := range o.ops {
-			if op.Type != session.OpSet || session.ValueLen(op.Value) < heldLen(snap, ops, op.Key) {
+		for i, op := range o.ops {
+			if op.Type != session.OpSet || o.valueLen(i) < held.of(op.Key) {
 				uncertain = true // would shrink the measure: not counted
 				continue
 			}
 			op.Seq = next
 			ops = append(ops, op)
+			held.fold(op, o.valueLen(i))
 		}
 		next++
 	}
@@ -570,24 +584,92 @@ func (c *conn) measureLocked(v *view, ops []session.Op, scratch *[]session.Op) (
 	return n, grows, uncertain, nil
 }
 
-// heldLen returns session.ValueLen of the value key holds in snap with
-// ops (in order) folded in; 0 when it holds none.
-func heldLen(snap session.Snapshot, ops []session.Op, key string) int {
-	for i := len(ops) - 1; i >= 0; i-- {
-		switch op := ops[i]; {
-		case op.Type == session.OpClear || op.Type == session.OpEnd:
-			return 0
-		case op.Key != key:
-		case op.Type == session.OpSet:
-			return session.ValueLen(op.Value)
-		default: // a delete
-			return 0
+// heldLens follows, as ops fold onto a snapshot's values, the length
+// (session.ValueLen) of the value each key they touch holds: a handful of
+// keys in an array, the rest in a slice.
+type heldLens struct {
+	snap    map[string]json.RawMessage
+	cleared bool // a clear or an end folded: the snapshot's values are gone
+	n       int  // keys in buf
+	buf     [8]heldLen
+	more    []heldLen
+}
+
+type heldLen struct {
+	key string
+	n   int // 0: deleted
+}
+
+// fold records op; n is the length of a set's value when known, -1 to
+// measure it.
+func (h *heldLens) fold(op session.Op, n int) {
+	switch op.Type {
+	case session.OpClear, session.OpEnd:
+		h.cleared, h.n, h.more = true, 0, h.more[:0]
+		return
+	case session.OpSet:
+		if n < 0 {
+			n = session.ValueLen(op.Value)
+		}
+	default: // a delete
+		n = 0
+	}
+	if k := h.find(op.Key); k != nil {
+		k.n = n
+		return
+	}
+	if h.n < len(h.buf) {
+		h.buf[h.n] = heldLen{key: op.Key, n: n}
+		h.n++
+		return
+	}
+	h.more = append(h.more, heldLen{key: op.Key, n: n})
+}
+
+func (h *heldLens) find(key string) *heldLen {
+	for i := range h.buf[:h.n] {
+		if h.buf[i].key == key {
+			return &h.buf[i]
 		}
 	}
-	if v, ok := snap.Values[key]; ok {
+	for i := range h.more {
+		if h.more[i].key == key {
+			return &h.more[i]
+		}
+	}
+	return nil
+}
+
+// of returns the length of the value key holds; 0 when it holds none.
+func (h *heldLens) of(key string) int {
+	if k := h.find(key); k != nil {
+		return k.n
+	}
+	if v, ok := h.snap[key]; ok && !h.cleared {
 		return session.ValueLen(v)
 	}
 	return 0
+}
+
+// valueLen returns session.ValueLen of the value of set ops[i], measured
+// once. Called with the view's lock held.
+func (o *ownWrite) valueLen(i int) int {
+	if o.lens == nil {
+		o.lens = valueLens(o.ops)
+	}
+	return o.lens[i]
+}
+
+// valueLens returns session.ValueLen of each set's value among ops (0
+// for the other ops), measured once for the cookie budget (ownWrite).
+func valueLens(ops []session.Op) []int {
+	lens := make([]int, len(ops))
+	for i, op := range ops {
+		if op.Type == session.OpSet {
+			lens[i] = session.ValueLen(op.Value)
+		}
+	}
+	return lens
 }
 
 // clientOps checks a browser's set or delete against the key policy and

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -57,5 +58,37 @@ func TestWritesWaitForALaggingDispatcher(t *testing.T) {
 	defer cancel()
 	if !h.waitDispatch(long, b) {
 		t.Fatal("the write still waits 10s after the dispatcher was released")
+	}
+}
+
+// BenchmarkBudgetMeasure measures the cookie budget of a socket's write
+// with pipelineDepth-1 of the session's appends unanswered, each setting
+// the key the write sets, as a pipelined writer keeps them.
+func BenchmarkBudgetMeasure(b *testing.B) {
+	h := internalHub(b)
+	ctx := context.Background()
+	id := session.NewID()
+	value := func(n int) []byte { return []byte(`"x-s12-w0-n` + strconv.Itoa(n) + `"`) }
+	if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: "language", Value: value(0)}); err != nil {
+		b.Fatal(err)
+	}
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	c := &conn{h: h, id: id}
+	v.mu.Lock()
+	c.snap = session.Snapshot{ID: id, Seq: v.last}
+	for i := range pipelineDepth - 1 {
+		v.inflight = append(v.inflight, &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "language", Value: value(i + 1)}}})
+	}
+	v.mu.Unlock()
+	ops := []session.Op{{Type: session.OpSet, Key: "language", Value: value(pipelineDepth)}}
+	b.ReportAllocs()
+	for b.Loop() {
+		v.mu.Lock()
+		n, _, _, err := c.measureLocked(v, ops, &c.budgetOps)
+		v.mu.Unlock()
+		if err != nil || n == 0 {
+			b.Fatal(n, err)
+		}
 	}
 }
