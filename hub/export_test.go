@@ -28,7 +28,7 @@ func DirectGetSubject(h *Hub) string { return h.log.directGet }
 
 // AsyncPending reports how many of h's asynchronous JetStream publishes
 // await their acknowledgement.
-func AsyncPending(h *Hub) int { return h.log.js.PublishAsyncPending() }
+func AsyncPending(h *Hub) int { return h.log.acks.pending() }
 
 // PipelineWaited reports whether a socket of session id on h (its view
 // must exist) has had to wait for room among its appends in flight.

@@ -68,11 +68,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	var jsOpts []jetstream.JetStreamOpt
-	if o.asyncMaxPending > 0 {
-		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(o.asyncMaxPending))
-	}
-	js, err := jetstream.New(o.Conn, jsOpts...)
+	js, err := jetstream.New(o.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("hub: jetstream: %w", err)
 	}
@@ -102,6 +98,11 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	if err := h.log.replies.start(o.Conn); err != nil {
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
+	}
+	if err := h.log.acks.start(o.Conn, o.asyncMaxPending); err != nil {
+		h.log.replies.stop()
+		h.revoked.close()
+		return nil, fmt.Errorf("hub: acknowledgement subscription: %w", err)
 	}
 	for i := range h.live {
 		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
@@ -165,6 +166,7 @@ func (h *Hub) stopWorkers() {
 		_ = h.ctlSub.Unsubscribe()
 	}
 	h.log.replies.stop()
+	h.log.acks.stop()
 	h.revoked.close()
 	h.mu.Lock()
 	views := slices.Collect(maps.Values(h.views))

@@ -144,7 +144,7 @@ type Options struct {
 	liveBuffer int
 	// asyncMaxPending is how many asynchronous publishes may await
 	// JetStream's acknowledgement on the hub's connection before the next
-	// one stalls (tests set it). Default: nats.go's (4000).
+	// one stalls (tests set it). Default: defaultAsyncMaxPending.
 	asyncMaxPending int
 }
 

@@ -35,7 +35,7 @@ const pipelineDepth = 32
 // an append in flight (fut), or an error already known (err).
 type pending struct {
 	id    uint64
-	fut   jetstream.PubAckFuture
+	fut   *pubAck
 	err   error
 	start time.Time
 	own   *ownWrite
@@ -158,7 +158,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	fut, err := c.h.log.appendAsync(c.id, SourceWS, data)
-	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
 		// not wait for room under the view's lock (live delivery of the
 		// whole shard would wait too); stage this one on its own.
@@ -367,6 +367,9 @@ func (c *conn) ack(done chan struct{}) {
 			pl.drained = nil
 			pl.mu.Unlock()
 			for _, p := range rest {
+				if p.fut != nil {
+					c.h.log.acks.forget(p.fut)
+				}
 				if p.own != nil {
 					p.own.v.mu.Lock()
 					p.own.v.settleLocked(p.own, 0) // unanswered: the log tells, the budget no longer waits
@@ -387,11 +390,12 @@ func (c *conn) ack(done chan struct{}) {
 				timer.Reset(c.h.log.timeout)
 			}
 			select {
-			case ack := <-p.fut.Ok():
-				seq = ack.Sequence
-			case err = <-p.fut.Err():
-				err = classifyPublish(err)
+			case <-p.fut.done:
+				if seq, err = p.fut.seq, p.fut.err; err != nil {
+					err = classifyPublish(err)
+				}
 			case <-timer.C:
+				c.h.log.acks.forget(p.fut)
 				err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
 			case <-c.ctx.Done():
 				continue
@@ -695,16 +699,16 @@ const asyncStallWait = 5 * time.Millisecond
 // appendAsync publishes an encoded entry (encodeEntry) of session id's log
 // without waiting for JetStream's acknowledgement: the future brings it.
 // When the connection's outstanding publishes stay at their limit for
-// asyncStallWait, it returns jetstream.ErrTooManyStalledMsgs.
-func (l *jsLog) appendAsync(id, source string, data []byte) (jetstream.PubAckFuture, error) {
+// asyncStallWait, it returns errStalled.
+func (l *jsLog) appendAsync(id, source string, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
 	m := nats.NewMsg(l.opsSubject(id))
 	m.Data = data
 	m.Header.Set(hdrSource, source)
-	fut, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(asyncStallWait))
-	if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+	fut, err := l.acks.publish(m, asyncStallWait)
+	if errors.Is(err, errStalled) {
 		return nil, err // the caller stages the entry synchronously instead
 	}
 	if err != nil {

@@ -40,7 +40,8 @@ type jsLog struct {
 	timeout   time.Duration
 	maxEntry  int // MaxEntrySize
 
-	replies replies // routes direct-get replies to fetches (fetch.go)
+	replies replies   // routes direct-get replies to fetches (fetch.go)
+	acks    asyncAcks // the pipeline's appends and their acknowledgements (publish.go)
 
 	firstMu  sync.Mutex
 	firstSeq uint64

@@ -1,0 +1,217 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// asyncAcks publishes log entries without waiting for JetStream's
+// acknowledgements and routes each acknowledgement to its publish: one
+// wildcard inbox subscription per hub, one token per publish, at most max
+// publishes awaiting theirs. It does what nats.go's PublishMsgAsync does
+// for the pipeline (pipeline.go), with an acknowledgement read by hand
+// (parsePubAck) and a future that is one allocation.
+type asyncAcks struct {
+	nc     *nats.Conn
+	prefix string        // "<inbox>."
+	slots  chan struct{} // one per publish awaiting its acknowledgement
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	n       uint64
+	waiting map[uint64]*pubAck
+}
+
+// pubAck is the future of one asynchronous append: done is closed once
+// seq (the entry's sequence) or err is known.
+type pubAck struct {
+	token uint64
+	done  chan struct{}
+	seq   uint64
+	err   error
+}
+
+// defaultAsyncMaxPending is how many asynchronous appends of a hub may
+// await their acknowledgement before the next one stalls (nats.go's
+// default for PublishMsgAsync).
+const defaultAsyncMaxPending = 4000
+
+// errStalled: max asynchronous appends await their acknowledgement and
+// none was answered within the stall wait.
+var errStalled = errors.New("hub: too many appends awaiting their acknowledgement")
+
+func (a *asyncAcks) start(nc *nats.Conn, max int) error {
+	if max <= 0 {
+		max = defaultAsyncMaxPending
+	}
+	a.nc = nc
+	a.prefix = nc.NewInbox() + "."
+	a.slots = make(chan struct{}, max)
+	a.waiting = map[uint64]*pubAck{}
+	sub, err := nc.Subscribe(a.prefix+"*", a.route)
+	if err != nil {
+		return err
+	}
+	a.sub = sub
+	return nil
+}
+
+// stop unsubscribes and fails the publishes still awaiting their
+// acknowledgement.
+func (a *asyncAcks) stop() {
+	if a.sub != nil {
+		_ = a.sub.Unsubscribe()
+	}
+	a.mu.Lock()
+	waiting := a.waiting
+	a.waiting = map[uint64]*pubAck{}
+	a.mu.Unlock()
+	for _, f := range waiting {
+		<-a.slots
+		a.settle(f, 0, nats.ErrConnectionClosed)
+	}
+}
+
+// publish sends m with a reply subject of its own and returns its future.
+// When max publishes await their acknowledgement for stall, it returns
+// errStalled.
+func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(stall)
+		select {
+		case a.slots <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			return nil, errStalled
+		}
+	}
+	f := &pubAck{done: make(chan struct{})}
+	a.mu.Lock()
+	a.n++
+	f.token = a.n
+	a.waiting[f.token] = f
+	a.mu.Unlock()
+	var buf [20]byte
+	m.Reply = a.prefix + string(strconv.AppendUint(buf[:0], f.token, 10))
+	if err := a.nc.PublishMsg(m); err != nil {
+		a.forget(f)
+		return nil, err
+	}
+	return f, nil
+}
+
+// pending reports how many publishes await their acknowledgement.
+func (a *asyncAcks) pending() int { return len(a.slots) }
+
+// forget stops waiting for f's acknowledgement (its publish failed, or
+// its waiter gave up): its slot is free again.
+func (a *asyncAcks) forget(f *pubAck) {
+	a.mu.Lock()
+	_, ok := a.waiting[f.token]
+	delete(a.waiting, f.token)
+	a.mu.Unlock()
+	if ok {
+		<-a.slots
+	}
+}
+
+func (a *asyncAcks) route(m *nats.Msg) {
+	token, err := strconv.ParseUint(m.Subject[min(len(a.prefix), len(m.Subject)):], 10, 64)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	f := a.waiting[token]
+	delete(a.waiting, token)
+	a.mu.Unlock()
+	if f == nil {
+		return // its waiter gave up
+	}
+	<-a.slots
+	if len(m.Data) == 0 && m.Header.Get(hdrStatus) == "503" {
+		a.settle(f, 0, nats.ErrNoResponders)
+		return
+	}
+	seq, err := parsePubAck(m.Data)
+	a.settle(f, seq, err)
+}
+
+func (a *asyncAcks) settle(f *pubAck, seq uint64, err error) {
+	f.seq, f.err = seq, err
+	close(f.done)
+}
+
+// parsePubAck reads JetStream's acknowledgement of a publish: the entry's
+// sequence, or the *jetstream.APIError it answered (nats.go's reading of
+// it: an answer without a stream is jetstream.ErrInvalidJSAck). The usual
+// shape, {"stream":"NAME","seq":N}, is read without reflection; anything
+// else by encoding/json. FuzzPubAck holds both readings equal.
+func parsePubAck(data []byte) (uint64, error) {
+	if seq, ok := fastPubAck(data); ok {
+		return seq, nil
+	}
+	return jsonPubAck(data)
+}
+
+func jsonPubAck(data []byte) (uint64, error) {
+	var r struct {
+		Error  *jetstream.APIError `json:"error"`
+		Stream string              `json:"stream"`
+		Seq    uint64              `json:"seq"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return 0, jetstream.ErrInvalidJSAck
+	}
+	if r.Error != nil {
+		return 0, r.Error
+	}
+	if r.Stream == "" {
+		return 0, jetstream.ErrInvalidJSAck
+	}
+	return r.Seq, nil
+}
+
+// fastPubAck reads exactly {"stream":"NAME","seq":N}, NAME of printable
+// ASCII other than a quote or a backslash and N without a leading zero;
+// ok is false for anything else.
+func fastPubAck(data []byte) (seq uint64, ok bool) {
+	const head, mid = `{"stream":"`, `","seq":`
+	s, ok := bytes.CutPrefix(data, []byte(head))
+	if !ok {
+		return 0, false
+	}
+	i := 0
+	for i < len(s) && s[i] != '"' {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '\\' {
+			return 0, false
+		}
+		i++
+	}
+	if i == 0 {
+		return 0, false
+	}
+	if s, ok = bytes.CutPrefix(s[i:], []byte(mid)); !ok {
+		return 0, false
+	}
+	if s, ok = bytes.CutSuffix(s, []byte("}")); !ok || len(s) == 0 || len(s) > 20 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	for _, c := range s {
+		d := uint64(c - '0')
+		if c < '0' || c > '9' || seq > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		seq = seq*10 + d
+	}
+	return seq, true
+}

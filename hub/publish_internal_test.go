@@ -1,0 +1,135 @@
+package hub
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sessionhub/sessionhub/hub/natsserver"
+)
+
+// ackConn connects to a fresh embedded NATS server.
+func ackConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// await returns f's outcome, failing the test when it takes a second.
+func await(t *testing.T, f *pubAck) (uint64, error) {
+	t.Helper()
+	select {
+	case <-f.done:
+		return f.seq, f.err
+	case <-time.After(time.Second):
+		t.Fatal("no acknowledgement")
+		return 0, nil
+	}
+}
+
+// Each asynchronous append gets its own acknowledgement, whatever order
+// they come back in; a publish nobody receives is told so; every answered
+// or forgotten publish frees its slot, and past max awaiting, a publish
+// stalls.
+func TestAsyncAcks(t *testing.T) {
+	nc := ackConn(t)
+	var a asyncAcks
+	if err := a.start(nc, 3); err != nil {
+		t.Fatal(err)
+	}
+	defer a.stop()
+
+	// A responder that answers the first two publishes in reverse order
+	// and leaves the third unanswered.
+	got := make(chan *nats.Msg, 3)
+	sub, err := nc.ChanSubscribe("log.ops", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	var futs []*pubAck
+	for range 3 {
+		f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+	}
+	if _, err := a.publish(nats.NewMsg("log.ops"), 10*time.Millisecond); !errors.Is(err, errStalled) {
+		t.Fatalf("a fourth publish with 3 awaiting: %v, want errStalled", err)
+	}
+	ms := []*nats.Msg{<-got, <-got, <-got}
+	if err := nc.Publish(ms[1].Reply, []byte(`{"stream":"S","seq":8}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(ms[0].Reply, []byte(`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 4"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := await(t, futs[1]); seq != 8 || err != nil {
+		t.Fatalf("second publish: %d, %v; want 8", seq, err)
+	}
+	if _, err := await(t, futs[0]); !errors.Is(classifyPublish(err), errConflict) {
+		t.Fatalf("first publish: %v, want the wrong-last-sequence conflict", err)
+	}
+	if n := a.pending(); n != 1 {
+		t.Fatalf("%d publishes awaiting, want 1", n)
+	}
+	a.forget(futs[2])
+	a.forget(futs[2]) // twice: its slot is freed once
+	if n := a.pending(); n != 0 {
+		t.Fatalf("after forgetting the third: %d awaiting, want 0", n)
+	}
+	if err := nc.Publish(ms[2].Reply, []byte(`{"stream":"S","seq":9}`)); err != nil {
+		t.Fatal(err) // a late answer for a forgotten publish is dropped
+	}
+
+	f, err := a.publish(nats.NewMsg("nobody.listens"), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := await(t, f); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("a publish nobody receives: %v, want no responders", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.pending(); n != 0 {
+		t.Fatalf("%d awaiting at the end, want 0", n)
+	}
+}
+
+// Stopping fails the publishes still awaiting their acknowledgement.
+func TestAsyncAcksStop(t *testing.T) {
+	nc := ackConn(t)
+	var a asyncAcks
+	if err := a.start(nc, 0); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync("log.ops") // receives, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	if _, err := await(t, f); !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Fatalf("after stop: %v, want connection closed", err)
+	}
+	if n := a.pending(); n != 0 {
+		t.Fatalf("%d awaiting after stop, want 0", n)
+	}
+}
