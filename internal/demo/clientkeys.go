@@ -70,19 +70,6 @@ func ValidTheme(v json.RawMessage) error {
 	return errors.New("want light, dark or system")
 }
 
-// languageTag is the syntax of a BCP 47 language tag (RFC 5646 §2.1,
-// langtag and privateuse; the grandfathered tags are left out), case
-// insensitive: language (with up to three extlangs), then optional script,
-// region, variants, extensions and a private use part.
-var languageTag = regexp.MustCompile(`(?i)^(?:` +
-	`(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4}|[a-z]{5,8})` + // language
-	`(?:-[a-z]{4})?` + // script
-	`(?:-(?:[a-z]{2}|[0-9]{3}))?` + // region
-	`(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*` + // variants
-	`(?:-[0-9a-wy-z](?:-[a-z0-9]{2,8})+)*` + // extensions
-	`(?:-x(?:-[a-z0-9]{1,8})+)?` + // private use
-	`|x(?:-[a-z0-9]{1,8})+)$`)
-
 // MaxLanguageLength bounds a language tag (RFC 5646 §4.4.1 advises room
 // for at least 35 characters).
 const MaxLanguageLength = 64
@@ -94,10 +81,109 @@ func ValidLanguage(v json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if len(s) <= MaxLanguageLength && languageTag.MatchString(s) {
+	if len(s) <= MaxLanguageLength && languageTag(s) {
 		return nil
 	}
 	return errors.New("want a BCP 47 language tag such as en or pt-BR")
+}
+
+// languageTag reports whether s has the syntax of a BCP 47 language tag
+// (RFC 5646 §2.1, langtag and privateuse; the grandfathered tags are left
+// out), in ASCII of any case: a language (with up to three extlangs),
+// then an optional script, region, variants, extensions and a private use
+// part; or a private use part alone. It reads the subtags in turn, each
+// placed by its length and letters (TestLanguageTagSyntax and
+// FuzzLanguageTag hold it to the RFC's grammar as a regular expression).
+func languageTag(s string) bool {
+	const (
+		start      = iota
+		extlang    // after the language: extlangs, a script, a region...
+		script     // after the extlangs or a 4-8 letter language
+		region     // after the script
+		variant    // after the region or a variant
+		singleton  // after an extension's singleton: one subtag needed
+		extension  // after an extension's subtag
+		privateuse // after the private use x: one subtag needed
+		private    // after a private use subtag
+	)
+	state, extlangs := start, 0
+	for s != "" {
+		sub, rest, cut := strings.Cut(s, "-")
+		if cut && rest == "" {
+			return false // a trailing hyphen
+		}
+		s = rest
+		n, letters, digits := len(sub), true, true
+		for i := 0; i < n; i++ {
+			switch c := sub[i] | 0x20; { // ASCII lower case
+			case c >= 'a' && c <= 'z':
+				digits = false
+			case sub[i] >= '0' && sub[i] <= '9':
+				letters = false
+			default:
+				return false
+			}
+		}
+		if n == 0 || n > 8 {
+			return false
+		}
+		x := n == 1 && sub[0]|0x20 == 'x'
+		switch state {
+		case start:
+			switch {
+			case x:
+				state = privateuse
+			case letters && n <= 3:
+				if n == 1 {
+					return false
+				}
+				state = extlang
+			case letters:
+				state = script
+			default:
+				return false
+			}
+			continue
+		case privateuse, private:
+			state = private
+			continue
+		case singleton, extension:
+			if n >= 2 {
+				state = extension
+				continue
+			}
+			if state == singleton {
+				return false
+			}
+		}
+		// A subtag after the language: the first place, in order, that
+		// takes it.
+		if state == extlang && letters && n == 3 && extlangs < 3 {
+			extlangs++
+			continue
+		}
+		if state <= script && letters && n == 4 {
+			state = region
+			continue
+		}
+		if state <= region && (letters && n == 2 || digits && n == 3) {
+			state = variant
+			continue
+		}
+		if state <= variant && (n >= 5 || n == 4 && sub[0] >= '0' && sub[0] <= '9') {
+			state = variant
+			continue
+		}
+		switch {
+		case x:
+			state = privateuse
+		case n == 1:
+			state = singleton
+		default:
+			return false
+		}
+	}
+	return state != start && state != singleton && state != privateuse
 }
 
 // ValidNotifications accepts true or false.

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -94,6 +95,79 @@ func FuzzJSONString(f *testing.F) {
 		wantErr := json.Unmarshal(b, &want)
 		if (err != nil) != (wantErr != nil) || got != want {
 			t.Fatalf("jsonString(%q) = %q, %v; json.Unmarshal: %q, %v", b, got, err, want, wantErr)
+		}
+	})
+}
+
+// languageTagRE is RFC 5646's langtag and privateuse grammar (§2.1, the
+// grandfathered tags left out) as a regular expression, case insensitive:
+// the reference languageTag is held to.
+var languageTagRE = regexp.MustCompile(`(?i)^(?:` +
+	`(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4}|[a-z]{5,8})` + // language
+	`(?:-[a-z]{4})?` + // script
+	`(?:-(?:[a-z]{2}|[0-9]{3}))?` + // region
+	`(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*` + // variants
+	`(?:-[0-9a-wy-z](?:-[a-z0-9]{2,8})+)*` + // extensions
+	`(?:-x(?:-[a-z0-9]{1,8})+)?` + // private use
+	`|x(?:-[a-z0-9]{1,8})+)$`)
+
+// isASCII reports whether s is ASCII: outside it the regular expression's
+// case folding accepts letters such as the Kelvin sign, which no language
+// tag holds and languageTag refuses.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestLanguageTagSyntax(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"en", "EN", "eN-gb", "ast", "zh-yue-HK", "zh-yue-abc-def", "zh-yue-abc-def-ghi", "abcd", "abcdefgh", "abcdefghi",
+		"abcd-efg", "abcd-Latn", "abcd-419", "en-Latn-Latn", "en-Latn-US", "en-US-GB", "en-1996", "en-199", "en-19",
+		"de-CH-1996", "sl-rozaj-biske-1994", "en-a1", "en-abcde", "en-abcdefghi", "en-a-bc", "en-a-b", "en-a", "en-a-bc-d-ef",
+		"en-a-bc-a-bc", "en-x", "en-x-a", "en-x-abcdefgh", "en-x-abcdefghi", "en-a-bc-x-y", "en-x-a-b-c", "x", "x-a", "X-ABC",
+		"x-", "-x-a", "en--us", "en-", "-en", "e", "i-klingon", "1en", "en-US-x-twain", "en-a-x-y", "en-b-xy", "en-x-a-bc",
+		"qaa-Qaaa-QM-x-southern", "en-Latn-US-valencia-u-ca-gregory-x-private", "en-US-u", "en-419-1234", "en-419-123",
+		"en_US", "en US", "en-US\n", "\u212Aa", "e\u017F",
+	} {
+		want := languageTagRE.MatchString(s) && isASCII(s)
+		if got := languageTag(s); got != want {
+			t.Errorf("languageTag(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzLanguageTag(f *testing.F) {
+	for _, s := range []string{"en", "pt-BR", "zh-Hant-TW", "x-s12-w0-n12345", "en-a-bc-x-y", "de-CH-1996", "en--us", "\u212Aa"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := languageTagRE.MatchString(s) && isASCII(s)
+		if got := languageTag(s); got != want {
+			t.Fatalf("languageTag(%q) = %v; the grammar says %v", s, got, want)
+		}
+	})
+}
+
+func BenchmarkValidLanguage(b *testing.B) {
+	v := json.RawMessage(`"x-s12-w0-n12345"`)
+	b.Run("subtags", func(b *testing.B) {
+		for b.Loop() {
+			if err := ValidLanguage(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("regexp", func(b *testing.B) { // the baseline
+		for b.Loop() {
+			s, err := jsonString(v)
+			if err != nil || !languageTagRE.MatchString(s) {
+				b.Fatal(s, err)
+			}
 		}
 	})
 }
