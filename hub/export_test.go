@@ -1,5 +1,7 @@
 package hub
 
+import "time"
+
 // SetLiveBuffer sets how many live changes may wait for each dispatcher
 // of the hub o configures: 1 makes nats.go drop them as a slow consumer
 // as soon as a dispatcher is busy.
@@ -48,3 +50,11 @@ func PipelineWaited(h *Hub, id string) bool {
 	}
 	return false
 }
+
+// ResolvedOptions returns o with the defaults New fills in (or New's
+// error for o), without connecting to anything.
+func ResolvedOptions(o *Options) (Options, error) { return o.withDefaults() }
+
+// RevocationTTL is how long a hub with options o keeps the record of a
+// logout.
+func RevocationTTL(o *Options) time.Duration { return revocationTTL(o) }

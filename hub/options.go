@@ -130,8 +130,8 @@ type Options struct {
 	// one (JetStream rollup), so that folding any cookie, however stale,
 	// reads one snapshot and a short tail, and an honest session stays far
 	// below MaxOpsPerSession. It must be below MaxOpsPerSession; negative
-	// disables snapshots. Default: 64, or MaxOpsPerSession/4 when that is
-	// smaller.
+	// disables snapshots. Default: 64, or MaxOpsPerSession/4 (at least 1)
+	// when that is smaller.
 	SnapshotEvery int
 
 	// Logger receives the hub's logs. Default: slog.Default().

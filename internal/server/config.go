@@ -204,7 +204,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`count` of the JetStream stream's replicas (3 on a NATS cluster)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long ops stay in a session's log after they are written")
 	fs.IntVar(&c.MaxOpsPerSession, "max-ops-per-session", c.MaxOpsPerSession, "log entries one session may hold within the retention window")
-	fs.IntVar(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "`entries` a session's log may grow by before it is compacted into one snapshot; 0 picks 64 (or a quarter of -max-ops-per-session when smaller), -1 never compacts")
+	fs.IntVar(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "`entries` a session's log may grow by before it is compacted into one snapshot; 0 picks 64 (or a quarter of -max-ops-per-session, at least 1, when smaller), -1 never compacts")
 	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest client frame in `bytes`; larger frames close the socket with 1009")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "messages per second one socket may send")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "burst of the socket rate limit")

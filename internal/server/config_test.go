@@ -257,3 +257,73 @@ func sameDefault(col, def string) bool {
 	d, errD := time.ParseDuration(def)
 	return errA == nil && errD == nil && a == d
 }
+
+// Validate refuses each bad setting with an error that names its flag and
+// says what it takes; a setting on the bound is accepted. (TestParseConfig
+// covers the other checks through the command line.)
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   string // the whole error; "" accepted
+	}{
+		{"no data directory", func(c *Config) { c.DataDir = "" }, "-data is required"},
+		{"a NATS path, not a URL", func(c *Config) { c.NATS = []string{"localhost/4222"} }, `-nats "localhost/4222": not a NATS URL`},
+		{"a NATS host:port", func(c *Config) { c.NATS = []string{"localhost:4222"} }, ""},
+		{"no cookie name", func(c *Config) { c.CookieName = "" }, "-cookie-name is required"},
+		{"lifetime under 1s", func(c *Config) { c.Lifetime = 999 * time.Millisecond }, "-lifetime 999ms: at least 1s"},
+		{"lifetime 1s", func(c *Config) { c.Lifetime = time.Second }, ""},
+		{"retention under 1s", func(c *Config) { c.Retention = 500 * time.Millisecond }, "-retention 500ms: at least 1s"},
+		{"retention 1s", func(c *Config) { c.Retention = time.Second }, ""},
+		{"no ops per session", func(c *Config) { c.MaxOpsPerSession, c.SnapshotEvery = 0, -1 }, "-max-ops-per-session 0: at least 1"},
+		{"one op per session", func(c *Config) { c.MaxOpsPerSession = 1 }, ""},
+		{"snapshot every -2", func(c *Config) { c.SnapshotEvery = -2 }, "-snapshot-every -2: -1, 0, or below -max-ops-per-session (10000)"},
+		{"snapshot every -1", func(c *Config) { c.SnapshotEvery = -1 }, ""},
+		{"snapshot every max-ops", func(c *Config) { c.MaxOpsPerSession, c.SnapshotEvery = 256, 256 }, "-snapshot-every 256: -1, 0, or below -max-ops-per-session (256)"},
+		{"snapshot every past max-ops", func(c *Config) { c.SnapshotEvery = 10001 }, "-snapshot-every 10001: -1, 0, or below -max-ops-per-session (10000)"},
+		{"snapshot every just below max-ops", func(c *Config) { c.MaxOpsPerSession, c.SnapshotEvery = 256, 255 }, ""},
+		{"read limit under 1024", func(c *Config) { c.ReadLimit = 1023 }, "-read-limit 1023: at least 1024 bytes"},
+		{"read limit 1024", func(c *Config) { c.ReadLimit = 1024 }, ""},
+		{"no rate burst", func(c *Config) { c.RateBurst = 0 }, "-rate-burst 0: at least 1"},
+		{"no send buffer", func(c *Config) { c.SendBuffer = 0 }, "-send-buffer 0: at least 1"},
+		{"metrics address without a port", func(c *Config) { c.MetricsAddr = "9090" }, `-metrics-addr "9090": address 9090: missing port in address`},
+		{"metrics address", func(c *Config) { c.MetricsAddr = "127.0.0.1:9090" }, ""},
+		{"metrics port on every interface", func(c *Config) { c.MetricsAddr = ":9090" }, ""},
+		{"read timeout under 100ms", func(c *Config) { c.ReadTimeout = 99 * time.Millisecond }, "-read-timeout 99ms: at least 100ms"},
+		{"no read timeout", func(c *Config) { c.ReadTimeout = 0 }, "-read-timeout 0s: at least 100ms"},
+		{"read timeout 100ms", func(c *Config) { c.ReadTimeout = 100 * time.Millisecond }, ""},
+		{"no shutdown timeout", func(c *Config) { c.ShutdownTimeout = 0 }, "-shutdown-timeout 0s: must be positive"},
+		{"negative shutdown timeout", func(c *Config) { c.ShutdownTimeout = -time.Second }, "-shutdown-timeout -1s: must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := DefaultConfig()
+			tc.change(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// -snapshot-every 0 reaches the hub as the rule README states (64, or a
+// quarter of -max-ops-per-session when smaller), and -1 as no compaction.
+func TestSnapshotEveryReachesTheHub(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ maxOps, every, want int }{
+		{100, 0, 25},
+		{256, 0, 64},
+		{256, -1, -1},
+	} {
+		s := startServer(t, func(c *Config) { c.MaxOpsPerSession, c.SnapshotEvery = tc.maxOps, tc.every })
+		if got := s.Hub().Options(); got.SnapshotEvery != tc.want || got.MaxOpsPerSession != tc.maxOps {
+			t.Errorf("-max-ops-per-session %d -snapshot-every %d: the hub compacts every %d of %d entries, want every %d",
+				tc.maxOps, tc.every, got.SnapshotEvery, got.MaxOpsPerSession, tc.want)
+		}
+	}
+}
