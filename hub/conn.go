@@ -49,10 +49,6 @@ type conn struct {
 	writing atomic.Bool
 	pinging atomic.Bool
 
-	// budgetOps is pipelineWrite's scratch for the cookie budget's ops
-	// (budgetOpsLocked), reused by the socket's read loop.
-	budgetOps []session.Op
-
 	mu   sync.Mutex
 	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq
 }
@@ -264,7 +260,7 @@ func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
 }
 
 // measure measures the cookie budget of ops on the session as it counts
-// it (budgetOpsLocked: the socket's snapshot, then the ops of every entry
+// it (budgetLocked: the socket's snapshot, then the ops of every entry
 // the view holds after it and of this instance's appends of the session
 // still in flight, whichever socket made them), and counts ops among
 // those appends in the same hold of the view's lock, from before their
@@ -283,7 +279,7 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, unc
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.waitAckedDroppingLock(ctx)
-	if n, grows, uncertain, err = c.measureLocked(v, ops, nil); err != nil {
+	if n, grows, uncertain, err = c.measureLocked(v, ops); err != nil {
 		return 0, false, false, 0, false, nil, err
 	}
 	_, ok := v.sinceLocked(c.snapSeq())
@@ -293,7 +289,7 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, unc
 }
 
 // unansweredPoll is how long a write measured past the budget waits for
-// the appends it could not count (budgetOpsLocked) before measuring again.
+// the appends it could not count (budgetLocked) before measuring again.
 const unansweredPoll = 5 * time.Millisecond
 
 // errNotAppended settles a counted write that was not appended.

@@ -3,7 +3,6 @@ package hub
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -126,7 +125,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
-	n, grows, uncertain, err := c.measureLocked(v, ops, &c.budgetOps)
+	n, grows, uncertain, err := c.measureLocked(v, ops)
 	switch {
 	case err != nil:
 		v.mu.Unlock()
@@ -469,13 +468,12 @@ func (pl *pipeline) stopped() {
 	}
 }
 
-// budgetOpsLocked is the session as the cookie budget of a socket's next
-// write counts it: the socket's snapshot, then the ops of what the view
-// holds after it, of this instance's appends the view does not hold yet
-// but JetStream acknowledged (in their order), and of its appends still
-// unanswered, which take the sequences after the view's last; Size folds
-// them into its measure without copying the values. They are appended to
-// ops (pipelineWrite's scratch, or nil). Called with the view's lock held.
+// budgetLocked folds into z the session as the cookie budget of a
+// socket's next write counts it: after the socket's snapshot snap (z's),
+// the ops of what the view holds after it, of this instance's appends the
+// view does not hold yet but JetStream acknowledged (in their order), and
+// of its appends still unanswered, which take the sequences after the
+// view's last. Called with the view's lock held.
 //
 // An unanswered append may never land (a lost condition, a closed
 // socket) or land after the write measured: its ops are counted only
@@ -483,13 +481,12 @@ func (pl *pipeline) stopped() {
 // as long as the key holds), so that the measure bounds every outcome.
 // uncertain reports that some were left out: a write measured past the
 // budget is measured again once they are answered rather than refused.
-func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot, out []session.Op, uncertain bool) {
-	c.mu.Lock()
-	snap = c.snap
-	c.mu.Unlock()
+func (c *conn) budgetLocked(v *view, snap session.Snapshot, z *session.Sizer) (uncertain bool) {
 	changes, _ := v.sinceLocked(snap.Seq)
 	for _, e := range changes {
-		ops = append(ops, e.Ops...)
+		for _, op := range e.Ops {
+			z.Fold(op, -1)
+		}
 	}
 	next := max(snap.Seq, v.last) + 1
 	keep := v.inflight[:0]
@@ -509,150 +506,68 @@ func (c *conn) budgetOpsLocked(v *view, ops []session.Op) (snap session.Snapshot
 		v.inflight = nil
 	}
 	// Acknowledged, not yet in the view: they landed, in sequence order.
-	var acked []*ownWrite
 	if len(keep) > unanswered {
-		acked = make([]*ownWrite, 0, len(keep)-unanswered)
+		acked := make([]*ownWrite, 0, len(keep)-unanswered)
 		for _, o := range keep {
 			if o.seq != 0 {
 				acked = append(acked, o)
 			}
 		}
 		slices.SortFunc(acked, func(a, b *ownWrite) int { return cmp.Compare(a.seq, b.seq) })
-	}
-	// The length of the value each key holds as the ops fold, so that an
-	// unanswered set is compared with it without measuring values again:
-	// one slot per key the ops touch, the snapshot's values measured only
-	// when asked for.
-	var held heldLens
-	held.snap = snap.Values
-	for _, op := range ops {
-		held.fold(op, -1)
-	}
-	for _, o := range acked {
-		for i, op := range o.ops {
-			op.Seq = next
-			ops = append(ops, op)
-			held.fold(op, o.valueLen(i))
+		for _, o := range acked {
+			for i, op := range o.ops {
+				op.Seq = next
+				z.Fold(op, o.valueLen(i))
+			}
+			next++
 		}
-		next++
 	}
 	for _, o := range keep {
 		if o.seq != 0 {
 			continue
 		}
 		for i, op := range o.ops {
-			if op.Type != session.OpSet || o.valueLen(i) < held.of(op.Key) {
+			if op.Type != session.OpSet || o.valueLen(i) < z.Held(op.Key) {
 				uncertain = true // would shrink the measure: not counted
 				continue
 			}
 			op.Seq = next
-			ops = append(ops, op)
-			held.fold(op, o.valueLen(i))
+			z.Fold(op, o.valueLen(i))
 		}
 		next++
 	}
-	return snap, ops, uncertain
+	return uncertain
 }
 
-// measureLocked measures the cookie budget of ops, appended after
-// everything the session holds and has in flight (budgetOpsLocked), and
+// measureLocked measures the cookie budget of ops, folded after
+// everything the session holds and has in flight (budgetLocked), and
 // reports whether they grow the cookie (measured without them only when
 // the session is past the budget: a write that does not grow it passes),
-// and whether appends left uncounted may change the measure. scratch,
-// when not nil, is a slice reused across calls. Called with the view's
-// lock held.
-func (c *conn) measureLocked(v *view, ops []session.Op, scratch *[]session.Op) (n int, grows, uncertain bool, err error) {
-	var buf []session.Op
-	if scratch != nil {
-		buf = (*scratch)[:0]
-	}
-	snap, pend, uncertain := c.budgetOpsLocked(v, buf)
-	k := len(pend)
+// and whether appends left uncounted may change the measure. Called with
+// the view's lock held.
+func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain bool, err error) {
+	c.mu.Lock()
+	snap := c.snap
+	c.mu.Unlock()
+	st := c.h.opts.Store
+	z := st.NewSizer(snap)
+	uncertain = c.budgetLocked(v, snap, &z)
 	for _, op := range ops {
 		op.Seq = math.MaxUint64 // after all of them, and the widest sequence the cookie may get (Store.Size)
-		pend = append(pend, op)
+		z.Fold(op, -1)
 	}
-	n, err = c.h.opts.Store.Size(snap, pend...)
+	n, err = z.Size()
 	grows = true
 	if err == nil && n > session.MaxCookieSize {
-		n0, err0 := c.h.opts.Store.Size(snap, pend[:k]...)
+		before := st.NewSizer(snap) // the session without ops
+		c.budgetLocked(v, snap, &before)
+		n0, err0 := before.Size()
 		grows = err0 != nil || n > n0
-	}
-	if scratch != nil {
-		clear(pend) // no values kept alive by the scratch
-		*scratch = pend[:0]
 	}
 	if err != nil {
 		return 0, false, false, wrapErr(ErrInternal, err)
 	}
 	return n, grows, uncertain, nil
-}
-
-// heldLens follows, as ops fold onto a snapshot's values, the length
-// (session.ValueLen) of the value each key they touch holds: a handful of
-// keys in an array, the rest in a slice.
-type heldLens struct {
-	snap    map[string]json.RawMessage
-	cleared bool // a clear or an end folded: the snapshot's values are gone
-	n       int  // keys in buf
-	buf     [8]heldLen
-	more    []heldLen
-}
-
-type heldLen struct {
-	key string
-	n   int // 0: deleted
-}
-
-// fold records op; n is the length of a set's value when known, -1 to
-// measure it.
-func (h *heldLens) fold(op session.Op, n int) {
-	switch op.Type {
-	case session.OpClear, session.OpEnd:
-		h.cleared, h.n, h.more = true, 0, h.more[:0]
-		return
-	case session.OpSet:
-		if n < 0 {
-			n = session.ValueLen(op.Value)
-		}
-	default: // a delete
-		n = 0
-	}
-	if k := h.find(op.Key); k != nil {
-		k.n = n
-		return
-	}
-	if h.n < len(h.buf) {
-		h.buf[h.n] = heldLen{key: op.Key, n: n}
-		h.n++
-		return
-	}
-	h.more = append(h.more, heldLen{key: op.Key, n: n})
-}
-
-func (h *heldLens) find(key string) *heldLen {
-	for i := range h.buf[:h.n] {
-		if h.buf[i].key == key {
-			return &h.buf[i]
-		}
-	}
-	for i := range h.more {
-		if h.more[i].key == key {
-			return &h.more[i]
-		}
-	}
-	return nil
-}
-
-// of returns the length of the value key holds; 0 when it holds none.
-func (h *heldLens) of(key string) int {
-	if k := h.find(key); k != nil {
-		return k.n
-	}
-	if v, ok := h.snap[key]; ok && !h.cleared {
-		return session.ValueLen(v)
-	}
-	return 0
 }
 
 // valueLen returns session.ValueLen of the value of set ops[i], measured

@@ -85,7 +85,7 @@ func BenchmarkBudgetMeasure(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		v.mu.Lock()
-		n, _, _, err := c.measureLocked(v, ops, &c.budgetOps)
+		n, _, _, err := c.measureLocked(v, ops)
 		v.mu.Unlock()
 		if err != nil || n == 0 {
 			b.Fatal(n, err)

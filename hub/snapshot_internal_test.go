@@ -310,8 +310,7 @@ func TestBudgetCountsUnansweredWritesAtWorst(t *testing.T) {
 	measure := func() (int, bool) {
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		snap, ops, uncertain := c.budgetOpsLocked(v, nil)
-		n, err := h.opts.Store.Size(snap, append(ops, set)...)
+		n, _, uncertain, err := c.measureLocked(v, []session.Op{set})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"time"
 )
 
 // quotedLen and rawLen are json.Marshal's lengths, on any string and any
@@ -42,7 +44,11 @@ func TestSizeMatchesFoldedCookie(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{"a", "b<", "c\u2028", "d\n", "é", "f"}
+	flask, err := NewStore(&Options{FlaskSecrets: [][]byte{[]byte("flask secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"a", "b<", "c\u2028", "d\n", "é", "f", "g", "h", "i", "j"} // more than a Sizer's array
 	value := func() json.RawMessage {
 		v, _ := json.Marshal(map[string]any{"s": string(rune(rng.IntN(0x3000))) + "<&>", "n": rng.IntN(1000), "l": []int{rng.IntN(9)}})
 		return v
@@ -106,6 +112,49 @@ func TestSizeMatchesFoldedCookie(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("case %d: Size %d, the folded session's cookie %d (snap %v, ops %s)", i, got, want, snap, fmt.Sprint(ops))
+		}
+		if i%5 == 0 {
+			checkSizer(t, i, st, snap, staged)
+		}
+		if i%25 == 0 { // Flask compresses: slower
+			checkSizer(t, i, flask, snap, staged)
+		}
+	}
+}
+
+// checkSizer folds ops (staged) into a Sizer one by one, in sequence
+// order, and holds each step to Store.Size and Snapshot.Fold: the measure
+// so far, and the length each key's value has.
+func checkSizer(t *testing.T, i int, st *Store, snap Snapshot, staged []Op) {
+	t.Helper()
+	if snap.Created.IsZero() {
+		// A new session is measured with the time of the measure, which
+		// Flask's compression may take a byte more or less to write.
+		snap.Created = time.Unix(1_780_000_000, 0)
+	}
+	sorted := slices.SortedStableFunc(slices.Values(staged), cmpSeq)
+	z := st.NewSizer(snap)
+	for j, op := range sorted {
+		n := -1
+		if j%2 == 0 && op.Type == OpSet {
+			n = rawLen(op.Value) // known to the caller
+		}
+		z.Fold(op, n)
+		want, err := st.Size(snap, sorted[:j+1]...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := z.Size(); err != nil || got != want {
+			t.Fatalf("case %d, op %d (%T): Sizer %d, %v; Size %d", i, j, st.codec, got, err, want)
+		}
+		folded := snap.Fold(sorted[:j+1])
+		for k, v := range folded.Values {
+			if got := z.Held(k); got != rawLen(v) {
+				t.Fatalf("case %d, op %d: Held(%q) = %d, the folded value %d", i, j, k, got, rawLen(v))
+			}
+		}
+		if got := z.Held(op.Key); folded.Values[op.Key] == nil && got != 0 {
+			t.Fatalf("case %d, op %d: Held(%q) = %d for a key the session does not hold", i, j, op.Key, got)
 		}
 	}
 }

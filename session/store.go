@@ -267,22 +267,38 @@ func (st *Store) Size(snap Snapshot, ops ...Op) (int, error) {
 			staged[i] = op
 		}
 	}
-	if snap.ID == "" {
-		snap.ID = newIDShape // the length of the ID Save will give it
-		if snap.Created.IsZero() {
-			snap.Created = now()
-		}
-	}
-	if c, ok := st.codec.(*Codec); ok {
+	if _, ok := st.codec.(*Codec); ok {
 		// Measured without folding: no copy of the values.
 		vlen, seq := foldedValuesLen(snap, staged)
-		snap.Seq, snap.Values = seq, nil
-		return st.baseCookieLen(snap) + c.encodedLen(snap, vlen), nil
+		return st.sizeOf(snap, vlen, seq), nil
 	}
+	snap = measured(snap)
 	if len(staged) > 0 {
 		snap = snap.Fold(staged)
 	}
 	return st.cookieLen(snap)
+}
+
+// sizeOf returns the length of the Set-Cookie of snap with values whose
+// encoded map is valuesLen bytes long (0: none) at sequence seq, for a
+// Store whose codec is Codec.
+func (st *Store) sizeOf(snap Snapshot, valuesLen int, seq uint64) int {
+	snap = measured(snap)
+	snap.Seq, snap.Values = seq, nil
+	return st.baseCookieLen(snap) + st.codec.(*Codec).encodedLen(snap, valuesLen)
+}
+
+// measured returns snap as Save will write it, for a measure: a new
+// session gets the length of the ID Save will give it, and a creation
+// time.
+func measured(snap Snapshot) Snapshot {
+	if snap.ID == "" {
+		snap.ID = newIDShape
+		if snap.Created.IsZero() {
+			snap.Created = now()
+		}
+	}
+	return snap
 }
 
 // newIDShape has the length and alphabet of a NewID, for measures.
