@@ -68,7 +68,10 @@ func (c *conn) deliver(e entry, msg []byte) {
 	// values: it only advances the version, and the client is not sent
 	// the whole state again.
 	quiet := e.Covers > 0 && c.snap.Seq >= e.Covers
-	c.snap = c.snap.Fold(e.Ops)
+	// The socket's own copy of the values (c.snap is only ever assigned
+	// copies: Session.Snapshot, Fold; readers copy it under c.mu or read
+	// it under the view's lock, held here): folded in place.
+	c.snap.FoldInPlace(e.Ops)
 	c.mu.Unlock()
 	if msg != nil && !quiet {
 		c.queue(msg)

@@ -166,6 +166,11 @@ func FuzzOps(f *testing.F) {
 		if !sameValues(got.Values, wantValues) || got.Seq != wantSeq {
 			t.Fatalf("Fold = %s at %d, reference %s at %d", got.Values, got.Seq, wantValues, wantSeq)
 		}
+		inPlace := session.Snapshot{ID: testID, Seq: start, Values: vals("keep", `"me"`)}
+		inPlace.FoldInPlace(ops)
+		if !sameValues(inPlace.Values, got.Values) || inPlace.Seq != got.Seq {
+			t.Fatalf("FoldInPlace = %s at %d, Fold = %s at %d", inPlace.Values, inPlace.Seq, got.Values, got.Seq)
+		}
 		if again := got.Fold(ops); !sameValues(again.Values, got.Values) || again.Seq != got.Seq {
 			t.Fatalf("Fold is not idempotent: %s at %d, then %s at %d", got.Values, got.Seq, again.Values, again.Seq)
 		}

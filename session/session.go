@@ -509,6 +509,17 @@ func (snap Snapshot) Fold(ops []Op) Snapshot {
 	return out
 }
 
+// FoldInPlace is Fold on snap itself: ops after snap.Seq are applied to
+// snap.Values, not to a copy. It is for a holder that owns the values map
+// (a copy of its own, which nothing else reads unsynchronized), and saves
+// a copy of the map per fold.
+func (snap *Snapshot) FoldInPlace(ops []Op) {
+	if snap.Values == nil {
+		snap.Values = map[string]json.RawMessage{}
+	}
+	foldInto(snap.Values, &snap.Seq, ops)
+}
+
 // OpType is the kind of a change.
 type OpType string
 
