@@ -133,3 +133,13 @@ func TestAsyncAcksStop(t *testing.T) {
 		t.Fatalf("%d awaiting after stop, want 0", n)
 	}
 }
+
+// A hub's appends await their acknowledgements 4,000 at a time by default
+// (docs/ARCHITECTURE.md), past which a pipelined write stalls
+// (TestPipelineStallStagesOnItsOwn).
+func TestAsyncAcksDefault(t *testing.T) {
+	h := internalHub(t)
+	if n := cap(h.log.acks.slots); n != 4000 {
+		t.Fatalf("a hub's appends await %d acknowledgements at most, the docs say 4,000", n)
+	}
+}
