@@ -6,25 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
-
-// ackConn connects to a fresh embedded NATS server.
-func ackConn(t *testing.T) *nats.Conn {
-	t.Helper()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 // await returns f's outcome, failing the test when it takes a second.
 func await(t *testing.T, f *pubAck) (uint64, error) {
@@ -43,7 +25,7 @@ func await(t *testing.T, f *pubAck) (uint64, error) {
 // or forgotten publish frees its slot, and past max awaiting, a publish
 // stalls.
 func TestAsyncAcks(t *testing.T) {
-	nc := ackConn(t)
+	nc := internalConn(t)
 	var a asyncAcks
 	if err := a.start(nc, 3); err != nil {
 		t.Fatal(err)
@@ -111,7 +93,7 @@ func TestAsyncAcks(t *testing.T) {
 
 // Stopping fails the publishes still awaiting their acknowledgement.
 func TestAsyncAcksStop(t *testing.T) {
-	nc := ackConn(t)
+	nc := internalConn(t)
 	var a asyncAcks
 	if err := a.start(nc, 0); err != nil {
 		t.Fatal(err)

@@ -16,8 +16,9 @@ func internalHub(t testing.TB) *Hub {
 	return internalHubWith(t, nil)
 }
 
-// internalHubWith is internalHub with options tweaked.
-func internalHubWith(t testing.TB, tweak func(*Options)) *Hub {
+// internalConn connects to a fresh embedded NATS server, closed with the
+// test.
+func internalConn(t testing.TB) *nats.Conn {
 	t.Helper()
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
 	if err != nil {
@@ -29,6 +30,13 @@ func internalHubWith(t testing.TB, tweak func(*Options)) *Hub {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	return nc
+}
+
+// internalHubWith is internalHub with options tweaked.
+func internalHubWith(t testing.TB, tweak func(*Options)) *Hub {
+	t.Helper()
+	nc := internalConn(t)
 	store, _ := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
 	o := &Options{Store: store, Conn: nc}
 	if tweak != nil {
