@@ -408,12 +408,22 @@ func (c *conn) ack(done chan struct{}) {
 			cancel()
 		}
 		if p.own != nil {
-			p.own.v.mu.Lock()
+			// Settled, and on success recorded as the view's freshest
+			// write and as one reads through this instance wait for
+			// (Hub.acked), in one hold of the view's lock.
+			v := p.own.v
+			v.mu.Lock()
 			if err != nil {
 				seq = 0
 			}
-			p.own.v.settleLocked(p.own, seq)
-			p.own.v.mu.Unlock()
+			v.settleLocked(p.own, seq)
+			if err == nil {
+				if p.start.After(v.fresh) {
+					v.fresh = p.start
+				}
+				v.want = max(v.want, seq)
+			}
+			v.mu.Unlock()
 		}
 		// Answer, then leave the queue: a request answered directly
 		// (answer) once the queue is empty comes after this answer.
@@ -421,12 +431,8 @@ func (c *conn) ack(done chan struct{}) {
 			c.fail(p.id, err)
 		} else {
 			c.h.opts.Metrics.Staged(SourceWS, time.Since(p.start))
-			if p.own != nil {
-				p.own.v.markFresh(p.start)
-			}
-			c.h.acked(c.id, seq)
 			c.queue(protocol.AppendAck(nil, p.id, seq, nil))
-			c.h.snapshotLater(c.id)
+			c.h.snapshotLaterView(p.own.v)
 		}
 		pl.mu.Lock()
 		pl.q[0] = pending{}

@@ -194,6 +194,14 @@ func (h *Hub) snapshotLater(id string) {
 		h.snapshotViewless(id)
 		return
 	}
+	h.snapshotLaterView(v)
+}
+
+// snapshotLaterView is snapshotLater for the session of view v.
+func (h *Hub) snapshotLaterView(v *view) {
+	if h.opts.SnapshotEvery <= 0 {
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) ||
