@@ -60,7 +60,8 @@ type Options struct {
 	Retention time.Duration
 	// MaxOpsPerSession bounds the entries one session's log holds within
 	// the retention window; past it, writes fail with too_many_pending.
-	// Default: 10000.
+	// At least 2: a full log is compacted into one snapshot, and the write
+	// that found it full lands after it. Default: 10000.
 	MaxOpsPerSession int
 	// MaxEntrySize bounds one log entry in bytes. Default: 64 KiB.
 	MaxEntrySize int
@@ -210,6 +211,9 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&out.Replicas, DefaultReplicas)
 	defDur(&out.Retention, DefaultRetention)
 	def(&out.MaxOpsPerSession, DefaultMaxOpsPerSession)
+	if out.MaxOpsPerSession < 2 {
+		return out, fmt.Errorf("hub: Options.MaxOpsPerSession %d must be at least 2 (a snapshot and the write after it)", out.MaxOpsPerSession)
+	}
 	def(&out.MaxEntrySize, 64<<10)
 	defDur(&out.WriteTimeout, 5*time.Second)
 	if out.ReadLimit <= 0 {

@@ -13,7 +13,7 @@ import (
 // SnapshotEvery left 0 compacts a session's log every 64 entries, or
 // every quarter of MaxOpsPerSession when that is smaller, and at least
 // every entry (README's -snapshot-every, Options.SnapshotEvery): always
-// below MaxOpsPerSession once that holds two entries or more. A set value
+// below MaxOpsPerSession, which is at least 2. A set value
 // is kept, a negative one (-1: never compact) too; one at or above
 // MaxOpsPerSession is New's error, which names both.
 func TestSnapshotEveryDefault(t *testing.T) {
@@ -39,7 +39,7 @@ func TestSnapshotEveryDefault(t *testing.T) {
 		{maxOps: 4, every: 0, want: 1},
 		{maxOps: 3, every: 0, want: 1},
 		{maxOps: 2, every: 0, want: 1},
-		{maxOps: 1, every: 0, want: 1}, // a log of one entry: nothing a snapshot can make room in
+		{maxOps: 1, every: 0, wantErr: "hub: Options.MaxOpsPerSession 1 must be at least 2 (a snapshot and the write after it)"},
 		{maxOps: 0, every: -1, want: -1},
 		{maxOps: 3, every: -1, want: -1},
 		{maxOps: 0, every: -7, want: -7},
@@ -64,7 +64,7 @@ func TestSnapshotEveryDefault(t *testing.T) {
 		if o.SnapshotEvery != tc.want {
 			t.Errorf("MaxOpsPerSession %d, SnapshotEvery %d: resolved to %d, want %d", tc.maxOps, tc.every, o.SnapshotEvery, tc.want)
 		}
-		if o.SnapshotEvery >= o.MaxOpsPerSession && o.MaxOpsPerSession > 1 {
+		if o.SnapshotEvery >= o.MaxOpsPerSession {
 			t.Errorf("MaxOpsPerSession %d, SnapshotEvery %d: resolved to %d, not below MaxOpsPerSession", tc.maxOps, tc.every, o.SnapshotEvery)
 		}
 	}

@@ -203,7 +203,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.Var((*durabilityValue)(&c.Durability), "durability", "JetStream durability `mode`: default (ack before fsync) or strict (fsync every append); embedded NATS only")
 	fs.IntVar(&c.Replicas, "replicas", c.Replicas, "`count` of the JetStream stream's replicas (3 on a NATS cluster)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long ops stay in a session's log after they are written")
-	fs.IntVar(&c.MaxOpsPerSession, "max-ops-per-session", c.MaxOpsPerSession, "log entries one session may hold within the retention window")
+	fs.IntVar(&c.MaxOpsPerSession, "max-ops-per-session", c.MaxOpsPerSession, "log entries one session may hold within the retention window (at least 2)")
 	fs.IntVar(&c.SnapshotEvery, "snapshot-every", c.SnapshotEvery, "`entries` a session's log may grow by before it is compacted into one snapshot; 0 picks 64 (or a quarter of -max-ops-per-session, at least 1, when smaller), -1 never compacts")
 	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest client frame in `bytes`; larger frames close the socket with 1009")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "messages per second one socket may send")
@@ -317,8 +317,8 @@ func (c *Config) Validate() error {
 	if c.Retention < time.Second {
 		bad("-retention %v: at least 1s", c.Retention)
 	}
-	if c.MaxOpsPerSession < 1 {
-		bad("-max-ops-per-session %d: at least 1", c.MaxOpsPerSession)
+	if c.MaxOpsPerSession < 2 {
+		bad("-max-ops-per-session %d: at least 2 (a snapshot and the write after it)", c.MaxOpsPerSession)
 	}
 	if c.SnapshotEvery < -1 || c.SnapshotEvery >= c.MaxOpsPerSession {
 		bad("-snapshot-every %d: -1, 0, or below -max-ops-per-session (%d)", c.SnapshotEvery, c.MaxOpsPerSession)
