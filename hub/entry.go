@@ -58,7 +58,7 @@ func decodeEntry(data []byte, seq uint64) ([]session.Op, error) {
 	ops := make([]session.Op, 0, len(w))
 	for _, o := range w {
 		op := session.Op{Seq: seq, Type: o.Type, Key: o.Key, Value: o.Value}
-		if err := op.Validate(); err != nil {
+		if err := op.ValidateDecoded(); err != nil { // DecodeOps read the values as JSON
 			return nil, fmt.Errorf("hub: log entry %d: %w", seq, err)
 		}
 		ops = append(ops, op)

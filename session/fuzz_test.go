@@ -189,6 +189,10 @@ func FuzzOps(f *testing.F) {
 		var applied []session.Op
 		for _, op := range ops {
 			verr := op.Validate()
+			if derr := op.ValidateDecoded(); (derr == nil) != (verr == nil) {
+				// ops were read by json.Unmarshal: their values are JSON.
+				t.Fatalf("ValidateDecoded says %v, Validate says %v", derr, verr)
+			}
 			aerr := app.Apply(op)
 			if (verr == nil) != (aerr == nil) {
 				t.Fatalf("Validate says %v, Apply says %v", verr, aerr)

@@ -565,12 +565,26 @@ func validKey(key string) error {
 // Validate reports whether op is well formed: a known type, a key for set
 // and delete, a valid JSON value for set.
 func (op Op) Validate() error {
+	if err := op.ValidateDecoded(); err != nil {
+		return err
+	}
+	if op.Type == OpSet && !json.Valid(op.Value) {
+		return fmt.Errorf("%w: key %q", ErrInvalidValue, op.Key)
+	}
+	return nil
+}
+
+// ValidateDecoded is Validate for an op read by a JSON decoder, whose
+// value, when it has one, is valid JSON already: it checks everything
+// else (the type, the key, a set's value present, no key or value on a
+// clear or an end) without scanning the value again.
+func (op Op) ValidateDecoded() error {
 	switch op.Type {
 	case OpSet:
 		if err := validKey(op.Key); err != nil {
 			return err
 		}
-		if len(op.Value) == 0 || !json.Valid(op.Value) {
+		if len(op.Value) == 0 {
 			return fmt.Errorf("%w: key %q", ErrInvalidValue, op.Key)
 		}
 	case OpDelete:
