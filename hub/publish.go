@@ -18,12 +18,17 @@ import (
 // wildcard inbox subscription per hub, one token per publish, at most max
 // publishes awaiting theirs. It does what nats.go's PublishMsgAsync does
 // for the pipeline (pipeline.go), with an acknowledgement read by hand
-// (parsePubAck) and a future that is one allocation.
+// (parsePubAck) and a future that is one allocation. As PublishMsgAsync
+// does, it fails the publishes awaiting their acknowledgement when the
+// connection starts reconnecting: their replies went to the connection
+// that dropped.
 type asyncAcks struct {
-	nc     *nats.Conn
-	prefix string        // "<inbox>."
-	slots  chan struct{} // one per publish awaiting its acknowledgement
-	sub    *nats.Subscription
+	nc      *nats.Conn
+	prefix  string        // "<inbox>."
+	slots   chan struct{} // one per publish awaiting its acknowledgement
+	sub     *nats.Subscription
+	status  chan nats.Status // the connection's RECONNECTING events
+	watched chan struct{}    // closed when watch returns
 
 	mu      sync.Mutex
 	n       uint64
@@ -61,7 +66,19 @@ func (a *asyncAcks) start(nc *nats.Conn, max int) error {
 		return err
 	}
 	a.sub = sub
+	a.status = nc.StatusChanged(nats.RECONNECTING)
+	a.watched = make(chan struct{})
+	go a.watch()
 	return nil
+}
+
+// watch fails the publishes awaiting their acknowledgement each time the
+// connection starts reconnecting, until stop.
+func (a *asyncAcks) watch() {
+	defer close(a.watched)
+	for range a.status {
+		a.failAll(nats.ErrDisconnected)
+	}
 }
 
 // stop unsubscribes and fails the publishes still awaiting their
@@ -70,13 +87,22 @@ func (a *asyncAcks) stop() {
 	if a.sub != nil {
 		_ = a.sub.Unsubscribe()
 	}
+	if a.status != nil {
+		a.nc.RemoveStatusListener(a.status)
+		<-a.watched
+	}
+	a.failAll(nats.ErrConnectionClosed)
+}
+
+// failAll fails every publish awaiting its acknowledgement with err.
+func (a *asyncAcks) failAll(err error) {
 	a.mu.Lock()
 	waiting := a.waiting
 	a.waiting = map[uint64]*pubAck{}
 	a.mu.Unlock()
 	for _, f := range waiting {
 		<-a.slots
-		a.settle(f, 0, nats.ErrConnectionClosed)
+		a.settle(f, 0, err)
 	}
 }
 

@@ -125,3 +125,64 @@ func TestAsyncAcksDefault(t *testing.T) {
 		t.Fatalf("a hub's appends await %d acknowledgements at most, the docs say 4,000", n)
 	}
 }
+
+// A reply to an append published before the hub's connection to NATS
+// dropped can no longer come (the server sent it to the old connection):
+// when the connection starts reconnecting, every publish awaiting its
+// acknowledgement fails with nats.ErrDisconnected and frees its slot, as
+// nats.go's PublishMsgAsync does (its pending acknowledgements are reset
+// on RECONNECTING), rather than each waiting for its waiter's
+// WriteTimeout. A publish made after the reconnect is answered as usual.
+func TestAsyncAcksReconnect(t *testing.T) {
+	nc := internalConn(t)
+	var a asyncAcks
+	if err := a.start(nc, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer a.stop()
+	got := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe("log.ops", got) // receives, answers only when told
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-got // at the server: its acknowledgement would go to this connection
+	connected := nc.StatusChanged(nats.CONNECTED)
+	defer nc.RemoveStatusListener(connected)
+	if err := nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.done:
+		if !errors.Is(f.err, nats.ErrDisconnected) {
+			t.Fatalf("after a reconnect: %v, want disconnected", f.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an append published before the reconnect still awaits its acknowledgement 10s later")
+	}
+	if n := a.pending(); n != 0 {
+		t.Fatalf("%d awaiting after the reconnect, want 0", n)
+	}
+
+	// After the reconnect, the inbox subscription answers again.
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not reconnected within 10s")
+	}
+	f, err = a.publish(nats.NewMsg("log.ops"), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := <-got
+	if err := nc.Publish(m.Reply, []byte(`{"stream":"S","seq":3}`)); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := await(t, f); seq != 3 || err != nil {
+		t.Fatalf("after the reconnect: %d, %v; want 3", seq, err)
+	}
+}
