@@ -383,21 +383,36 @@ func (c *conn) ack(done chan struct{}) {
 		err := p.err
 		var seq uint64
 		if p.fut != nil {
-			if timer == nil {
-				timer = time.NewTimer(c.h.log.timeout)
-			} else {
-				timer.Reset(c.h.log.timeout)
-			}
+			// The append's deadline counts from its publish: appends
+			// published together and never acknowledged are answered
+			// together, not one timeout after the other.
+			timedOut := false
 			select {
 			case <-p.fut.done:
+			default:
+				wait := time.Until(p.start.Add(c.h.log.timeout))
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
+				select {
+				case <-p.fut.done:
+				case <-timer.C:
+					timedOut = true
+				case <-c.ctx.Done():
+					continue
+				}
+			}
+			if timedOut && c.h.log.acks.forget(p.fut) {
+				err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
+			} else {
+				// Answered, or being answered as the deadline passed
+				// (forget found it taken): the answer counts.
+				<-p.fut.done
 				if seq, err = p.fut.seq, p.fut.err; err != nil {
 					err = classifyPublish(err)
 				}
-			case <-timer.C:
-				c.h.log.acks.forget(p.fut)
-				err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
-			case <-c.ctx.Done():
-				continue
 			}
 		}
 		if errors.Is(err, ErrTooManyPending) && p.own != nil {

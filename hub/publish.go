@@ -140,8 +140,9 @@ func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 func (a *asyncAcks) pending() int { return len(a.slots) }
 
 // forget stops waiting for f's acknowledgement (its publish failed, or
-// its waiter gave up): its slot is free again.
-func (a *asyncAcks) forget(f *pubAck) {
+// its waiter gave up): its slot is free again. It reports false when f
+// was no longer waiting: it is answered, or about to be (f.done closes).
+func (a *asyncAcks) forget(f *pubAck) bool {
 	a.mu.Lock()
 	_, ok := a.waiting[f.token]
 	delete(a.waiting, f.token)
@@ -149,6 +150,7 @@ func (a *asyncAcks) forget(f *pubAck) {
 	if ok {
 		<-a.slots
 	}
+	return ok
 }
 
 func (a *asyncAcks) route(m *nats.Msg) {

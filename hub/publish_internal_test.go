@@ -1,11 +1,15 @@
 package hub
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/sessionhub/sessionhub/session"
 )
 
 // await returns f's outcome, failing the test when it takes a second.
@@ -184,5 +188,51 @@ func TestAsyncAcksReconnect(t *testing.T) {
 	}
 	if seq, err := await(t, f); seq != 3 || err != nil {
 		t.Fatalf("after the reconnect: %d, %v; want 3", seq, err)
+	}
+}
+
+// A socket's appends whose acknowledgements never come are each answered
+// unavailable once WriteTimeout has passed since their own publish: the
+// third of three published together is not answered after three
+// timeouts, one after the other.
+func TestAckDeadlineCountsFromThePublish(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	h := internalHubWith(t, func(o *Options) { o.WriteTimeout = timeout })
+	silent, err := h.opts.Conn.SubscribeSync("silent.log") // receives, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &conn{h: h, id: session.NewID(), ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
+	c.writing.Store(true) // no writer: the answers stay queued, to be read here
+	start := time.Now()
+	for i := range 3 {
+		f, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.push(pending{id: uint64(i + 1), fut: f, start: start})
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*timeout)
+	defer wcancel()
+	if !c.pipe.wait(wctx) {
+		t.Fatal("the pipeline was not answered")
+	}
+	if took := time.Since(start); took > 2*timeout {
+		t.Fatalf("three appends without acknowledgement answered after %v, want about one WriteTimeout (%v)", took, timeout)
+	}
+	msgs := c.out.take()
+	if len(msgs) != 3 {
+		t.Fatalf("%d answers, want 3", len(msgs))
+	}
+	for _, m := range msgs {
+		if !strings.Contains(string(m), `"unavailable"`) {
+			t.Fatalf("answer %s, want unavailable", m)
+		}
+	}
+	if n := h.log.acks.pending(); n != 0 {
+		t.Fatalf("%d publishes still awaiting, want 0", n)
 	}
 }
