@@ -632,6 +632,13 @@ func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
 // the connection's outstanding publishes; it runs under a view's lock.
 const asyncStallWait = 5 * time.Millisecond
 
+// sourceHeaders are the headers of an entry from each source, built once
+// and only read (nats.go encodes a message's headers as it publishes it).
+var sourceHeaders = map[string]nats.Header{
+	SourceWS:   {hdrSource: {SourceWS}},
+	SourceHTTP: {hdrSource: {SourceHTTP}},
+}
+
 // appendAsync publishes an encoded entry (encodeEntry) of session id's log
 // without waiting for JetStream's acknowledgement: the future brings it.
 // When the connection's outstanding publishes stay at their limit for
@@ -640,9 +647,10 @@ func (l *jsLog) appendAsync(id, source string, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	m := nats.NewMsg(l.opsSubject(id))
-	m.Data = data
-	m.Header.Set(hdrSource, source)
+	m := &nats.Msg{Subject: l.opsSubject(id), Data: data, Header: sourceHeaders[source]}
+	if m.Header == nil {
+		m.Header = nats.Header{hdrSource: {source}}
+	}
 	fut, err := l.acks.publish(m, asyncStallWait)
 	if errors.Is(err, errStalled) {
 		return nil, err // the caller stages the entry synchronously instead
