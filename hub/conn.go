@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,8 +90,15 @@ func (c *conn) readLoop() {
 	// connection (drain), which ends a read anyway: reading without it
 	// spares coder/websocket a cancellation hook per message.
 	ctx := context.WithoutCancel(c.ctx)
+	// One buffer for the socket's frames, read one at a time (handle
+	// copies what it keeps): a frame is not a new allocation each.
+	var buf bytes.Buffer
 	for {
-		typ, data, err := c.ws.Read(ctx)
+		typ, r, err := c.ws.Reader(ctx)
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
+		}
 		if err != nil {
 			if errors.Is(err, websocket.ErrMessageTooBig) {
 				c.close(CloseTooBig, "message too big")
@@ -103,14 +111,24 @@ func (c *conn) readLoop() {
 			c.close(ClosePolicy, "binary frames are not part of the protocol")
 			return
 		}
-		c.handle(data)
+		c.handle(buf.Bytes())
+		if buf.Cap() > maxReadBuffer {
+			buf = bytes.Buffer{} // a large frame's buffer is not kept
+		}
 	}
 }
+
+// maxReadBuffer is the largest frame buffer a socket keeps between
+// frames.
+const maxReadBuffer = 4 << 10
 
 // handle processes one client frame; every id'd message gets an ack or an
 // error. Errors never close the socket.
 func (c *conn) handle(data []byte) {
 	m, err := protocol.DecodeClientMessage(data)
+	// data is the read loop's buffer, reused for the next frame: what the
+	// message keeps of it is copied.
+	m.Value, m.Data = bytes.Clone(m.Value), bytes.Clone(m.Data)
 	// Every frame counts against the socket's limit, valid or not.
 	if !c.limiter.Allow() {
 		c.answer(m.ID, ErrRateLimited)

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/session"
 )
 
 // replies reads the next n acks and errors of s, in the order they came.
@@ -248,6 +250,88 @@ func TestPipelineStallStagesOnItsOwn(t *testing.T) {
 		m := sb.expect("change")
 		if num(m["seq"]) != want.seq || !strings.Contains(jsonOf(m["ops"]), `"key":"`+want.key+`"`) {
 			t.Fatalf("change %d at B: %v, want %s at seq %v", i, m, want.key, want.seq)
+		}
+	}
+}
+
+// TestPipelinedWritesKeepTheirValues: frames read one after the other
+// into the socket's one buffer, each pipelined set lands with the value
+// it was sent with, whatever the lengths of the frames after it, and is
+// measured by the cookie budget with it. With Flask's cookie, whose measure encodes the values of the writes in
+// flight again, a value read from a reused buffer would be the next
+// frame's bytes by then.
+func TestPipelinedWritesKeepTheirValues(t *testing.T) {
+	t.Run("securecookie", func(t *testing.T) { testPipelinedValues(t, nil) })
+	t.Run("flask", func(t *testing.T) {
+		store, err := session.NewStore(&session.Options{FlaskSecrets: [][]byte{[]byte("flask secret")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testPipelinedValues(t, store)
+	})
+}
+
+func testPipelinedValues(t *testing.T, store *session.Store) {
+	ns := startNATS(t)
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.RateLimit, o.RateBurst, o.SessionWriteRate = 10000, 10000, 1e6
+		if store != nil {
+			o.Store = store
+		}
+	})
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	sent := map[uint64]string{}
+	for i := range 96 {
+		v := fmt.Sprintf("v%d-%s", i, strings.Repeat("x", (i*37)%300))
+		sent[s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": v})] = v
+	}
+	bySeq := map[float64]string{} // the value each change carries
+	acked := map[float64]uint64{} // the request each ack answers
+	for len(acked) < len(sent) || len(bySeq) < len(sent) {
+		m := s.next()
+		switch m["type"] {
+		case "ack":
+			acked[num(m["seq"])] = uint64(num(m["id"]))
+		case "change":
+			ops := m["ops"].([]any)
+			bySeq[num(m["seq"])] = ops[0].(map[string]any)["value"].(string)
+		case "error", "closed":
+			t.Fatalf("%v", m)
+		}
+	}
+	for seq, id := range acked {
+		if bySeq[seq] != sent[id] {
+			t.Fatalf("request %d was sent %q; its entry %v holds %q", id, sent[id], seq, bySeq[seq])
+		}
+	}
+}
+
+// TestEventDataOutlivesItsFrame: a handler may keep an event's data; the
+// frames read after it do not change it.
+func TestEventDataOutlivesItsFrame(t *testing.T) {
+	ns := startNATS(t)
+	in := newInstance(t, ns, nil)
+	var kept []json.RawMessage
+	in.hub.Handle("keep", func(ctx context.Context, ev *hub.Event) (any, error) {
+		kept = append(kept, ev.Data) // the handlers of one socket run one at a time
+		return nil, nil
+	})
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	want := []string{`{"n":1,"pad":"aaaaaaaaaaaaaaaa"}`, `{"n":22,"pad":"bbbb"}`, `[3]`}
+	var ids []uint64
+	for _, d := range want {
+		ids = append(ids, s.send(map[string]any{"type": "event", "name": "keep", "data": json.RawMessage(d)}))
+	}
+	for _, id := range ids {
+		if m := s.reply(id); m["type"] != "ack" {
+			t.Fatalf("event %d: %v", id, m)
+		}
+	}
+	for i, d := range want {
+		if string(kept[i]) != d {
+			t.Fatalf("event %d's data is %s once later frames were read, want %s", i+1, kept[i], d)
 		}
 	}
 }
