@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -30,16 +29,7 @@ type limitRow struct {
 // names none; and the section's prose around the table.
 func protocolLimits(t *testing.T) (map[string]limitRow, string) {
 	t.Helper()
-	b, err := os.ReadFile("../docs/PROTOCOL.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i := strings.Index(s, "\n### Keepalive and limits\n")
-	if i < 0 {
-		t.Fatal(`docs/PROTOCOL.md has no "### Keepalive and limits" section`)
-	}
-	s = s[i+1:]
+	s := docFrom(t, "../docs/PROTOCOL.md", "### Keepalive and limits")
 	if j := strings.Index(s, "\n## "); j >= 0 {
 		s = s[:j]
 	}

@@ -24,26 +24,34 @@ func await(t *testing.T, f *pubAck) (uint64, error) {
 	}
 }
 
+// startAcks starts an asyncAcks of max awaiting on nc, stopped with the
+// test, and subscribes a channel of n messages to log.ops, where the
+// test answers (or not) the publishes it receives.
+func startAcks(t *testing.T, nc *nats.Conn, max, n int) (*asyncAcks, chan *nats.Msg) {
+	t.Helper()
+	a := new(asyncAcks)
+	if err := a.start(nc, max); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.stop)
+	got := make(chan *nats.Msg, n)
+	sub, err := nc.ChanSubscribe("log.ops", got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return a, got
+}
+
 // Each asynchronous append gets its own acknowledgement, whatever order
 // they come back in; a publish nobody receives is told so; every answered
 // or forgotten publish frees its slot, and past max awaiting, a publish
 // stalls.
 func TestAsyncAcks(t *testing.T) {
 	nc := internalConn(t)
-	var a asyncAcks
-	if err := a.start(nc, 3); err != nil {
-		t.Fatal(err)
-	}
-	defer a.stop()
-
-	// A responder that answers the first two publishes in reverse order
-	// and leaves the third unanswered.
-	got := make(chan *nats.Msg, 3)
-	sub, err := nc.ChanSubscribe("log.ops", got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	// The test answers the first two publishes in reverse order and leaves
+	// the third unanswered.
+	a, got := startAcks(t, nc, 3, 3)
 	var futs []*pubAck
 	for range 3 {
 		f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
@@ -97,16 +105,7 @@ func TestAsyncAcks(t *testing.T) {
 
 // Stopping fails the publishes still awaiting their acknowledgement.
 func TestAsyncAcksStop(t *testing.T) {
-	nc := internalConn(t)
-	var a asyncAcks
-	if err := a.start(nc, 0); err != nil {
-		t.Fatal(err)
-	}
-	sub, err := nc.SubscribeSync("log.ops") // receives, never answers
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	a, _ := startAcks(t, internalConn(t), 0, 1) // never answered; stopped twice
 	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -139,17 +138,7 @@ func TestAsyncAcksDefault(t *testing.T) {
 // WriteTimeout. A publish made after the reconnect is answered as usual.
 func TestAsyncAcksReconnect(t *testing.T) {
 	nc := internalConn(t)
-	var a asyncAcks
-	if err := a.start(nc, 0); err != nil {
-		t.Fatal(err)
-	}
-	defer a.stop()
-	got := make(chan *nats.Msg, 4)
-	sub, err := nc.ChanSubscribe("log.ops", got) // receives, answers only when told
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	a, got := startAcks(t, nc, 0, 4) // the test answers only when told
 	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

@@ -22,20 +22,26 @@ import (
 	"github.com/sessionhub/sessionhub/hub"
 )
 
-// readmeProgram returns the Go program of README.md's "Embedding the hub
-// in a Go app": the first ```go block after that heading.
-func readmeProgram(t *testing.T) string {
+// docFrom returns the text of the doc at path from its line heading on.
+func docFrom(t *testing.T, path, heading string) string {
 	t.Helper()
-	b, err := os.ReadFile("../README.md")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	i := strings.Index(s, "\n## Embedding the hub in a Go app\n")
+	i := strings.Index(s, "\n"+heading+"\n")
 	if i < 0 {
-		t.Fatal(`README.md has no "## Embedding the hub in a Go app" section`)
+		t.Fatalf("%s has no %q section", path, heading)
 	}
-	s = s[i:]
+	return s[i+1:]
+}
+
+// readmeProgram returns the Go program of README.md's "Embedding the hub
+// in a Go app": the first ```go block after that heading.
+func readmeProgram(t *testing.T) string {
+	t.Helper()
+	s := docFrom(t, "../README.md", "## Embedding the hub in a Go app")
 	start := strings.Index(s, "\n```go\n")
 	if start < 0 {
 		t.Fatal("README.md's embedding section has no ```go block")
