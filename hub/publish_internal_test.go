@@ -185,7 +185,7 @@ func TestAsyncAcksReconnect(t *testing.T) {
 // third of three published together is not answered after three
 // timeouts, one after the other.
 func TestAckDeadlineCountsFromThePublish(t *testing.T) {
-	const timeout = 300 * time.Millisecond
+	const timeout = 500 * time.Millisecond
 	h := internalHubWith(t, func(o *Options) { o.WriteTimeout = timeout })
 	silent, err := h.opts.Conn.SubscribeSync("silent.log") // receives, never answers
 	if err != nil {
