@@ -183,16 +183,28 @@ var errWriteTimeout = errors.New("hub: frame write timed out")
 // time closes the socket with CloseTooSlow before its write is cancelled:
 // the cancel closes the connection, and the read loop, woken by that,
 // must find the code set (its own close would say 1000).
+//
+// The context and the timer are the socket's, made by its first write and
+// reset for each one: only the socket's writer writes (drain, one at a
+// time), and a timed-out write leaves the socket closing, its later
+// writes cancelled with it.
 func (c *conn) write(msg []byte) error {
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
-	timer := time.AfterFunc(c.h.opts.WriteWait, func() {
-		c.close(CloseTooSlow, "too slow: frame write timed out")
-		cancel()
-	})
-	err := c.ws.Write(ctx, websocket.MessageText, msg)
-	if !timer.Stop() && err != nil {
+	if c.wtimer == nil {
+		c.wctx, c.wcancel = context.WithCancel(c.ctx)
+		c.wtimer = time.AfterFunc(c.h.opts.WriteWait, c.writeTimedOut)
+	} else {
+		c.wtimer.Reset(c.h.opts.WriteWait)
+	}
+	err := c.ws.Write(c.wctx, websocket.MessageText, msg)
+	if !c.wtimer.Stop() && err != nil {
 		return fmt.Errorf("%w: %w", errWriteTimeout, err)
 	}
 	return err
+}
+
+// writeTimedOut closes the socket whose frame was not written within
+// WriteWait, then cancels the write.
+func (c *conn) writeTimedOut() {
+	c.close(CloseTooSlow, "too slow: frame write timed out")
+	c.wcancel()
 }
