@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"hash/fnv"
 	"strconv"
 	"testing"
 	"time"
@@ -122,5 +123,22 @@ func TestViewRepairsAGapWithoutALaterEntry(t *testing.T) {
 			t.Fatalf("view not repaired within 5s: stale %v, last %d, want %d", stale, last, c)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A session's shard is FNV-1a of its ID (hash/fnv), written out so that
+// picking it allocates nothing.
+func TestShardIsFNV1a(t *testing.T) {
+	h := internalHub(t)
+	for range 100 {
+		id := session.NewID()
+		f := fnv.New32a()
+		_, _ = f.Write([]byte(id))
+		if got, want := h.shard(id), h.live[f.Sum32()%shards]; got != want {
+			t.Fatalf("session %s: shard differs from FNV-1a's", id)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { h.shard("a-session-id") }); n != 0 {
+		t.Fatalf("picking a shard allocates %v times", n)
 	}
 }
