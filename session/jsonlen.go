@@ -2,7 +2,6 @@ package session
 
 import (
 	"encoding/json"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -117,65 +116,4 @@ func valuesLen(values map[string]json.RawMessage) int {
 		n += quotedLen(k) + 1 + rawLen(v)
 	}
 	return n
-}
-
-// foldedValuesLen returns valuesLen of snap's values with ops folded in
-// as Fold folds them, and the sequence Fold would give the result,
-// without copying the values.
-func foldedValuesLen(snap Snapshot, ops []Op) (int, uint64) {
-	if !slices.IsSortedFunc(ops, cmpSeq) {
-		ops = slices.SortedStableFunc(slices.Values(ops), cmpSeq)
-	}
-	// The keys the ops leave set or deleted, in a small list: a write
-	// folds a handful of ops.
-	type slot struct {
-		key string
-		val json.RawMessage
-		set bool
-	}
-	var buf [8]slot
-	over := buf[:0]
-	cleared := false
-	seq := snap.Seq
-fold:
-	for _, op := range ops {
-		if op.Seq <= snap.Seq {
-			continue
-		}
-		seq = op.Seq
-		switch op.Type {
-		case OpSet, OpDelete:
-			i := slices.IndexFunc(over, func(s slot) bool { return s.key == op.Key })
-			if i < 0 {
-				over = append(over, slot{key: op.Key})
-				i = len(over) - 1
-			}
-			over[i].val, over[i].set = op.Value, op.Type == OpSet
-		case OpClear:
-			over, cleared = over[:0], true
-		case OpEnd:
-			over, cleared = over[:0], true
-			break fold
-		}
-	}
-	count, n := 0, 0
-	if !cleared {
-		for k, v := range snap.Values {
-			if slices.ContainsFunc(over, func(s slot) bool { return s.key == k }) {
-				continue
-			}
-			count++
-			n += quotedLen(k) + 1 + rawLen(v)
-		}
-	}
-	for _, s := range over {
-		if s.set {
-			count++
-			n += quotedLen(s.key) + 1 + rawLen(s.val)
-		}
-	}
-	if count == 0 {
-		return 0, seq
-	}
-	return n + 1 + count, seq
 }

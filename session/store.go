@@ -269,8 +269,14 @@ func (st *Store) Size(snap Snapshot, ops ...Op) (int, error) {
 	}
 	if _, ok := st.codec.(*Codec); ok {
 		// Measured without folding: no copy of the values.
-		vlen, seq := foldedValuesLen(snap, staged)
-		return st.sizeOf(snap, vlen, seq), nil
+		if !slices.IsSortedFunc(staged, cmpSeq) {
+			staged = slices.SortedStableFunc(slices.Values(staged), cmpSeq)
+		}
+		z := st.NewSizer(snap)
+		for _, op := range staged {
+			z.Fold(op, -1)
+		}
+		return z.Size()
 	}
 	snap = measured(snap)
 	if len(staged) > 0 {
