@@ -209,7 +209,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			// Past the budget only if appends still unanswered do not
 			// land as they would shrink the session: measure again once
 			// they are answered.
-			c.settleOwn(own, 0, errNotAppended)
+			c.settleOwn(own, 0)
 			select {
 			case <-time.After(unansweredPoll):
 			case <-ctx.Done():
@@ -221,7 +221,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			// A write that does not grow a session already past the
 			// budget passes (pipelineWrite), conditionally like any write
 			// near it.
-			c.settleOwn(own, 0, errNotAppended)
+			c.settleOwn(own, 0)
 			return 0, wrapErr(ErrTooLarge, fmt.Errorf("%d bytes", n))
 		}
 		var expect *uint64
@@ -231,7 +231,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				// being repaired, a reconnect, a log that moved during the
 				// final read): read them, then measure again, so the append
 				// can be conditional on the whole log.
-				c.settleOwn(own, 0, errNotAppended)
+				c.settleOwn(own, 0)
 				if final {
 					return 0, errContended
 				}
@@ -250,7 +250,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			}
 		}
 		seq, err := c.h.stage(ctx, c.id, source, expect, ops)
-		c.settleOwn(own, seq, err)
+		c.settleOwn(own, seq) // 0 on an error
 		if errors.Is(err, errConflict) {
 			if final {
 				return 0, errContended
@@ -265,25 +265,20 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 }
 
 // settleOwn records the outcome of a write measure counted:
-// acknowledged at seq (counted until the view holds it), or failed (no
-// longer counted).
-func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
+// acknowledged at seq (counted until the view holds it), or not appended,
+// 0 (no longer counted).
+func (c *conn) settleOwn(own *ownWrite, seq uint64) {
 	if own == nil {
 		return
 	}
 	v := own.v
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if err == nil && seq > v.last {
+	if seq > v.last {
 		own.seq = seq
 		return
 	}
-	for i, o := range v.inflight { // failed, or in the view already
-		if o == own {
-			v.inflight = append(v.inflight[:i], v.inflight[i+1:]...)
-			break
-		}
-	}
+	v.dropOwnLocked(own) // failed, or in the view already
 }
 
 // measure measures the cookie budget of ops on the session as it counts
@@ -292,7 +287,7 @@ func (c *conn) settleOwn(own *ownWrite, seq uint64, err error) {
 // still in flight, whichever socket made them), and counts ops among
 // those appends in the same hold of the view's lock, from before their
 // append until the view holds them (settleOwn records the outcome; a
-// caller that does not append settles with errNotAppended). Measured and
+// caller that does not append settles with 0). Measured and
 // counted apart, two writes could each miss the other: one appended on
 // the condition of the view's last entry, the other, measured on a
 // smaller session without the condition, landing after it past the
@@ -318,9 +313,6 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, unc
 // unansweredPoll is how long a write measured past the budget waits for
 // the appends it could not count (budgetLocked) before measuring again.
 const unansweredPoll = 5 * time.Millisecond
-
-// errNotAppended settles a counted write that was not appended.
-var errNotAppended = errors.New("hub: not appended")
 
 // errNoView: a lazy socket could not join its session's view.
 var errNoView = errors.New("hub: session state unavailable")

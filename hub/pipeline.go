@@ -47,7 +47,7 @@ type ownWrite struct {
 	v    *view
 	seq  uint64 // 0 until acknowledged
 	ops  []session.Op
-	lens []int // valueLens(ops), or nil until asked for (valueLen)
+	lens []int // session.ValueLen of each op's value, measured once (valueLen)
 }
 
 // pipeline is a socket's appends in flight. The zero value is ready: an
@@ -101,7 +101,6 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
-	lens := valueLens(ops)
 	// Room first: with pipelineDepth answers owed, this append waits
 	// unpublished.
 	if !c.room() {
@@ -156,7 +155,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, ErrClosed))
 		return
 	}
-	fut, err := c.h.log.appendAsync(c.id, SourceWS, data)
+	fut, err := c.h.log.appendAsync(c.id, data)
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
 		// not wait for room under the view's lock (live delivery of the
@@ -173,7 +172,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
-	own := &ownWrite{v: v, ops: ops, lens: lens}
+	own := &ownWrite{v: v, ops: ops}
 	v.inflight = append(v.inflight, own)
 	if v.settled == nil {
 		v.settled = make(chan struct{})
@@ -202,16 +201,19 @@ func waitClosed(ctx context.Context, ch chan struct{}) bool {
 func (v *view) settleLocked(w *ownWrite, seq uint64) {
 	w.seq = seq
 	if seq == 0 {
-		for i, o := range v.inflight {
-			if o == w {
-				v.inflight = append(v.inflight[:i], v.inflight[i+1:]...)
-				break
-			}
-		}
+		v.dropOwnLocked(w)
 	}
 	if v.unacked--; v.unacked == 0 {
 		close(v.settled)
 		v.settled = nil
+	}
+}
+
+// dropOwnLocked stops counting w among the session's writes in flight (it
+// failed, or the view holds it).
+func (v *view) dropOwnLocked(w *ownWrite) {
+	if i := slices.Index(v.inflight, w); i >= 0 {
+		v.inflight = slices.Delete(v.inflight, i, i+1)
 	}
 }
 
@@ -595,21 +597,14 @@ func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain
 // once. Called with the view's lock held.
 func (o *ownWrite) valueLen(i int) int {
 	if o.lens == nil {
-		o.lens = valueLens(o.ops)
-	}
-	return o.lens[i]
-}
-
-// valueLens returns session.ValueLen of each set's value among ops (0
-// for the other ops), measured once for the cookie budget (ownWrite).
-func valueLens(ops []session.Op) []int {
-	lens := make([]int, len(ops))
-	for i, op := range ops {
-		if op.Type == session.OpSet {
-			lens[i] = session.ValueLen(op.Value)
+		o.lens = make([]int, len(o.ops))
+		for j, op := range o.ops {
+			if op.Type == session.OpSet {
+				o.lens[j] = session.ValueLen(op.Value)
+			}
 		}
 	}
-	return lens
+	return o.lens[i]
 }
 
 // clientOps checks a browser's set or delete against the key policy and
@@ -632,25 +627,20 @@ func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
 // the connection's outstanding publishes; it runs under a view's lock.
 const asyncStallWait = 5 * time.Millisecond
 
-// sourceHeaders are the headers of an entry from each source, built once
-// and only read (nats.go encodes a message's headers as it publishes it).
-var sourceHeaders = map[string]nats.Header{
-	SourceWS:   {hdrSource: {SourceWS}},
-	SourceHTTP: {hdrSource: {SourceHTTP}},
-}
+// wsHeader is the header of a socket's entry, built once and only read
+// (nats.go encodes a message's headers as it publishes it).
+var wsHeader = nats.Header{hdrSource: {SourceWS}}
 
-// appendAsync publishes an encoded entry (encodeEntry) of session id's log
-// without waiting for JetStream's acknowledgement: the future brings it.
+// appendAsync publishes a socket's encoded entry (encodeEntry) of session
+// id's log without waiting for JetStream's acknowledgement: the future
+// brings it.
 // When the connection's outstanding publishes stay at their limit for
 // asyncStallWait, it returns errStalled.
-func (l *jsLog) appendAsync(id, source string, data []byte) (*pubAck, error) {
+func (l *jsLog) appendAsync(id string, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	m := &nats.Msg{Subject: l.opsSubject(id), Data: data, Header: sourceHeaders[source]}
-	if m.Header == nil {
-		m.Header = nats.Header{hdrSource: {source}}
-	}
+	m := &nats.Msg{Subject: l.opsSubject(id), Data: data, Header: wsHeader}
 	fut, err := l.acks.publish(m, asyncStallWait)
 	if errors.Is(err, errStalled) {
 		return nil, err // the caller stages the entry synchronously instead
