@@ -9,14 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // rawSock is a WebSocket client written frame by frame, so that a test
@@ -140,14 +138,7 @@ func TestClientCloseAnswered(t *testing.T) {
 // and its resume.
 func TestUnreadableLogCloses1011(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	_, portStr, _ := net.SplitHostPort(ns.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	ns, restartNATS := restartableNATS(t)
 	in := newInstance(t, ns, func(o *hub.Options) { o.ViewTail = 2; o.RateLimit, o.RateBurst = 1000, 1000 })
 
 	c := newClient(t)
@@ -177,12 +168,7 @@ func TestUnreadableLogCloses1011(t *testing.T) {
 		t.Fatalf("Reconnect(1011) = %v, %v; want reconnect and resume", reconnect, resume)
 	}
 
-	ns.Close()
-	ns2, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns2.Close)
+	restartNATS()
 	// Reconnect with backoff, as the policy says, until welcomed.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

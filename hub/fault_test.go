@@ -2,15 +2,12 @@ package hub_test
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/hub/natsserver"
 )
 
 // NATS restarts under two hub instances (same store, same port): nothing
@@ -18,25 +15,14 @@ import (
 // reaches B's socket again.
 func TestNATSRestart(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, portStr, _ := net.SplitHostPort(ns.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	ns, restartNATS := restartableNATS(t)
 	a := newInstance(t, ns, nil)
 	b := newInstance(t, ns, nil)
 	c, sa, sb := twoTabs(t, a, b)
 	before := sa.set("colour", "before")
 	sb.expect("change")
 
-	ns.Close()
-	ns2, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns2.Close)
+	restartNATS()
 	// Wait until both hubs' connections are back.
 	deadline := time.Now().Add(20 * time.Second)
 	for !a.nc.IsConnected() || !b.nc.IsConnected() {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -34,6 +35,29 @@ func startNATS(t testing.TB) *natsserver.Server {
 	}
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// restartableNATS starts an embedded NATS server and returns restart,
+// which stops it and starts it again on the same store and port, as a
+// NATS restart does; both servers are closed with the test.
+func restartableNATS(t testing.TB) (ns *natsserver.Server, restart func()) {
+	t.Helper()
+	dir := t.TempDir()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	port := ns.Addr().(*net.TCPAddr).Port
+	return ns, func() {
+		t.Helper()
+		ns.Close()
+		again, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(again.Close)
+	}
 }
 
 func connect(t testing.TB, srv *natsserver.Server) *nats.Conn {

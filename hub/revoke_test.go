@@ -3,16 +3,13 @@ package hub_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -79,14 +76,7 @@ func TestRevocationBucketTTL(t *testing.T) {
 // retried logout closes the sockets with 4000.
 func TestEndNotRecorded(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	_, portStr, _ := net.SplitHostPort(ns.Addr().String())
-	port, _ := strconv.Atoi(portStr)
+	ns, restartNATS := restartableNATS(t)
 	a := newInstance(t, ns, nil)
 	b := newInstance(t, ns, nil)
 	c := newClient(t)
@@ -111,12 +101,7 @@ func TestEndNotRecorded(t *testing.T) {
 		t.Fatalf("after the unrecorded logout the session's request got %d %v, want colour red", st, body)
 	}
 
-	ns.Close()
-	ns2, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns2.Close)
+	restartNATS()
 	// Retried with backoff until the hub's connection and JetStream are back.
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		err := a.hub.End(ctx, id)
