@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/session"
@@ -268,21 +267,7 @@ func TestBudgetWriteAfterLogAgedOut(t *testing.T) {
 	s := newClient(t).dial(in)
 	s.expect("welcome")
 	s.set("note", strings.Repeat("n", 1800)) // past half the budget
-	js, _ := jetstream.New(in.nc)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		st, err := js.Stream(context.Background(), "SESSIONHUB")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.CachedInfo().State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the entry never aged out")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitAgedOut(t, in)
 	if r := s.reply(s.send(map[string]any{"type": "set", "key": "colour", "value": "red"})); r["type"] != "ack" {
 		t.Fatalf("write near the budget after the log aged out: %v", r)
 	}

@@ -93,22 +93,7 @@ func TestResumeReset(t *testing.T) {
 	s := newClient(t).dial(in)
 	s.expect("welcome")
 	s.set("colour", "old")
-	// Wait until the entry ages out of the stream.
-	js, _ := jetstream.New(in.nc)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		st, err := js.Stream(context.Background(), "SESSIONHUB")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.CachedInfo().State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the entry never aged out")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitAgedOut(t, in)
 	s.set("colour", "new")
 	s.set("note", "n")
 	s.send(map[string]any{"type": "resume", "after": 0})
@@ -194,5 +179,26 @@ func TestPush(t *testing.T) {
 	m := s.expect("push")
 	if m["name"] != "pong" || m["data"].(map[string]any)["n"] != float64(7) {
 		t.Fatalf("push: %v", m)
+	}
+}
+
+// waitAgedOut waits until every entry of in's stream aged out
+// (Options.Retention).
+func waitAgedOut(t *testing.T, in *instance) {
+	t.Helper()
+	js, _ := jetstream.New(in.nc)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := js.Stream(context.Background(), hub.DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().State.Msgs == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the entries never aged out")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
