@@ -121,11 +121,15 @@ func TestAsyncAcksStop(t *testing.T) {
 
 // A hub's appends await their acknowledgements 4,000 at a time by default
 // (docs/ARCHITECTURE.md), past which a pipelined write stalls
-// (TestPipelineStallStagesOnItsOwn).
+// (TestPipelineStallStagesOnItsOwn), each for at most WriteTimeout, 5 s
+// by default, from its publish (TestAckDeadlineCountsFromThePublish).
 func TestAsyncAcksDefault(t *testing.T) {
 	h := internalHub(t)
 	if n := cap(h.log.acks.slots); n != 4000 {
 		t.Fatalf("a hub's appends await %d acknowledgements at most, the docs say 4,000", n)
+	}
+	if h.log.timeout != 5*time.Second {
+		t.Fatalf("an append awaits its acknowledgement %v at most, the docs say 5 s", h.log.timeout)
 	}
 }
 
