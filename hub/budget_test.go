@@ -355,11 +355,7 @@ func TestBudgetSeesItsInstancesAcknowledgedWrites(t *testing.T) {
 // the next flush writes the cookie again.
 func TestOverBudgetSessionShrinksBack(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, nil)
 	s.set("colour", "teal")
 	id := sessionID(t, in.store, c.cookie(in))
 	ctx := context.Background()

@@ -491,11 +491,7 @@ func TestNotAnUpgrade(t *testing.T) {
 // rather than a version the client does not have.
 func TestFlushTooLarge(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, _ := oneTab(t, nil) // the socket holds the session open
 	before := c.cookie(in)
 	op, _ := session.SetOp("note", json.RawMessage(fmt.Sprintf("%q", strings.Repeat("x", 5000))))
 	if _, err := in.hub.Write(context.Background(), sessionID(t, in.store, before), op); err != nil {

@@ -378,6 +378,17 @@ func values(m map[string]any) map[string]any {
 
 // twoTabs opens two sockets of one new session (one browser): the first at
 // a, the second, with the same cookie, at b. Both have their welcome.
+// oneTab starts NATS and an instance (tweak as newInstance takes it), and
+// opens a client's socket on it, welcomed.
+func oneTab(t testing.TB, tweak func(*hub.Options)) (*instance, *client, *sock) {
+	t.Helper()
+	in := newInstance(t, startNATS(t), tweak)
+	c := newClient(t)
+	s := c.dial(in)
+	s.expect("welcome")
+	return in, c, s
+}
+
 func twoTabs(t testing.TB, a, b *instance) (*client, *sock, *sock) {
 	t.Helper()
 	c := newClient(t)

@@ -50,11 +50,7 @@ func TestSocketWriteReachesCookie(t *testing.T) {
 // state, and a flush response the client never stored loses nothing.
 func TestStaleCookieConverges(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, nil)
 	stale := c.cookie(in)
 
 	s.set("colour", "blue")
@@ -94,11 +90,7 @@ func TestStaleCookieConverges(t *testing.T) {
 // and socket writes to different keys: none is lost.
 func TestConcurrentHTTPAndSocketWrites(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst = 1000, 1000 })
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, func(o *hub.Options) { o.RateLimit, o.RateBurst = 1000, 1000 })
 	ck := c.cookie(in)
 
 	const httpWriters, socketWrites = 20, 40
@@ -181,11 +173,7 @@ func TestTwoInstances(t *testing.T) {
 // HTTP writes reach open sockets live, with source http.
 func TestHTTPWritesReachSockets(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, nil)
 	if st, _ := c.do(in, "POST", "/app/set?colour=navy&user_id=42", nil); st != http.StatusNoContent {
 		t.Fatalf("status %d", st)
 	}

@@ -88,11 +88,7 @@ func TestPipelinedWritesAnswerInOrder(t *testing.T) {
 // count the ones still in flight, so together they never push the
 // cookie past its budget.
 func TestPipelinedWritesKeepTheCookieBudget(t *testing.T) {
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, nil)
 	big := strings.Repeat("x", 800) // one is under half the budget, five are over it
 	keys := []string{"note", "k0", "k1", "k2", "k9"}
 	for _, k := range keys {

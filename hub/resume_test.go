@@ -15,11 +15,7 @@ import (
 // order, then resumed.
 func TestResume(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in := newInstance(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
+	in, c, s := oneTab(t, nil)
 	first := s.set("colour", "red")
 	_ = s.ws.CloseNow()
 
