@@ -140,7 +140,7 @@ func (h *Hub) joinLazy(id string, conns []*conn) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.log.timeout)
+	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout) // ends with the hub
 	defer cancel()
 	v := h.acquire(ctx, id, 0)
 	for i, c := range conns {

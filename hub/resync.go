@@ -201,7 +201,7 @@ func (h *Hub) resyncView(v *view, st *resyncState) bool {
 	now := time.Now()
 	sync := !st.synced || dropped != st.dropped || (!st.confirmAt.IsZero() && now.After(st.confirmAt))
 	if sync {
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
+		ctx, cancel := context.WithTimeout(h.bg, h.opts.WriteTimeout) // ends with the hub, which waits for the resyncer
 		err := v.fetchDroppingLock(ctx)
 		cancel()
 		if v.closed {

@@ -335,7 +335,8 @@ func (v *view) repair() {
 			return
 		}
 		v.missed = false
-		ctx, cancel := context.WithTimeout(context.Background(), v.h.log.timeout)
+		// A worker the hub's Close waits for: its read ends with the hub.
+		ctx, cancel := context.WithTimeout(v.h.bg, v.h.log.timeout)
 		err := v.fetchDroppingLock(ctx)
 		cancel()
 		done := err == nil && !v.missed && !v.stale

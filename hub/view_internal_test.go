@@ -142,3 +142,30 @@ func TestShardIsFNV1a(t *testing.T) {
 		t.Fatalf("picking a shard allocates %v times", n)
 	}
 }
+
+// Close does not wait out a view repair's read of a log that does not
+// answer: the hub's workers' reads end with it.
+func TestCloseEndsARepairsRead(t *testing.T) {
+	h := internalHub(t)
+	ctx := context.Background()
+	id := session.NewID()
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	silent, err := h.opts.Conn.SubscribeSync("silent.direct.get") // takes direct gets, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	h.log.directGet = "silent.direct.get"
+	v.mu.Lock()
+	v.repairLocked()
+	v.mu.Unlock()
+	if _, err := silent.NextMsg(5 * time.Second); err != nil {
+		t.Fatal("the repair read nothing:", err)
+	}
+	start := time.Now()
+	_ = h.Close()
+	if took := time.Since(start); took > h.log.timeout/2 {
+		t.Fatalf("Close took %v: it waited for the repair's unanswered read (timeout %v)", took, h.log.timeout)
+	}
+}
