@@ -97,13 +97,17 @@ type PeerShape struct {
 // hub's ack, after JetStream's; the peer's publish reply); Delivery the
 // write reaching the pair's reader.
 type ShapeResult struct {
-	Seconds     float64          `json:"seconds"`
-	Sent        int64            `json:"sent"`
-	Acked       int64            `json:"acked"`
-	Failed      int64            `json:"failed"`
-	Skipped     int64            `json:"skipped,omitempty"`
-	Delivered   int64            `json:"delivered"`
-	Undelivered int64            `json:"acked_undelivered"` // acknowledged, never reached the reader
+	Seconds     float64 `json:"seconds"`
+	Sent        int64   `json:"sent"`
+	Acked       int64   `json:"acked"`
+	Failed      int64   `json:"failed"`
+	Skipped     int64   `json:"skipped,omitempty"`
+	Delivered   int64   `json:"delivered"`
+	Undelivered int64   `json:"acked_undelivered"` // acknowledged, never reached the reader
+	// Folded counts the acknowledged ops that reached the reader only in
+	// a snapshot change that replaced them (a hub reader joining a log
+	// compacted meanwhile).
+	Folded      int64            `json:"acked_folded,omitempty"`
 	OutOfOrder  int64            `json:"out_of_order"`
 	Errors      map[string]int64 `json:"errors,omitempty"`
 	AckedPerSec float64          `json:"acked_per_sec"`
@@ -139,6 +143,9 @@ type pairOp struct {
 	seq   uint64
 	state uint8 // opSent, opAcked, opFailed
 	seen  uint8 // bit 0: the writer's connection got it, bit 1: the reader's
+	// at is the sequence of the change each connection got it in (0: not
+	// yet): above seq when it came folded into a snapshot of the log.
+	at [2]uint64
 }
 
 // pair is one writer + one reader: a session of the hub, a channel of the
@@ -151,6 +158,12 @@ type pair struct {
 	ops      []pairOp
 	inflight int
 	lastN    int // highest n delivered to the reader, -1 before any
+	// folded is, per connection, the highest sequence of a change that
+	// came as a snapshot of the log (a hub socket joining a compacted
+	// log, PROTOCOL.md): it replaced every entry before it, so the ops
+	// below it that the connection did not get one by one reached it
+	// folded.
+	folded   [2]uint64
 	answered chan struct{}
 	arrived  chan struct{}
 }
@@ -215,6 +228,9 @@ func (p *pair) acked(n int, seq uint64, code string, now int64) {
 		op.state = opAcked
 		if seq != 0 {
 			op.seq = seq
+			for x, at := range op.at {
+				p.noteFoldLocked(x, at, seq)
+			}
 		}
 	} else {
 		op.state = opFailed
@@ -242,15 +258,24 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 		return
 	}
 	op := &p.ops[n]
-	if op.seq == 0 {
+	x := 0
+	if reader {
+		x = 1
+	}
+	first := op.seen&(1<<x) == 0
+	op.seen |= 1 << x
+	if op.at[x] == 0 {
+		op.at[x] = seq
+	}
+	if op.state == opAcked {
+		p.noteFoldLocked(x, seq, op.seq)
+	} else if op.seq == 0 {
 		op.seq = seq
 	}
-	if !reader {
-		op.seen |= 1
+	if !reader || !first {
 		p.mu.Unlock()
 		return
 	}
-	op.seen |= 2
 	sent := op.sent
 	inOrder := n > p.lastN
 	p.lastN = max(p.lastN, n)
@@ -266,6 +291,27 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 	}
 }
 
+// noteFoldLocked notes that connection x got an op acknowledged at seq in
+// the change at sequence at: a snapshot of the log when at is above seq.
+func (p *pair) noteFoldLocked(x int, at, seq uint64) {
+	if seq != 0 && at > seq {
+		p.folded[x] = max(p.folded[x], at)
+	}
+}
+
+// reachedLocked returns which connections op reached (bit 0 the
+// writer's, bit 1 the reader's): one by one, or folded into a snapshot
+// change.
+func (p *pair) reachedLocked(op *pairOp) uint8 {
+	r := op.seen
+	for x, f := range p.folded {
+		if op.seq != 0 && op.seq < f {
+			r |= 1 << x
+		}
+	}
+	return r
+}
+
 // settled reports whether every op was answered and every acknowledged
 // one reached the reader.
 func (p *pair) settled() bool {
@@ -276,7 +322,7 @@ func (p *pair) settled() bool {
 	}
 	for i := len(p.ops) - 1; i >= 0; i-- {
 		if p.ops[i].state == opAcked {
-			return p.ops[i].seen&2 != 0
+			return p.reachedLocked(&p.ops[i])&2 != 0
 		}
 	}
 	return true
@@ -389,8 +435,13 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	for _, p := range pairs {
 		p.mu.Lock()
 		for _, op := range p.ops {
-			if op.state == opAcked && op.seen&2 == 0 {
+			if op.state != opAcked {
+				continue
+			}
+			if r := p.reachedLocked(&op); r&2 == 0 {
 				res.Undelivered++
+			} else if op.seen&2 == 0 {
+				res.Folded++
 			}
 		}
 		p.mu.Unlock()
@@ -442,8 +493,8 @@ func closedLoop(writing, ctx context.Context, p *pair, c pairConn, window int, s
 func (p *pair) done(n int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	op := p.ops[n]
-	return op.state == opFailed || (op.state == opAcked && op.seen&2 != 0)
+	op := &p.ops[n]
+	return op.state == opFailed || (op.state == opAcked && p.reachedLocked(op)&2 != 0)
 }
 
 // openLoop writes at rate per second from a random phase; a write due

@@ -179,7 +179,7 @@ func (h *hubTarget) sessionLogs(ctx context.Context, pairs []*pair) []SessionLog
 			v := opValue(p.idx, 0, n)
 			sl.Seqs[v] = op.seq
 			if op.state == opAcked {
-				sl.Acked = append(sl.Acked, AckedOp{Key: h.key, Value: v, Seq: op.seq, Reached: bits.OnesCount8(op.seen)})
+				sl.Acked = append(sl.Acked, AckedOp{Key: h.key, Value: v, Seq: op.seq, Reached: bits.OnesCount8(p.reachedLocked(&op))})
 			}
 		}
 		return nil

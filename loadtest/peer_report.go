@@ -69,8 +69,8 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	}
 	t.Flush()
 	for _, s := range pre.Shapes {
-		fmt.Fprintf(sb, "  %s (%d pairs): sessionhub %d sent, %d acknowledged, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
-			s.Name, s.Pairs, s.Hub.Sent, s.Hub.Acked, s.Hub.Failed, errorList(s.Hub.Errors), s.Hub.Skipped, s.Hub.Delivered, s.Hub.Undelivered, s.Hub.OutOfOrder, cpuText(s.Hub.CPU))
+		fmt.Fprintf(sb, "  %s (%d pairs): sessionhub %d sent, %d acknowledged, %d failed %s, %d skipped, %d delivered (%d of them folded into a snapshot change), %d undelivered, %d out of order; CPU %s\n",
+			s.Name, s.Pairs, s.Hub.Sent, s.Hub.Acked, s.Hub.Failed, errorList(s.Hub.Errors), s.Hub.Skipped, s.Hub.Delivered+s.Hub.Folded, s.Hub.Folded, s.Hub.Undelivered, s.Hub.OutOfOrder, cpuText(s.Hub.CPU))
 		fmt.Fprintf(sb, "  %s (%d pairs): %s %d sent, %d answered, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
 			s.Name, s.Pairs, pre.Peer, s.PeerRes.Sent, s.PeerRes.Acked, s.PeerRes.Failed, errorList(s.PeerRes.Errors), s.PeerRes.Skipped, s.PeerRes.Delivered, s.PeerRes.Undelivered, s.PeerRes.OutOfOrder, cpuText(s.PeerRes.CPU))
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,58 @@ func TestHubArgsFlags(t *testing.T) {
 	}
 	if err := parseFlags(&cfg, []string{"-peer", "pusher"}, io.Discard); err == nil {
 		t.Error("-peer pusher accepted")
+	}
+}
+
+// A hub socket that joins a compacted log gets the replaced entries as
+// one snapshot change (PROTOCOL.md): the ops it replaced reached that
+// connection folded, whichever of the ack and the change came first; an
+// op no snapshot replaced and the connection never got stays
+// undelivered.
+func TestPairCountsSnapshotFolds(t *testing.T) {
+	sh := &shapeRun{ack: newHist(), del: newHist(), errs: map[string]int64{}, start: time.Now()}
+	p := newPair(sh, 0)
+	for range 6 {
+		if _, ok := p.begin(8); !ok {
+			t.Fatal("begin refused")
+		}
+	}
+	// Ops 0-2 at 10-12, the log's snapshot of them at 13, ops 3-5 at 14-16.
+	seqs := []uint64{10, 11, 12, 14, 15, 16}
+	for n, seq := range seqs {
+		p.delivered(n, seq, false, 0) // the writer gets each one by one
+	}
+	p.acked(0, 10, "", 0)
+	p.acked(1, 11, "", 0)
+	p.delivered(2, 13, true, 0) // op 2's value in the snapshot change, before its ack
+	for n := 2; n < 6; n++ {
+		p.acked(n, seqs[n], "", 0)
+	}
+	p.delivered(5, 16, true, 0) // op 5 one by one
+	p.mu.Lock()
+	var got []uint8
+	for i := range p.ops {
+		got = append(got, p.reachedLocked(&p.ops[i]))
+	}
+	p.mu.Unlock()
+	want := []uint8{3, 3, 3, 1, 1, 3} // 3 and 4 came after the snapshot, and never
+	if !slices.Equal(got, want) {
+		t.Fatalf("reached %v, want %v", got, want)
+	}
+	if p.done(3) || !p.done(1) || !p.settled() {
+		t.Fatalf("done(3) %v, done(1) %v, settled %v", p.done(3), p.done(1), p.settled())
+	}
+
+	// Without the snapshot change, the reader's missing ops stay missing.
+	q := newPair(sh, 1)
+	for n := range 2 {
+		q.begin(8)
+		q.acked(n, uint64(30+n), "", 0)
+	}
+	q.delivered(1, 31, true, 0)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if r := q.reachedLocked(&q.ops[0]); r&2 != 0 {
+		t.Fatalf("op 0 counted as reaching the reader: %b", r)
 	}
 }

@@ -30,7 +30,9 @@ type lsocket struct {
 	up        atomic.Bool   // connected
 	lastSeq   atomic.Uint64 // highest sequence seen in a change
 	replaying atomic.Bool   // between a resume and its "resumed"
-	resetSeq  atomic.Uint64 // the sequence of the last reset received
+	// resetSeq is the highest sequence of a reset or of a snapshot
+	// change received: the ops before it reached the socket folded.
+	resetSeq atomic.Uint64
 
 	reply chan bool // closed loop: an answer arrived (true: ack)
 
@@ -423,6 +425,10 @@ func (k *lsocket) change(m *serverMsg, now int64) {
 		rec := &w.ops[n]
 		if rec.seq == 0 {
 			rec.seq = m.Seq
+		} else if rec.state == opAcked && m.Seq > rec.seq {
+			// A snapshot of the log that replaced the op's entry and
+			// every one before it (a socket that joined a compacted log).
+			k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
 		}
 		if k.idx < 64 {
 			rec.seen |= 1 << k.idx
