@@ -87,6 +87,10 @@ type centrifugo struct {
 	url         string // ws://127.0.0.1:port/connection/websocket
 	internalURL string // http://127.0.0.1:internal_port
 	hc          *http.Client
+	// writerSubscribed subscribes each pair's writer to its channel too:
+	// every publication then goes to both connections, as every change
+	// of a hub session goes to both its sockets, the writer's included.
+	writerSubscribed bool
 }
 
 // startCentrifugo writes the config into dir, starts bin and waits until
@@ -214,8 +218,8 @@ func (c *centrifugo) subscribe(ctx context.Context, ws *websocket.Conn, channel 
 
 func cfChannel(idx int) string { return centrifugoNS + ":p" + strconv.Itoa(idx) }
 
-// cfPair is one channel: the writer publishes (not subscribed), the
-// reader is subscribed. Publish ids are n+3 (1 and 2: connect and
+// cfPair is one channel: the writer publishes (subscribed only with
+// writerSubscribed), the reader is subscribed. Publish ids are n+3 (1 and 2: connect and
 // subscribe).
 type cfPair struct {
 	p       *pair
@@ -235,10 +239,16 @@ func (c *centrifugo) dialPair(ctx context.Context, p *pair) (pairConn, error) {
 		w.CloseNow()
 		return nil, err
 	}
-	if err := c.subscribe(ctx, r, cfChannel(p.idx)); err != nil {
-		w.CloseNow()
-		r.CloseNow()
-		return nil, fmt.Errorf("subscribe: %w", err)
+	subscribers := []*websocket.Conn{r}
+	if c.writerSubscribed {
+		subscribers = append(subscribers, w)
+	}
+	for _, ws := range subscribers {
+		if err := c.subscribe(ctx, ws, cfChannel(p.idx)); err != nil {
+			w.CloseNow()
+			r.CloseNow()
+			return nil, fmt.Errorf("subscribe: %w", err)
+		}
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	cp := &cfPair{p: p, w: w, r: r, cancel: cancel}

@@ -91,6 +91,10 @@ type PeerShape struct {
 	Rate    float64     `json:"rate_total,omitempty"` // open loop: writes/s over all writers
 	Hub     ShapeResult `json:"sessionhub"`
 	PeerRes ShapeResult `json:"peer"`
+	// PeerSubscribed is the closed-loop shapes once more on the peer,
+	// each writer subscribed to its channel: the same deliveries per
+	// write as the hub's (its writer's socket gets its own changes).
+	PeerSubscribed *ShapeResult `json:"peer_writer_subscribed,omitempty"`
 }
 
 // ShapeResult is one shape on one server. Ack is a write's answer (the
@@ -527,6 +531,12 @@ func openLoop(writing, ctx context.Context, p *pair, c pairConn, rate float64, w
 }
 
 // peerShapes are the shapes of a -peer run, in order.
+// closedLoopShape reports whether spec is one of the many-writer closed
+// loops (window W), the shapes the ops/s and CPU targets are on.
+func closedLoopShape(spec shapeSpec) bool {
+	return spec.window > 0 && spec.rate == 0 && !spec.sequential
+}
+
 func peerShapes(pc *PeerConfig) []shapeSpec {
 	out := []shapeSpec{{name: "sequential", pairs: 1, window: 1, sequential: true, duration: pc.Duration}}
 	for _, w := range pc.Windows {
@@ -614,6 +624,16 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 			return nil, err
 		}
 		next += spec.pairs
+		if closedLoopShape(spec) {
+			peer.writerSubscribed = true
+			sub, _, err := runShape(ctx, peer, spec, next, pr)
+			peer.writerSubscribed = false
+			if err != nil {
+				return nil, err
+			}
+			next += spec.pairs
+			ps.PeerSubscribed = &sub
+		}
 		pre.Shapes = append(pre.Shapes, ps)
 	}
 
@@ -691,6 +711,10 @@ func peerTargets(r *Report) []Target {
 		if s.PeerRes.ServerCPUPerOpUS > 0 {
 			t.Ratio = s.Hub.ServerCPUPerOpUS / s.PeerRes.ServerCPUPerOpUS
 			t.Note = fmt.Sprintf("hub alone: %.2fx", hubOwn/s.PeerRes.ServerCPUPerOpUS)
+		}
+		if sub := s.PeerSubscribed; sub != nil && sub.ServerCPUPerOpUS > 0 {
+			t.Note += fmt.Sprintf("; peer's writer subscribed (%.1f µs): %.2fx, hub alone %.2fx",
+				sub.ServerCPUPerOpUS, s.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS, hubOwn/sub.ServerCPUPerOpUS)
 		}
 		t.Status = status(t.Ratio > 0 && t.Ratio <= 1)
 		out = append(out, t)

@@ -29,6 +29,13 @@ func (pre *PeerReport) rows() []peerRow {
 		add("server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
+		if sub := s.PeerSubscribed; sub != nil {
+			// The same deliveries per write on both sides: the peer's
+			// writer gets its own publications, as the hub's its changes.
+			add("peer's writer subscribed: writes answered/s", s.Hub.AckedPerSec, sub.AckedPerSec, "%.0f")
+			add("  server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, sub.ServerCPUPerOpUS, "%.1f")
+			add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), sub.ServerCPUPerOpUS, "%.1f")
+		}
 	}
 	if pre.HubIdle != nil && pre.PeerIdle != nil {
 		out = append(out,
@@ -73,6 +80,10 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 			s.Name, s.Pairs, s.Hub.Sent, s.Hub.Acked, s.Hub.Failed, errorList(s.Hub.Errors), s.Hub.Skipped, s.Hub.Delivered+s.Hub.Folded, s.Hub.Folded, s.Hub.Undelivered, s.Hub.OutOfOrder, cpuText(s.Hub.CPU))
 		fmt.Fprintf(sb, "  %s (%d pairs): %s %d sent, %d answered, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
 			s.Name, s.Pairs, pre.Peer, s.PeerRes.Sent, s.PeerRes.Acked, s.PeerRes.Failed, errorList(s.PeerRes.Errors), s.PeerRes.Skipped, s.PeerRes.Delivered, s.PeerRes.Undelivered, s.PeerRes.OutOfOrder, cpuText(s.PeerRes.CPU))
+		if sub := s.PeerSubscribed; sub != nil {
+			fmt.Fprintf(sb, "  %s (%d pairs): %s, writer subscribed, %d sent, %d answered, %d failed %s, %d skipped, %d delivered, %d undelivered, %d out of order; CPU %s\n",
+				s.Name, s.Pairs, pre.Peer, sub.Sent, sub.Acked, sub.Failed, errorList(sub.Errors), sub.Skipped, sub.Delivered, sub.Undelivered, sub.OutOfOrder, cpuText(sub.CPU))
+		}
 	}
 	for _, m := range []*Memory{pre.HubIdle, pre.PeerIdle} {
 		if m != nil {

@@ -52,6 +52,7 @@ func TestPeerReportText(t *testing.T) {
 	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Version: "v6.9.1", Shapes: []PeerShape{
 		shape("sequential", 1, 0, 0), shape("window 1", 1, 5000, 10000), shape("window 32", 32, 30000, 20000),
 	}}}
+	r.Peer.Shapes[2].PeerSubscribed = &ShapeResult{AckedPerSec: 15000, ServerCPUPerOpUS: 24}
 	r.Peer.Shapes[0].Pairs = 1
 	r.Peer.Shapes[0].Hub.Delivery.P50 = 0.3
 	r.Baselines = &Baselines{JSPublish: Latency{P50: 0.15}}
@@ -61,7 +62,8 @@ func TestPeerReportText(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := sb.String()
-	for _, want := range []string{"side by side", "writes answered/s", "5000", "10000", "0.50x", "1.50x", "sequential delivery p50", "0.86x"} {
+	for _, want := range []string{"side by side", "writes answered/s", "5000", "10000", "0.50x", "1.50x", "sequential delivery p50", "0.86x",
+		"peer's writer subscribed: writes answered/s", "15000", "2.00x", "peer's writer subscribed (24.0 µs): 1.25x, hub alone 0.83x"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
 		}
@@ -199,6 +201,31 @@ func TestShapesOnCentrifugo(t *testing.T) {
 			t.Errorf("%s: CPU %+v", spec.name, r.CPU)
 		}
 	}
+	// With the writer subscribed, each publication reaches both
+	// connections of the channel, as a hub change reaches both sockets.
+	for _, sub := range []bool{false, true} {
+		c.writerSubscribed = sub
+		_, pairs, err := runShape(ctx, c, shapeSpec{name: "window 4", pairs: 2, window: 4, duration: 200 * time.Millisecond}, 100, newProgress(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var own, acked int
+		for _, p := range pairs {
+			for _, op := range p.ops {
+				if op.state == opAcked {
+					acked++
+					if op.seen&1 != 0 {
+						own++
+					}
+				}
+			}
+		}
+		// Subscribed, only the last window's may still be on their way.
+		if acked == 0 || (sub && own < acked-2*4) || (!sub && own != 0) {
+			t.Errorf("writer subscribed %v: the writer got %d of its %d publications", sub, own, acked)
+		}
+	}
+	c.writerSubscribed = false
 	m, err := c.measureIdle(ctx, 20, newProgress(nil))
 	if err != nil || m.Held != 20 || m.RSSAfter == 0 {
 		t.Fatalf("idle: %+v, %v", m, err)
