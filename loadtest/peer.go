@@ -372,7 +372,11 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	if err != nil {
 		return ShapeResult{}, nil, err
 	}
-	pr.logf("%s: %s on %s for %v", spec.name, shapeText(spec), target.name(), spec.duration)
+	on := target.name()
+	if c, ok := target.(*centrifugo); ok && c.writerSubscribed {
+		on += ", each writer subscribed to its channel"
+	}
+	pr.logf("%s: %s on %s for %v", spec.name, shapeText(spec), on, spec.duration)
 	sleepCtx(ctx, 200*time.Millisecond) // subscriptions settle
 
 	procs := append(target.procs(), namedPID{"loadtest", selfPID()})
