@@ -81,11 +81,11 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, errNoView))
 		return
 	}
-	if !v.withinBudget(ops) {
+	start := time.Now() // the append's deadline counts from here
+	if !v.withinBudget(ops, start) {
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
-	start := time.Now()
 	if !v.written(start) {
 		// The log may be empty: the session's first write wakes the lazy
 		// sockets of every instance once acknowledged (Hub.stage).
@@ -117,7 +117,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		}
 		v.mu.Lock()
 	}
-	if v.budget.Tokens() < float64(1+v.unacked) {
+	if v.budget.TokensAt(start) < float64(1+v.unacked) {
 		// The session's write budget, the appends in flight counted (each
 		// takes its token when the view takes it in).
 		v.mu.Unlock()

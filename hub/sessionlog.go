@@ -16,10 +16,10 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 		return 0, wrapErr(ErrUnavailable, ErrClosed)
 	}
 	v := h.lookup(id)
-	if !v.withinBudget(ops) {
+	start := time.Now()
+	if !v.withinBudget(ops, start) {
 		return 0, h.errSessionBudget()
 	}
-	start := time.Now()
 	written := v.written(start)
 	seq, err := h.appendCompacting(ctx, id, source, expect, ops)
 	if err != nil {
@@ -39,7 +39,7 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 // view on this instance (every socket and request of it has one) holds a
 // token of the session's write budget. An end op always may; a session
 // without a view here (Hub.Write from server code) is not metered.
-func (v *view) withinBudget(ops []session.Op) bool {
+func (v *view) withinBudget(ops []session.Op, now time.Time) bool {
 	if v == nil {
 		return true
 	}
@@ -50,7 +50,7 @@ func (v *view) withinBudget(ops []session.Op) bool {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.budget.Tokens() >= 1
+	return v.budget.TokensAt(now) >= 1
 }
 
 // written reports whether the session's log is known to hold an entry at

@@ -204,14 +204,16 @@ func (h *Hub) snapshotLaterView(v *view) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) ||
-		time.Now().Before(v.snapAfter) {
+	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) {
 		return
 	}
 	if v.unacked > 0 && v.sinceSnap < h.snapshotTurn() {
 		// Appends of this instance are in flight: the compaction would
 		// hold the session's next ones until they land. Wait for a pause
 		// (the last one's ack calls again) unless the log grew long.
+		return
+	}
+	if time.Now().Before(v.snapAfter) {
 		return
 	}
 	select {

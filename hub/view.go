@@ -291,8 +291,9 @@ func (v *view) applyLocked(m *nats.Msg) {
 		// The entry follows what the view holds: nothing is missing.
 		v.stale = false
 	}
-	v.fresh = time.Now()
-	v.appendLocked(e)
+	now := time.Now()
+	v.fresh = now
+	v.appendLocked(e, now)
 }
 
 // repairLocked marks the view stale (reads go to JetStream meanwhile) and
@@ -362,7 +363,7 @@ func (v *view) repair() {
 
 // appendLocked adds an entry above last to the tail and delivers it to
 // every socket of the session on this instance.
-func (v *view) appendLocked(c entry) {
+func (v *view) appendLocked(c entry, now time.Time) {
 	if c.Seq <= v.last || v.closed {
 		return // a closed view holds nothing any more
 	}
@@ -373,7 +374,7 @@ func (v *view) appendLocked(c entry) {
 	}
 	v.countLocked(c)
 	if c.Covers == 0 {
-		v.budget.ReserveN(time.Now(), 1) // into debt if need be: the entry is written
+		v.budget.ReserveN(now, 1) // into debt if need be: the entry is written
 	}
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
@@ -559,8 +560,9 @@ func (v *view) fetchDroppingLock(ctx context.Context) error {
 	if v.last == after {
 		v.stale = false
 	}
+	now := time.Now()
 	for _, c := range changes {
-		v.appendLocked(c)
+		v.appendLocked(c, now)
 	}
 	return nil
 }
