@@ -50,11 +50,9 @@ type conn struct {
 	writing atomic.Bool
 	pinging atomic.Bool
 
-	// The writer's context and frame timer (write.go, conn.write): made
-	// by the first write, used by the writer only.
-	wctx    context.Context
-	wcancel context.CancelFunc
-	wtimer  *time.Timer
+	// The writer's frame timer (write.go, conn.write): made by the first
+	// write, used by the writer only.
+	wtimer *time.Timer
 
 	mu   sync.Mutex
 	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq

@@ -180,22 +180,23 @@ func (c *conn) finish() {
 var errWriteTimeout = errors.New("hub: frame write timed out")
 
 // write writes msg as one frame within WriteWait. A frame not written in
-// time closes the socket with CloseTooSlow before its write is cancelled:
-// the cancel closes the connection, and the read loop, woken by that,
-// must find the code set (its own close would say 1000).
+// time closes the socket with CloseTooSlow before its write is cut off:
+// closing the connection ends the write, and the read loop, woken by
+// that, must find the code set (its own close would say 1000).
 //
-// The context and the timer are the socket's, made by its first write and
-// reset for each one: only the socket's writer writes (drain, one at a
-// time), and a timed-out write leaves the socket closing, its later
-// writes cancelled with it.
+// The timer is the socket's, made by its first write and reset for each
+// one: only the socket's writer writes (drain, one at a time), and a
+// timed-out write leaves the socket closing, its connection closed under
+// its later writes. The write's context has no cancellation: with one,
+// coder/websocket would register and remove a cancellation hook on every
+// frame.
 func (c *conn) write(msg []byte) error {
 	if c.wtimer == nil {
-		c.wctx, c.wcancel = context.WithCancel(c.ctx)
 		c.wtimer = time.AfterFunc(c.h.opts.WriteWait, c.writeTimedOut)
 	} else {
 		c.wtimer.Reset(c.h.opts.WriteWait)
 	}
-	err := c.ws.Write(c.wctx, websocket.MessageText, msg)
+	err := c.ws.Write(context.Background(), websocket.MessageText, msg)
 	if !c.wtimer.Stop() && err != nil {
 		return fmt.Errorf("%w: %w", errWriteTimeout, err)
 	}
@@ -203,8 +204,8 @@ func (c *conn) write(msg []byte) error {
 }
 
 // writeTimedOut closes the socket whose frame was not written within
-// WriteWait, then cancels the write.
+// WriteWait, then its connection, which ends the write.
 func (c *conn) writeTimedOut() {
 	c.close(CloseTooSlow, "too slow: frame write timed out")
-	c.wcancel()
+	_ = c.raw.Close()
 }

@@ -185,3 +185,48 @@ func TestSubprotocolThroughTheHub(t *testing.T) {
 		cancel()
 	}
 }
+
+// A frame write registers no per-frame cancellation hook with
+// coder/websocket (a context.AfterFunc on a cancellable context: several
+// allocations on every frame): the socket's timer bounds it instead.
+func TestFrameWriteAllocatesNothing(t *testing.T) {
+	allocs := make(chan float64, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &sndbufWriter{ResponseWriter: w, size: 64 << 10}
+		ws, err := websocket.Accept(sw, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := &conn{h: &Hub{opts: Options{WriteWait: 5 * time.Second}}, ws: ws, raw: sw.conn, ctx: ctx}
+		msg := []byte(`{"type":"ack","id":1,"seq":5}`)
+		_ = c.write(msg) // the timer is made by the first write
+		allocs <- testing.AllocsPerRun(200, func() {
+			if err := c.write(msg); err != nil {
+				t.Error(err)
+			}
+		})
+		c.wtimer.Stop()
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	go func() {
+		for {
+			if _, _, err := ws.Read(ctx); err != nil {
+				return
+			}
+		}
+	}()
+	if n := <-allocs; n != 0 {
+		t.Fatalf("a frame write allocates %v times", n)
+	}
+}
