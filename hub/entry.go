@@ -39,12 +39,13 @@ func entryOf(m *nats.Msg, seq uint64) (entry, error) {
 
 // encodeEntry returns the payload of a log entry.
 func encodeEntry(ops []session.Op) ([]byte, error) {
-	w := make([]protocol.WireOp, len(ops))
-	for i, op := range ops {
+	var small [4]protocol.WireOp // a socket's entry is one op: no allocation
+	w := small[:0]
+	for _, op := range ops {
 		if err := op.Validate(); err != nil {
 			return nil, Errorf(CodeInvalid, "%v", err)
 		}
-		w[i] = protocol.WireOp{Type: op.Type, Key: op.Key, Value: op.Value}
+		w = append(w, protocol.WireOp{Type: op.Type, Key: op.Key, Value: op.Value})
 	}
 	return protocol.AppendOps(nil, w), nil
 }

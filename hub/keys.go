@@ -39,7 +39,8 @@ func (h *Hub) readable(key string) bool { return h.opts.ClientKeys[key].Read }
 // changeMessage encodes an entry for the browser: ops on keys it cannot
 // read are left out, the sequence still advances.
 func (h *Hub) changeMessage(e entry) []byte {
-	ops := make([]protocol.WireOp, 0, len(e.Ops))
+	var small [4]protocol.WireOp // most entries: no allocation
+	ops := small[:0]
 	for _, op := range e.Ops {
 		if op.Type == session.OpEnd {
 			continue // the socket is closed with CloseSessionEnded instead

@@ -46,11 +46,7 @@ func AppendError(b []byte, id uint64, code Code, msg string) []byte {
 // sees it.
 func AppendChange(b []byte, seq uint64, ops []WireOp, source string) []byte {
 	if b == nil {
-		n := 64 + len(source)
-		for _, op := range ops {
-			n += 36 + len(op.Type) + len(op.Key) + len(op.Value)
-		}
-		b = make([]byte, 0, n)
+		b = make([]byte, 0, 48+len(source)+opsLen(ops))
 	}
 	b = append(b, `{"type":"change","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
@@ -66,6 +62,9 @@ func AppendChange(b []byte, seq uint64, ops []WireOp, source string) []byte {
 func AppendOps(b []byte, ops []WireOp) []byte {
 	if ops == nil {
 		return append(b, "null"...)
+	}
+	if b == nil {
+		b = make([]byte, 0, opsLen(ops))
 	}
 	b = append(b, '[')
 	for i, op := range ops {
@@ -85,6 +84,16 @@ func AppendOps(b []byte, ops []WireOp) []byte {
 		b = append(b, '}')
 	}
 	return append(b, ']')
+}
+
+// opsLen is what AppendOps takes for ops, unless a value or a string
+// needs escaping.
+func opsLen(ops []WireOp) int {
+	n := 2
+	for _, op := range ops {
+		n += 36 + len(op.Type) + len(op.Key) + len(op.Value)
+	}
+	return n
 }
 
 // appendCompact appends raw JSON as encoding/json embeds a RawMessage:
