@@ -155,7 +155,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, ErrClosed))
 		return
 	}
-	fut, err := c.h.log.appendAsync(c.id, data)
+	fut, err := c.h.log.appendAsync(v.subject, data)
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
 		// not wait for room under the view's lock (live delivery of the
@@ -631,16 +631,16 @@ const asyncStallWait = 5 * time.Millisecond
 // (nats.go encodes a message's headers as it publishes it).
 var wsHeader = nats.Header{hdrSource: {SourceWS}}
 
-// appendAsync publishes a socket's encoded entry (encodeEntry) of session
-// id's log without waiting for JetStream's acknowledgement: the future
-// brings it.
+// appendAsync publishes a socket's encoded entry (encodeEntry) to its
+// session's log subject (view.subject) without waiting for JetStream's
+// acknowledgement: the future brings it.
 // When the connection's outstanding publishes stay at their limit for
 // asyncStallWait, it returns errStalled.
-func (l *jsLog) appendAsync(id string, data []byte) (*pubAck, error) {
+func (l *jsLog) appendAsync(subject string, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	m := &nats.Msg{Subject: l.opsSubject(id), Data: data, Header: wsHeader}
+	m := &nats.Msg{Subject: subject, Data: data, Header: wsHeader}
 	fut, err := l.acks.publish(m, asyncStallWait)
 	if errors.Is(err, errStalled) {
 		return nil, err // the caller stages the entry synchronously instead

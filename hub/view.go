@@ -18,8 +18,9 @@ import (
 // socket's welcome) are served from the tail without a NATS round trip;
 // only what the tail lacks is fetched from JetStream.
 type view struct {
-	h  *Hub
-	id string
+	h       *Hub
+	id      string
+	subject string // the session's log subject (jsLog.opsSubject), for its appends
 
 	ready chan struct{} // closed once load finished (ok or not)
 
@@ -103,7 +104,7 @@ func (h *Hub) acquire(ctx context.Context, id string, after uint64) *view {
 	h.mu.Lock()
 	v, ok := h.views[id]
 	if !ok {
-		v = &view{h: h, id: id, ready: make(chan struct{}), conns: map[*conn]struct{}{},
+		v = &view{h: h, id: id, subject: h.log.opsSubject(id), ready: make(chan struct{}), conns: map[*conn]struct{}{},
 			budget: rate.NewLimiter(rate.Limit(h.opts.SessionWriteRate), h.opts.SessionWriteBurst)}
 		h.views[id] = v
 	}
