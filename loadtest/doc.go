@@ -70,8 +70,10 @@
 // writing each op after the last one's answer and delivery; N pairs (a
 // session with a writer and a reader socket, a channel with a publisher
 // and a subscriber) with at most W unanswered writes per writer, W = 1
-// and 32; an open loop at a fixed total rate; then idle connections and
-// memory per connection. The report puts each figure side by side with
+// and 32, on Centrifugo once more with each publisher subscribed to its
+// channel too (the same two deliveries per write as a hub session's, whose
+// writer's socket gets its own change); an open loop at a fixed total
+// rate; then idle connections and memory per connection. The report puts each figure side by side with
 // its ratio, and the hub's sessions get the zero-loss verdict below.
 //
 // # Zero-loss verdict
@@ -81,7 +83,9 @@
 // superseded by an op of the same key with a higher sequence (learnt from
 // its ack or from a change message). It also counts the acknowledged ops
 // that did not reach every socket of their session as a change (live,
-// replayed on resume, or folded into a reset). Ops answered with an error
+// replayed on resume, or folded into a reset or into a snapshot change:
+// a socket that joins a log compacted meanwhile gets the entries the
+// snapshot replaced as one change, PROTOCOL.md). Ops answered with an error
 // or left unanswered by a dropped connection were not acknowledged and do
 // not count. Faults: Config.KillInstance SIGKILLs one instance mid-run and
 // restarts it; Config.RestartNATS restarts nats-server on its port and
