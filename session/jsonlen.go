@@ -82,13 +82,19 @@ func intLen(v int64) int {
 	return len(strconv.AppendInt(buf[:0], v, 10))
 }
 
+// uintLen returns len(strconv.FormatUint(v, 10)) without the string.
+func uintLen(v uint64) int {
+	var buf [20]byte
+	return len(strconv.AppendUint(buf[:0], v, 10))
+}
+
 // payloadLen returns len(json.Marshal(&p)) for p with values whose
 // encoded map is valuesLen bytes long (0: no values).
 func payloadLen(p *payload, valuesLen int) int {
 	const field = len(`,"x":`)
 	n := len(`{"i":`) + quotedLen(p.ID) + field + intLen(p.Issued) + len(`}`)
 	if p.Seq != 0 {
-		n += field + len(strconv.FormatUint(p.Seq, 10))
+		n += field + uintLen(p.Seq)
 	}
 	if valuesLen > 0 {
 		n += field + valuesLen

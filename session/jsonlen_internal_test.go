@@ -158,3 +158,22 @@ func checkSizer(t *testing.T, i int, st *Store, snap Snapshot, staged []Op) {
 		}
 	}
 }
+
+// A Sizer measures without allocating: the cookie budget of every
+// pipelined write measures one.
+func TestSizerSizeAllocatesNothing(t *testing.T) {
+	st, err := NewStore(&Options{Keys: []KeyPair{GenerateKeyPair(false)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := Snapshot{ID: NewID(), Seq: 123456789, Values: map[string]json.RawMessage{"theme": json.RawMessage(`"dark"`)}, Created: time.Now()}
+	z := st.NewSizer(snap)
+	z.Fold(Op{Seq: 123456790, Type: OpSet, Key: "language", Value: json.RawMessage(`"pt-BR"`)}, -1)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := z.Size(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("Size allocates %v times", n)
+	}
+}
