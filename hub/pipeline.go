@@ -81,7 +81,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, errNoView))
 		return
 	}
-	start := time.Now() // the append's deadline counts from here
+	start := time.Now() // read again below when the write waits for room
 	if !v.withinBudget(ops, start) {
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
@@ -103,7 +103,8 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	}
 	// Room first: with pipelineDepth answers owed, this append waits
 	// unpublished.
-	if !c.room() {
+	ok, waited := c.room()
+	if !ok {
 		return
 	}
 	// The check and the publish under the view's lock: the session's
@@ -115,7 +116,13 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		if !waitClosed(c.ctx, gate) {
 			return
 		}
+		waited = true
 		v.mu.Lock()
+	}
+	if waited {
+		// The write budget refilled meanwhile, and the deadline counts
+		// from the publish.
+		start = time.Now()
 	}
 	if v.budget.TokensAt(start) < float64(1+v.unacked) {
 		// The session's write budget, the appends in flight counted (each
@@ -299,12 +306,13 @@ func (c *conn) answer(id uint64, err error) {
 
 // room waits while pipelineDepth answers are owed; false when the socket
 // closed first. Only the socket's read loop adds answers, so the room it
-// found is still there when it pushes.
-func (c *conn) room() bool {
+// found is still there when it pushes. waited reports that it waited.
+func (c *conn) room() (ok, waited bool) {
 	pl := &c.pipe
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	for len(pl.q) >= pipelineDepth {
+		waited = true
 		if pl.space == nil {
 			pl.space = make(chan struct{}, 1)
 		}
@@ -314,17 +322,17 @@ func (c *conn) room() bool {
 		case <-space:
 		case <-c.ctx.Done():
 			pl.mu.Lock()
-			return false
+			return false, waited
 		}
 		pl.mu.Lock()
 	}
-	return true
+	return true, waited
 }
 
 // push adds an answer to the queue, waiting while pipelineDepth are owed,
 // and starts the acker unless one runs.
 func (c *conn) push(p pending) {
-	if !c.room() {
+	if ok, _ := c.room(); !ok {
 		// The socket closed: nobody waits for the answer, and the budget
 		// no longer waits for the append.
 		if p.own != nil {

@@ -147,8 +147,8 @@ type pairOp struct {
 	seq   uint64
 	state uint8 // opSent, opAcked, opFailed
 	seen  uint8 // bit 0: the writer's connection got it, bit 1: the reader's
-	// at is the sequence of the change each connection got it in (0: not
-	// yet): above seq when it came folded into a snapshot of the log.
+	// at is the highest sequence of a change each connection got it in
+	// (0: not yet): above seq when it came in a snapshot of the log.
 	at [2]uint64
 }
 
@@ -268,9 +268,7 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 	}
 	first := op.seen&(1<<x) == 0
 	op.seen |= 1 << x
-	if op.at[x] == 0 {
-		op.at[x] = seq
-	}
+	op.at[x] = max(op.at[x], seq) // a snapshot's sequence is above the op's own
 	if op.state == opAcked {
 		p.noteFoldLocked(x, seq, op.seq)
 	} else if op.seq == 0 {
@@ -441,20 +439,30 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 		res.Errors = sh.errs
 	}
 	for _, p := range pairs {
-		p.mu.Lock()
-		for _, op := range p.ops {
-			if op.state != opAcked {
-				continue
-			}
-			if r := p.reachedLocked(&op); r&2 == 0 {
-				res.Undelivered++
-			} else if op.seen&2 == 0 {
-				res.Folded++
-			}
-		}
-		p.mu.Unlock()
+		undelivered, folded := p.deliveryCounts()
+		res.Undelivered += undelivered
+		res.Folded += folded
 	}
 	return res, pairs, ctx.Err()
+}
+
+// deliveryCounts returns how many acknowledged ops never reached the
+// reader, and how many reached it only folded into a snapshot change.
+func (p *pair) deliveryCounts() (undelivered, folded int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.ops {
+		op := &p.ops[i]
+		if op.state != opAcked {
+			continue
+		}
+		if r := p.reachedLocked(op); r&2 == 0 {
+			undelivered++
+		} else if op.seen&2 == 0 {
+			folded++
+		}
+	}
+	return undelivered, folded
 }
 
 func shapeText(s shapeSpec) string {
@@ -534,13 +542,13 @@ func openLoop(writing, ctx context.Context, p *pair, c pairConn, rate float64, w
 	}
 }
 
-// peerShapes are the shapes of a -peer run, in order.
 // closedLoopShape reports whether spec is one of the many-writer closed
 // loops (window W), the shapes the ops/s and CPU targets are on.
 func closedLoopShape(spec shapeSpec) bool {
 	return spec.window > 0 && spec.rate == 0 && !spec.sequential
 }
 
+// peerShapes are the shapes of a -peer run, in order.
 func peerShapes(pc *PeerConfig) []shapeSpec {
 	out := []shapeSpec{{name: "sequential", pairs: 1, window: 1, sequential: true, duration: pc.Duration}}
 	for _, w := range pc.Windows {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -63,9 +64,19 @@ func TestPeerReportText(t *testing.T) {
 	}
 	text := sb.String()
 	for _, want := range []string{"side by side", "writes answered/s", "5000", "10000", "0.50x", "1.50x", "sequential delivery p50", "0.86x",
-		"peer's writer subscribed: writes answered/s", "15000", "2.00x", "peer's writer subscribed (24.0 µs): 1.25x, hub alone 0.83x"} {
+		"peer's writer subscribed (24.0 µs): 1.25x, hub alone 0.83x", "window 32 (100 pairs): centrifugo, writer subscribed, "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	// The subscribed rows: the hub's figure, the subscribed peer's, the ratio.
+	for _, row := range []string{
+		`peer's writer subscribed: writes answered/s\s+30000\s+15000\s+2\.00x`,
+		`\n\s+server CPU per write \(µs\)\s+30\.0\s+24\.0\s+1\.25x`,
+		`\n\s+of which hub alone\s+20\.0\s+24\.0\s+0\.83x`,
+	} {
+		if !regexp.MustCompile(row).MatchString(text) {
+			t.Errorf("text lacks a row matching %s:\n%s", row, text)
 		}
 	}
 	got := map[string]string{}
@@ -276,7 +287,8 @@ func TestPairCountsSnapshotFolds(t *testing.T) {
 	for n := 2; n < 6; n++ {
 		p.acked(n, seqs[n], "", 0)
 	}
-	p.delivered(5, 16, true, 0) // op 5 one by one
+	p.delivered(5, 16, true, 0)  // op 5 one by one
+	p.delivered(5, 17, false, 0) // and to the writer again, in a snapshot at 17 after its ack
 	p.mu.Lock()
 	var got []uint8
 	for i := range p.ops {
@@ -289,6 +301,12 @@ func TestPairCountsSnapshotFolds(t *testing.T) {
 	}
 	if p.done(3) || !p.done(1) || !p.settled() {
 		t.Fatalf("done(3) %v, done(1) %v, settled %v", p.done(3), p.done(1), p.settled())
+	}
+	if u, f := p.deliveryCounts(); u != 2 || f != 2 {
+		t.Fatalf("%d undelivered, %d folded; want ops 3 and 4 undelivered, 0 and 1 folded", u, f)
+	}
+	if p.folded != [2]uint64{17, 13} {
+		t.Fatalf("folded %v, want the writer's at 17 and the reader's at 13", p.folded)
 	}
 
 	// Without the snapshot change, the reader's missing ops stay missing.

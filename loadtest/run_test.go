@@ -3,6 +3,8 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -137,5 +139,56 @@ func TestMainBadFlag(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := Main([]string{"-no-such-flag"}, &bytes.Buffer{}, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2 (%s)", code, stderr.String())
+	}
+}
+
+// A socket that gets a writer's op in a snapshot change of the log (a
+// change above the op's acknowledged sequence) got every op before it
+// folded, whether the change came before the writer's ack or after it; a
+// socket that got ops one by one gets nothing excused.
+func TestSocketCountsSnapshotFolds(t *testing.T) {
+	cfg := DefaultConfig()
+	for _, early := range []bool{false, true} {
+		l := &load{cfg: &cfg, ack: newHist(), same: newHist(), cross: newHist(), flushLat: newHist()}
+		l.c.errs, l.c.closes = map[string]int64{}, map[int]int64{}
+		s := &lsession{l: l, idx: 7, name: "s7", cookies: map[string]string{}}
+		w := &lsocket{l: l, s: s, idx: 0, writer: true, reply: make(chan bool, 1), pending: map[uint64]int32{}}
+		r := &lsocket{l: l, s: s, idx: 1, reply: make(chan bool, 1)}
+		s.sockets = []*lsocket{w, r}
+		// Ops 0-2 at 10-12, the log's snapshot of them at 13, op 3 at 14.
+		seqs := []uint64{10, 11, 12, 14}
+		for n := range seqs {
+			w.ops = append(w.ops, opRec{state: opSent})
+			w.pending[uint64(n+1)] = int32(n)
+		}
+		change := func(k *lsocket, seq uint64, n int) {
+			var m serverMsg
+			raw := fmt.Sprintf(`{"type":"change","seq":%d,"ops":[{"type":"set","key":"language","value":%q}]}`, seq, opValue(7, 0, n))
+			if err := json.Unmarshal([]byte(raw), &m); err != nil {
+				t.Fatal(err)
+			}
+			k.change(&m, 0)
+		}
+		for n, seq := range seqs {
+			change(w, seq, n) // the writer gets each one by one
+		}
+		if early {
+			change(r, 13, 2) // the snapshot, carrying op 2's value, before the acks
+		}
+		for n, seq := range seqs {
+			w.answer(uint64(n+1), seq, "", 0)
+		}
+		if !early {
+			change(r, 13, 2)
+		}
+		for n, seq := range seqs {
+			reached := w.ops[n].seen | resetMask(s, seq)
+			if want := n < 3; (reached&2 != 0) != want {
+				t.Errorf("early %v: op %d at %d reached the reader: %v, want %v", early, n, seq, reached&2 != 0, want)
+			}
+		}
+		if resetMask(s, 10)&1 != 0 {
+			t.Errorf("early %v: the writer, which got every op one by one, counted a fold", early)
+		}
 	}
 }

@@ -22,6 +22,16 @@ type opRec struct {
 	inst  int8   // instance of the writer's socket when written
 	state uint8
 	seen  uint64 // bit i: socket i of the session received its change
+	// early is, for an op a socket received before its ack, each such
+	// socket and the change's sequence: above the ack's when the change
+	// was a snapshot of the log (answer checks, lsocket.foldedAt).
+	early []sighting
+}
+
+// sighting is a socket that received an op in the change at seq.
+type sighting struct {
+	k   *lsocket
+	seq uint64
 }
 
 // lsession is one simulated session: a browser with Config.Sockets tabs.

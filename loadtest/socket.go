@@ -31,7 +31,8 @@ type lsocket struct {
 	lastSeq   atomic.Uint64 // highest sequence seen in a change
 	replaying atomic.Bool   // between a resume and its "resumed"
 	// resetSeq is the highest sequence of a reset or of a snapshot
-	// change received: the ops before it reached the socket folded.
+	// change received: the ops before it reached the socket folded. The
+	// socket's reader and the writers' acks (foldedAt) raise it.
 	resetSeq atomic.Uint64
 
 	reply chan bool // closed loop: an answer arrived (true: ack)
@@ -355,8 +356,28 @@ func (k *lsocket) handle(b []byte, now int64) {
 	case "reset":
 		k.replaying.Store(false)
 		k.seen(m.Seq)
-		k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
+		k.raiseReset(m.Seq)
 		k.l.c.resets.Add(1)
+	}
+}
+
+// foldedAt notes that the socket received an op acknowledged at seq in the
+// change at sequence at: a snapshot of the log when at is above seq, and
+// the ops before it reached the socket folded (resetMask). Any goroutine
+// may call it.
+func (k *lsocket) foldedAt(at, seq uint64) {
+	if seq != 0 && at > seq {
+		k.raiseReset(at)
+	}
+}
+
+// raiseReset raises resetSeq to at.
+func (k *lsocket) raiseReset(at uint64) {
+	for {
+		cur := k.resetSeq.Load()
+		if cur >= at || k.resetSeq.CompareAndSwap(cur, at) {
+			return
+		}
 	}
 }
 
@@ -379,9 +400,13 @@ func (k *lsocket) answer(id, seq uint64, code string, now int64) {
 	sent := rec.sent
 	if code == "" {
 		rec.state, rec.seq = opAcked, seq
+		for _, s := range rec.early {
+			s.k.foldedAt(s.seq, seq)
+		}
 	} else {
 		rec.state = opFailed
 	}
+	rec.early = nil
 	k.mu.Unlock()
 	l := k.l
 	l.marks.note(now, code)
@@ -423,12 +448,17 @@ func (k *lsocket) change(m *serverMsg, now int64) {
 			continue
 		}
 		rec := &w.ops[n]
-		if rec.seq == 0 {
-			rec.seq = m.Seq
-		} else if rec.state == opAcked && m.Seq > rec.seq {
-			// A snapshot of the log that replaced the op's entry and
-			// every one before it (a socket that joined a compacted log).
-			k.resetSeq.Store(max(k.resetSeq.Load(), m.Seq))
+		switch {
+		case rec.state == opAcked:
+			// Above the ack's sequence: a snapshot of the log that
+			// replaced the op's entry and every one before it (a socket
+			// that joined a compacted log).
+			k.foldedAt(m.Seq, rec.seq)
+		case rec.state == opSent:
+			if rec.seq == 0 {
+				rec.seq = m.Seq
+			}
+			rec.early = append(rec.early, sighting{k, m.Seq}) // the ack tells
 		}
 		if k.idx < 64 {
 			rec.seen |= 1 << k.idx

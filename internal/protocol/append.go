@@ -46,7 +46,8 @@ func AppendError(b []byte, id uint64, code Code, msg string) []byte {
 // sees it.
 func AppendChange(b []byte, seq uint64, ops []WireOp, source string) []byte {
 	if b == nil {
-		b = make([]byte, 0, 48+len(source)+opsLen(ops))
+		// {"type":"change","seq":,"ops":,"source":} and the widest seq.
+		b = make([]byte, 0, 43+20+len(source)+opsLen(ops))
 	}
 	b = append(b, `{"type":"change","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
