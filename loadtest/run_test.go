@@ -190,5 +190,12 @@ func TestSocketCountsSnapshotFolds(t *testing.T) {
 		if resetMask(s, 10)&1 != 0 {
 			t.Errorf("early %v: the writer, which got every op one by one, counted a fold", early)
 		}
+		// An op whose connection ended before its answer, that landed:
+		// its sequence is learnt from its change (the verdict needs it).
+		w.ops = append(w.ops, opRec{state: opLost})
+		change(r, 20, 4)
+		if w.ops[4].seq != 20 {
+			t.Errorf("early %v: an op that landed without an ack has seq %d, want the change's 20", early, w.ops[4].seq)
+		}
 	}
 }

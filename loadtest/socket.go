@@ -448,17 +448,18 @@ func (k *lsocket) change(m *serverMsg, now int64) {
 			continue
 		}
 		rec := &w.ops[n]
-		switch {
-		case rec.state == opAcked:
+		if rec.state == opAcked {
 			// Above the ack's sequence: a snapshot of the log that
 			// replaced the op's entry and every one before it (a socket
 			// that joined a compacted log).
 			k.foldedAt(m.Seq, rec.seq)
-		case rec.state == opSent:
+		} else {
 			if rec.seq == 0 {
-				rec.seq = m.Seq
+				rec.seq = m.Seq // an op that landed without an ack: its only sequence
 			}
-			rec.early = append(rec.early, sighting{k, m.Seq}) // the ack tells
+			if rec.state == opSent {
+				rec.early = append(rec.early, sighting{k, m.Seq}) // the ack tells
+			}
 		}
 		if k.idx < 64 {
 			rec.seen |= 1 << k.idx
