@@ -187,10 +187,11 @@ var errWriteTimeout = errors.New("hub: frame write timed out")
 // The timer is the socket's, made by its first write and reset for each
 // one: only the socket's writer writes (drain, one at a time), and a
 // timed-out write leaves the socket closing, its connection closed under
-// its later writes. (A timer that fires as its write completes closes the
-// connection all the same: the client then sees 1006, not 4200.) The write's context has no cancellation: with one,
-// coder/websocket would register and remove a cancellation hook on every
-// frame.
+// its later writes. A timer that fires as its write completes closes the
+// connection all the same: the client then sees 1006, not 4200.
+//
+// The write's context has no cancellation: with one, coder/websocket
+// would register and remove a cancellation hook on every frame.
 func (c *conn) write(msg []byte) error {
 	if c.wtimer == nil {
 		c.wtimer = time.AfterFunc(c.h.opts.WriteWait, c.writeTimedOut)

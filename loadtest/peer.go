@@ -232,13 +232,11 @@ func (p *pair) acked(n int, seq uint64, code string, now int64) {
 		op.state = opAcked
 		if seq != 0 {
 			op.seq = seq
-			for x, at := range op.at {
-				p.noteFoldLocked(x, at, seq)
-			}
 		}
 	} else {
-		op.state = opFailed
+		op.state = opFailed // it may have landed all the same
 	}
+	p.noteFoldsLocked(op)
 	p.mu.Unlock()
 	if code == "" {
 		p.sh.ack.record(time.Duration(now - sent))
@@ -269,10 +267,16 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 	first := op.seen&(1<<x) == 0
 	op.seen |= 1 << x
 	op.at[x] = max(op.at[x], seq) // a snapshot's sequence is above the op's own
-	if op.state == opAcked {
+	switch {
+	case op.state == opAcked:
 		p.noteFoldLocked(x, seq, op.seq)
-	} else if op.seq == 0 {
+	case op.seq == 0 || seq < op.seq:
+		// Not acknowledged (yet): the lowest change it came in is its
+		// sequence, or a snapshot above it.
 		op.seq = seq
+	}
+	if op.state == opFailed { // failed, yet landed: sightings above the lowest were snapshots
+		p.noteFoldsLocked(op)
 	}
 	if !reader || !first {
 		p.mu.Unlock()
@@ -298,6 +302,15 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 func (p *pair) noteFoldLocked(x int, at, seq uint64) {
 	if seq != 0 && at > seq {
 		p.folded[x] = max(p.folded[x], at)
+	}
+}
+
+// noteFoldsLocked notes the folds op's sightings tell: each connection's
+// highest change above the op's sequence (acknowledged, or its lowest
+// sighting) was a snapshot.
+func (p *pair) noteFoldsLocked(op *pairOp) {
+	for x, at := range op.at {
+		p.noteFoldLocked(x, at, op.seq)
 	}
 }
 

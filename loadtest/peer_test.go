@@ -309,6 +309,21 @@ func TestPairCountsSnapshotFolds(t *testing.T) {
 		t.Fatalf("folded %v, want the writer's at 17 and the reader's at 13", p.folded)
 	}
 
+	// An op answered with an error that landed all the same: a snapshot
+	// carrying its value folds the acknowledged ops before it.
+	f := newPair(sh, 2)
+	for range 3 {
+		f.begin(8)
+	}
+	f.acked(0, 40, "", 0)
+	f.acked(1, 41, "", 0)
+	f.delivered(2, 42, false, 0) // the writer gets op 2 one by one
+	f.acked(2, 0, "unavailable", 0)
+	f.delivered(2, 43, true, 0) // the reader only in the snapshot at 43
+	if u, fo := f.deliveryCounts(); u != 0 || fo != 2 {
+		t.Fatalf("failed op: %d undelivered, %d folded; want 0 and ops 0 and 1 folded", u, fo)
+	}
+
 	// Without the snapshot change, the reader's missing ops stay missing.
 	q := newPair(sh, 1)
 	for n := range 2 {

@@ -444,6 +444,7 @@ func (l *load) finalFlush(ctx context.Context) []SessionLog {
 			}
 		}
 		sl.Seqs = map[string]uint64{}
+		s.noteUnackedFolds()
 		for _, k := range s.sockets {
 			k.mu.Lock()
 			for n, rec := range k.ops {

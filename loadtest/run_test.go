@@ -199,3 +199,44 @@ func TestSocketCountsSnapshotFolds(t *testing.T) {
 		}
 	}
 }
+
+// An op answered with an error (or whose connection ended) may have
+// landed all the same: when a snapshot change carries its value, the
+// acknowledged ops the snapshot replaced reached that socket folded.
+func TestSocketCountsFoldsOfUnackedOps(t *testing.T) {
+	cfg := DefaultConfig()
+	l := &load{cfg: &cfg, ack: newHist(), same: newHist(), cross: newHist(), flushLat: newHist()}
+	l.c.errs, l.c.closes = map[string]int64{}, map[int]int64{}
+	s := &lsession{l: l, idx: 3, name: "s3", cookies: map[string]string{}}
+	w := &lsocket{l: l, s: s, idx: 0, writer: true, reply: make(chan bool, 1), pending: map[uint64]int32{}}
+	r := &lsocket{l: l, s: s, idx: 1, reply: make(chan bool, 1)}
+	s.sockets = []*lsocket{w, r}
+	for n := range 3 {
+		w.ops = append(w.ops, opRec{state: opSent})
+		w.pending[uint64(n+1)] = int32(n)
+	}
+	change := func(k *lsocket, seq uint64, n int) {
+		var m serverMsg
+		raw := fmt.Sprintf(`{"type":"change","seq":%d,"ops":[{"type":"set","key":"language","value":%q}]}`, seq, opValue(3, 0, n))
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			t.Fatal(err)
+		}
+		k.change(&m, 0)
+	}
+	// Ops 0 and 1 acknowledged at 10 and 11; op 2 answered unavailable
+	// but landed at 12; the log's snapshot of the three at 13.
+	w.answer(1, 10, "", 0)
+	w.answer(2, 11, "", 0)
+	change(w, 12, 2)
+	w.answer(3, 0, "unavailable", 0)
+	change(r, 13, 2) // the reader gets only the snapshot
+	s.noteUnackedFolds()
+	for n, seq := range []uint64{10, 11} {
+		if resetMask(s, seq)&2 == 0 {
+			t.Errorf("op %d at %d: not counted as reaching the reader in the snapshot", n, seq)
+		}
+	}
+	if resetMask(s, 10)&1 != 0 {
+		t.Error("the writer, which got op 2 one by one, counted a fold")
+	}
+}

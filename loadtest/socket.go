@@ -371,6 +371,26 @@ func (k *lsocket) foldedAt(at, seq uint64) {
 	}
 }
 
+// noteUnackedFolds credits the snapshot folds of the session's ops that
+// got no ack (failed or lost, yet landed): a sighting above an op's lowest
+// one came in a snapshot. Called once the load is over, before the
+// verdict reads resetMask.
+func (s *lsession) noteUnackedFolds() {
+	for _, w := range s.sockets {
+		w.mu.Lock()
+		for i := range w.ops {
+			rec := &w.ops[i]
+			if rec.state == opAcked {
+				continue
+			}
+			for _, sg := range rec.early {
+				sg.k.foldedAt(sg.seq, rec.seq)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
 // raiseReset raises resetSeq to at.
 func (k *lsocket) raiseReset(at uint64) {
 	for {
@@ -403,10 +423,10 @@ func (k *lsocket) answer(id, seq uint64, code string, now int64) {
 		for _, s := range rec.early {
 			s.k.foldedAt(s.seq, seq)
 		}
+		rec.early = nil
 	} else {
-		rec.state = opFailed
+		rec.state = opFailed // it may have landed all the same: its sightings stay
 	}
-	rec.early = nil
 	k.mu.Unlock()
 	l := k.l
 	l.marks.note(now, code)
@@ -454,12 +474,15 @@ func (k *lsocket) change(m *serverMsg, now int64) {
 			// that joined a compacted log).
 			k.foldedAt(m.Seq, rec.seq)
 		} else {
-			if rec.seq == 0 {
-				rec.seq = m.Seq // an op that landed without an ack: its only sequence
+			// Not acknowledged (yet): the lowest change it came in is its
+			// sequence, or a snapshot above it; an op that landed without
+			// an ack has no other. The ack, or the verdict for an op that
+			// got none (noteUnackedFolds), tells which sightings were
+			// snapshots.
+			if rec.seq == 0 || m.Seq < rec.seq {
+				rec.seq = m.Seq
 			}
-			if rec.state == opSent {
-				rec.early = append(rec.early, sighting{k, m.Seq}) // the ack tells
-			}
+			rec.early = append(rec.early, sighting{k, m.Seq})
 		}
 		if k.idx < 64 {
 			rec.seen |= 1 << k.idx
