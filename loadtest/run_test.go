@@ -147,28 +147,10 @@ func TestMainBadFlag(t *testing.T) {
 // folded, whether the change came before the writer's ack or after it; a
 // socket that got ops one by one gets nothing excused.
 func TestSocketCountsSnapshotFolds(t *testing.T) {
-	cfg := DefaultConfig()
 	for _, early := range []bool{false, true} {
-		l := &load{cfg: &cfg, ack: newHist(), same: newHist(), cross: newHist(), flushLat: newHist()}
-		l.c.errs, l.c.closes = map[string]int64{}, map[int]int64{}
-		s := &lsession{l: l, idx: 7, name: "s7", cookies: map[string]string{}}
-		w := &lsocket{l: l, s: s, idx: 0, writer: true, reply: make(chan bool, 1), pending: map[uint64]int32{}}
-		r := &lsocket{l: l, s: s, idx: 1, reply: make(chan bool, 1)}
-		s.sockets = []*lsocket{w, r}
 		// Ops 0-2 at 10-12, the log's snapshot of them at 13, op 3 at 14.
 		seqs := []uint64{10, 11, 12, 14}
-		for n := range seqs {
-			w.ops = append(w.ops, opRec{state: opSent})
-			w.pending[uint64(n+1)] = int32(n)
-		}
-		change := func(k *lsocket, seq uint64, n int) {
-			var m serverMsg
-			raw := fmt.Sprintf(`{"type":"change","seq":%d,"ops":[{"type":"set","key":"language","value":%q}]}`, seq, opValue(7, 0, n))
-			if err := json.Unmarshal([]byte(raw), &m); err != nil {
-				t.Fatal(err)
-			}
-			k.change(&m, 0)
-		}
+		s, w, r, change := foldSession(t, len(seqs))
 		for n, seq := range seqs {
 			change(w, seq, n) // the writer gets each one by one
 		}
@@ -204,25 +186,7 @@ func TestSocketCountsSnapshotFolds(t *testing.T) {
 // landed all the same: when a snapshot change carries its value, the
 // acknowledged ops the snapshot replaced reached that socket folded.
 func TestSocketCountsFoldsOfUnackedOps(t *testing.T) {
-	cfg := DefaultConfig()
-	l := &load{cfg: &cfg, ack: newHist(), same: newHist(), cross: newHist(), flushLat: newHist()}
-	l.c.errs, l.c.closes = map[string]int64{}, map[int]int64{}
-	s := &lsession{l: l, idx: 3, name: "s3", cookies: map[string]string{}}
-	w := &lsocket{l: l, s: s, idx: 0, writer: true, reply: make(chan bool, 1), pending: map[uint64]int32{}}
-	r := &lsocket{l: l, s: s, idx: 1, reply: make(chan bool, 1)}
-	s.sockets = []*lsocket{w, r}
-	for n := range 3 {
-		w.ops = append(w.ops, opRec{state: opSent})
-		w.pending[uint64(n+1)] = int32(n)
-	}
-	change := func(k *lsocket, seq uint64, n int) {
-		var m serverMsg
-		raw := fmt.Sprintf(`{"type":"change","seq":%d,"ops":[{"type":"set","key":"language","value":%q}]}`, seq, opValue(3, 0, n))
-		if err := json.Unmarshal([]byte(raw), &m); err != nil {
-			t.Fatal(err)
-		}
-		k.change(&m, 0)
-	}
+	s, w, r, change := foldSession(t, 3)
 	// Ops 0 and 1 acknowledged at 10 and 11; op 2 answered unavailable
 	// but landed at 12; the log's snapshot of the three at 13.
 	w.answer(1, 10, "", 0)
@@ -239,4 +203,31 @@ func TestSocketCountsFoldsOfUnackedOps(t *testing.T) {
 	if resetMask(s, 10)&1 != 0 {
 		t.Error("the writer, which got op 2 one by one, counted a fold")
 	}
+}
+
+// foldSession is a session of the load with a writer socket (idx 0) that
+// has sent ops ops, unanswered (ids 1..ops), and a reader (idx 1), and
+// change, which hands socket k a change at seq carrying op n's value.
+func foldSession(t *testing.T, ops int) (s *lsession, w, r *lsocket, change func(k *lsocket, seq uint64, n int)) {
+	t.Helper()
+	cfg := DefaultConfig()
+	l := &load{cfg: &cfg, ack: newHist(), same: newHist(), cross: newHist(), flushLat: newHist()}
+	l.c.errs, l.c.closes = map[string]int64{}, map[int]int64{}
+	s = &lsession{l: l, idx: 7, name: "s7", cookies: map[string]string{}}
+	w = &lsocket{l: l, s: s, idx: 0, writer: true, reply: make(chan bool, 1), pending: map[uint64]int32{}}
+	r = &lsocket{l: l, s: s, idx: 1, reply: make(chan bool, 1)}
+	s.sockets = []*lsocket{w, r}
+	for n := range ops {
+		w.ops = append(w.ops, opRec{state: opSent})
+		w.pending[uint64(n+1)] = int32(n)
+	}
+	change = func(k *lsocket, seq uint64, n int) {
+		var m serverMsg
+		raw := fmt.Sprintf(`{"type":"change","seq":%d,"ops":[{"type":"set","key":"language","value":%q}]}`, seq, opValue(7, 0, n))
+		if err := json.Unmarshal([]byte(raw), &m); err != nil {
+			t.Fatal(err)
+		}
+		k.change(&m, 0)
+	}
+	return s, w, r, change
 }
