@@ -255,7 +255,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 			}
 			// Someone wrote in between: wait for their entry and measure
 			// again.
-			c.h.acked(c.id, last+1)
+			c.h.acked(c.id, time.Time{}, last+1)
 			continue
 		}
 		return seq, err

@@ -145,11 +145,12 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// Near the budget, or past it on a view that lacks entries this
 		// instance acknowledged (a Hub.Write's delete whose republished
 		// copy is on its way) or with appends unanswered that may shrink
-		// it, or on a stale view, which cannot tell how near: concurrent writers must not together push the cookie past
-		// it, and the measure waits for the view (conn.stage). Near the
-		// log's limit: the append it refuses compacts the log first
-		// (Hub.stage), in order. Once this instance's appends of the
-		// session are acknowledged, one at a time, as the log says.
+		// it, or on a stale view, which cannot tell how near: concurrent
+		// writers must not together push the cookie past it, and the
+		// measure waits for the view (conn.stage). Near the log's limit:
+		// the append it refuses compacts the log first (Hub.stage), in
+		// order. Once this instance's appends of the session are
+		// acknowledged, one at a time, as the log says.
 		settled := v.settled
 		v.mu.Unlock()
 		if c.pipe.wait(c.ctx) && waitClosed(c.ctx, settled) {
@@ -443,10 +444,7 @@ func (c *conn) ack(done chan struct{}) {
 			}
 			v.settleLocked(p.own, seq)
 			if err == nil {
-				if p.start.After(v.fresh) {
-					v.fresh = p.start
-				}
-				v.want = max(v.want, seq)
+				v.ackedLocked(p.start, seq)
 			}
 			v.mu.Unlock()
 		}

@@ -26,11 +26,10 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 		return 0, err
 	}
 	h.opts.Metrics.Staged(source, time.Since(start))
-	v.markFresh(start)
+	h.acked(id, start, seq)
 	if !written {
 		h.wake(id)
 	}
-	h.acked(id, seq)
 	h.snapshotLater(id)
 	return seq, nil
 }
@@ -65,17 +64,15 @@ func (v *view) written(now time.Time) bool {
 	return !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
 }
 
-// markFresh records that the session had an entry appended at (or just
-// after) at.
-func (v *view) markFresh(at time.Time) {
-	if v == nil {
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// ackedLocked records an entry of the session this instance appended at
+// (or just after) at and JetStream acknowledged at seq: the view's
+// freshest write, and one that reads through this instance wait for
+// (read your writes). A zero at records only seq. Called with v.mu held.
+func (v *view) ackedLocked(at time.Time, seq uint64) {
 	if at.After(v.fresh) {
 		v.fresh = at
 	}
+	v.want = max(v.want, seq)
 }
 
 // appendCompacting appends ops to session id's log; when the log is full

@@ -466,15 +466,15 @@ func (v *view) retainedLocked() (ops []session.Op, last uint64, ok bool) {
 	return ops, v.last, true
 }
 
-// acked records that this instance acknowledged entry seq of the session,
-// so reads through this instance wait for it (read your writes).
-func (h *Hub) acked(id string, seq uint64) {
+// acked is view.ackedLocked for session id's view on this instance, if
+// it has one.
+func (h *Hub) acked(id string, at time.Time, seq uint64) {
 	v := h.lookup(id)
 	if v == nil {
 		return
 	}
 	v.mu.Lock()
-	v.want = max(v.want, seq)
+	v.ackedLocked(at, seq)
 	v.mu.Unlock()
 }
 
