@@ -300,7 +300,7 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 // noteFoldLocked notes that connection x got an op acknowledged at seq in
 // the change at sequence at: a snapshot of the log when at is above seq.
 func (p *pair) noteFoldLocked(x int, at, seq uint64) {
-	if seq != 0 && at > seq {
+	if snapshotSighting(at, seq) {
 		p.folded[x] = max(p.folded[x], at)
 	}
 }

@@ -22,11 +22,19 @@ type opRec struct {
 	inst  int8   // instance of the writer's socket when written
 	state uint8
 	seen  uint64 // bit i: socket i of the session received its change
-	// early is, for an op a socket received before its ack, each such
-	// socket and the change's sequence: above the ack's when the change
-	// was a snapshot of the log (answer checks, lsocket.foldedAt).
+	// early is, for an op sockets received while it had no ack (not yet,
+	// or never: failed or lost, yet landed), each such socket and the
+	// change's sequence (answer and noteUnackedFolds check them,
+	// snapshotSighting).
 	early []sighting
 }
+
+// snapshotSighting reports whether an op whose sequence is seq (0:
+// unknown), received in the change at sequence at, came in a snapshot of
+// the log: a snapshot entry replaces the entries before it (PROTOCOL.md),
+// and carries their values at its own, higher sequence. Whoever got it
+// got every op below at, folded.
+func snapshotSighting(at, seq uint64) bool { return seq != 0 && at > seq }
 
 // sighting is a socket that received an op in the change at seq.
 type sighting struct {

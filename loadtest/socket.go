@@ -366,7 +366,7 @@ func (k *lsocket) handle(b []byte, now int64) {
 // the ops before it reached the socket folded (resetMask). Any goroutine
 // may call it.
 func (k *lsocket) foldedAt(at, seq uint64) {
-	if seq != 0 && at > seq {
+	if snapshotSighting(at, seq) {
 		k.raiseReset(at)
 	}
 }
