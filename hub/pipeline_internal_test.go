@@ -2,9 +2,15 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -90,5 +96,77 @@ func BenchmarkBudgetMeasure(b *testing.B) {
 		if err != nil || n == 0 {
 			b.Fatal(n, err)
 		}
+	}
+}
+
+// A write that waits (here behind a compaction's gate; or for room among
+// its socket's appends in flight) meets the session's write budget as it
+// stands once it goes on: the tokens refilled while it waited count, not
+// the budget as it was before the entries taken in meanwhile.
+func TestWriteBudgetAfterAWait(t *testing.T) {
+	t.Parallel()
+	h := internalHubWith(t, func(o *Options) {
+		o.SessionWriteRate, o.SessionWriteBurst = 10, 2
+		o.ClientKeys = map[string]KeyPolicy{"k": {Read: true, Write: true, Validate: func(json.RawMessage) error { return nil }}}
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	reply := func() map[string]any {
+		t.Helper()
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if json.Unmarshal(b, &m) == nil && (m["type"] == "ack" || m["type"] == "error") {
+				return m
+			}
+		}
+	}
+	set := func(id int) {
+		t.Helper()
+		if err := ws.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"id":%d,"type":"set","key":"k","value":%d}`, id, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1) // the session's first write: the log holds an entry from now on
+	if m := reply(); m["type"] != "ack" {
+		t.Fatalf("first write: %v", m)
+	}
+	h.mu.Lock()
+	var v *view
+	for _, vv := range h.views { // the socket's session's, the only one
+		v = vv
+	}
+	h.mu.Unlock()
+	if v == nil {
+		t.Fatal("no view after a write")
+	}
+	time.Sleep(300 * time.Millisecond) // the budget full again: 2 tokens
+
+	gate := make(chan struct{})
+	v.mu.Lock()
+	v.gate = gate // a compaction's turn: the next write waits for it
+	v.mu.Unlock()
+	set(2)
+	time.Sleep(300 * time.Millisecond) // the write measured its budget and waits at the gate
+	v.mu.Lock()
+	v.budget.ReserveN(time.Now(), 2) // two entries taken in meanwhile: none left
+	v.mu.Unlock()
+	time.Sleep(300 * time.Millisecond) // refilled: 2 tokens again
+	v.mu.Lock()
+	v.gate = nil
+	close(gate)
+	v.mu.Unlock()
+	if m := reply(); m["type"] != "ack" || m["id"] != float64(2) {
+		t.Fatalf("the write after the wait: %v, want its ack (the budget refilled while it waited)", m)
 	}
 }
