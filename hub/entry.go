@@ -37,17 +37,42 @@ func entryOf(m *nats.Msg, seq uint64) (entry, error) {
 	return e, nil
 }
 
+// entryWrites returns the writes of the session's write budget entry e
+// counts: a socket's entry is a batch of writes of one op each
+// (pipeline.go); any other entry, however many ops, is one.
+func entryWrites(e entry) int {
+	if e.Source == SourceWS {
+		return max(1, len(e.Ops))
+	}
+	return 1
+}
+
 // encodeEntry returns the payload of a log entry.
 func encodeEntry(ops []session.Op) ([]byte, error) {
-	var small [4]protocol.WireOp // a socket's entry is one op: no allocation
-	w := small[:0]
+	if err := validateOps(ops); err != nil {
+		return nil, err
+	}
+	return encodeValid(ops), nil
+}
+
+// validateOps checks ops as encodeEntry does.
+func validateOps(ops []session.Op) error {
 	for _, op := range ops {
 		if err := op.Validate(); err != nil {
-			return nil, Errorf(CodeInvalid, "%v", err)
+			return Errorf(CodeInvalid, "%v", err)
 		}
+	}
+	return nil
+}
+
+// encodeValid is encodeEntry for ops validateOps passed.
+func encodeValid(ops []session.Op) []byte {
+	var small [4]protocol.WireOp // a socket's entry of one write: no allocation
+	w := small[:0]
+	for _, op := range ops {
 		w = append(w, protocol.WireOp{Type: op.Type, Key: op.Key, Value: op.Value})
 	}
-	return protocol.AppendOps(nil, w), nil
+	return protocol.AppendOps(nil, w)
 }
 
 // decodeEntry parses a log entry's payload; every op gets seq.

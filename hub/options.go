@@ -76,11 +76,13 @@ type Options struct {
 	// per second, burst 100.
 	RateLimit float64
 	RateBurst int
-	// SessionWriteRate is the sustained log entries per second one session
-	// may append, all its writers together (sockets, HTTP requests and
-	// Hub.Write, on every instance); SessionWriteBurst the burst. Each
-	// instance's view of the session debits every entry it sees, whoever
-	// wrote it, so the budget is shared through the log itself. Past it:
+	// SessionWriteRate is the sustained writes per second one session may
+	// append, all its writers together (sockets, HTTP requests and
+	// Hub.Write, on every instance); SessionWriteBurst the burst. A
+	// socket's set or delete is one write, even in an entry batching
+	// several (pipeline.go); any other entry is one. Each instance's view
+	// of the session debits every entry it sees, whoever wrote it, so the
+	// budget is shared through the log itself. Past it:
 	// rate_limited. Snapshots are not writes and logouts are never
 	// refused. Default: 20 per second, burst 200.
 	SessionWriteRate  float64

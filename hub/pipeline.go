@@ -31,23 +31,74 @@ const pipelineDepth = 32
 // answered once the appends before it were.
 
 // pending is one answer the pipeline owes the client, in request order:
-// an append in flight (fut), or an error already known (err).
+// a set or delete in the log entry b, or an error already known (err).
 type pending struct {
 	id    uint64
-	fut   *pubAck
+	b     *batch
 	err   error
-	start time.Time
-	own   *ownWrite
+	start time.Time // when the request was taken in
 }
 
-// ownWrite is a pipelined append of this instance that the session's
-// view may not hold yet: the cookie budget of the session's next writes
-// on this instance counts it. Guarded by the view's lock.
+// batch is one log entry of a socket's sets and deletes. A write that
+// finds none of the socket's answers owed is appended at once, in a batch
+// of its own. One taken in while answers are owed joins the socket's open
+// batch, the last one and not appended yet, while it has room
+// (maxBatchWrites, batchCost); the acker appends a batch when it reaches
+// its first write, once every answer before it went. So a socket that
+// keeps writes in flight has at most one entry in flight and gathers the
+// writes behind it into the next: one append, one acknowledgement, one
+// republished entry and one change message per batch rather than per
+// write. Each write is still answered in order, with the batch's
+// sequence, and only after JetStream's acknowledgement; a failed batch
+// fails each of its writes. The session's write budget counts writes
+// (view.appendLocked), not entries.
+type batch struct {
+	own   *ownWrite // the batch's ops, counted by the cookie budget from the first write on
+	cost  int       // batchCost of its ops
+	n     int       // its writes
+	fut   *pubAck   // nil until appended, and when staged on its own
+	start time.Time // when it was appended: its deadline counts from it
+
+	// appended once its append was made or tried (acker only, or the
+	// read loop before it pushes the batch).
+	appended bool
+
+	// Guarded by the view's lock: closed once the batch takes no more
+	// writes (it is being appended, or the socket closed), finished once
+	// the view no longer counts it in flight.
+	closed, finished bool
+
+	// The outcome, set by the acker before it answers the first write.
+	answered bool
+	seq      uint64
+	err      error
+}
+
+// maxBatchWrites bounds the writes of one batch: with at most
+// pipelineDepth answers owed, a batch never gathers more.
+const maxBatchWrites = pipelineDepth
+
+// batchCost bounds the bytes ops add to a log entry's payload: an op's
+// framing, then its key and its value, each counted six times over (the
+// longest escape of a byte, \u003c). A batch joined while its cost stays
+// within the log's entry limit can be appended.
+func batchCost(ops []session.Op) int {
+	n := 0
+	for _, op := range ops {
+		n += 64 + 6*(len(op.Key)+len(op.Value))
+	}
+	return n
+}
+
+// ownWrite is an append of this instance that the session's view may not
+// hold yet: the cookie budget of the session's next writes on this
+// instance counts it. Guarded by the view's lock.
 type ownWrite struct {
-	v    *view
-	seq  uint64 // 0 until acknowledged
-	ops  []session.Op
-	lens []int // session.ValueLen of each op's value, measured once (valueLen)
+	v         *view
+	seq       uint64 // 0 until acknowledged
+	ops       []session.Op
+	lens      []int // session.ValueLen of each op's value, measured once (valueLen)
+	published bool  // a pipelined append in flight: counted in view.unacked
 }
 
 // pipeline is a socket's appends in flight. The zero value is ready: an
@@ -58,6 +109,17 @@ type pipeline struct {
 	space   chan struct{} // signalled when an answer leaves the queue
 	drained chan struct{} // closed when the queue empties; nil when empty
 	acker   chan struct{} // closed when the running acker exits; nil when none ran
+
+	// open is the socket's last batch, which later writes may join while
+	// it is not closed. Only the socket's read loop uses it.
+	open *batch
+}
+
+// owed reports whether answers are owed.
+func (pl *pipeline) owed() bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return len(pl.q) > 0
 }
 
 // write handles a set or delete: checked and appended without waiting for
@@ -94,12 +156,15 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		}
 		return
 	}
-	// Encoded before the view's lock, which the shard's dispatcher waits
-	// on.
-	data, err := encodeEntry(ops)
-	if err != nil {
+	if err := validateOps(ops); err != nil {
 		c.answer(m.ID, err)
 		return
+	}
+	// Encoded before the view's lock, which the shard's dispatcher waits
+	// on, unless the write is likely to join a batch.
+	var data []byte
+	if !c.pipe.owed() {
+		data = encodeValid(ops)
 	}
 	// Room first: with pipelineDepth answers owed, this append waits
 	// unpublished.
@@ -107,8 +172,9 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	if !ok {
 		return
 	}
-	// The check and the publish under the view's lock: the session's
-	// appends from this instance are counted in the order they land.
+	// The check and the publish (or the join) under the view's lock: the
+	// session's appends from this instance are counted from the moment
+	// they are taken in.
 	v.mu.Lock()
 	for v.gate != nil { // a compaction's turn (compactGated)
 		gate := v.gate
@@ -124,9 +190,9 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// from the publish.
 		start = time.Now()
 	}
-	if v.budget.TokensAt(start) < float64(1+v.unacked) {
-		// The session's write budget, the appends in flight counted (each
-		// takes its token when the view takes it in).
+	if v.budget.TokensAt(start) < float64(len(ops)+v.owed) {
+		// The session's write budget, the writes in flight counted (each
+		// takes its token when the view takes its entry in).
 		v.mu.Unlock()
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
@@ -163,6 +229,31 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, ErrClosed))
 		return
 	}
+	cost := batchCost(ops)
+	if b := c.pipe.open; b != nil && b.own.v == v && !b.closed && b.n < maxBatchWrites && b.cost+cost <= c.h.opts.MaxEntrySize {
+		b.own.ops = append(b.own.ops, ops...)
+		b.cost += cost
+		b.n++
+		v.owed += len(ops)
+		v.mu.Unlock()
+		c.push(pending{id: m.ID, b: b, start: start})
+		return
+	}
+	own := &ownWrite{v: v, ops: ops}
+	b := &batch{own: own, cost: cost, n: 1}
+	if data == nil && !c.pipe.owed() {
+		data = encodeValid(ops) // the acker answered all meanwhile
+	}
+	if data == nil {
+		// Answers are owed: the acker appends the batch once they went,
+		// with the writes that join it meanwhile.
+		v.inflight = append(v.inflight, own)
+		v.owed += len(ops)
+		v.mu.Unlock()
+		c.pipe.open = b
+		c.push(pending{id: m.ID, b: b, start: start})
+		return
+	}
 	fut, err := c.h.log.appendAsync(v.subject, data)
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
@@ -180,14 +271,23 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, err)
 		return
 	}
-	own := &ownWrite{v: v, ops: ops}
+	b.fut, b.start, b.closed, b.appended = fut, start, true, true
 	v.inflight = append(v.inflight, own)
+	v.owed += len(ops)
+	v.publishedLocked(own)
+	v.mu.Unlock()
+	c.pipe.open = nil
+	c.push(pending{id: m.ID, b: b, start: start})
+}
+
+// publishedLocked counts w, just appended, among the appends in flight
+// that the view's settled waits for.
+func (v *view) publishedLocked(w *ownWrite) {
+	w.published = true
 	if v.settled == nil {
 		v.settled = make(chan struct{})
 	}
 	v.unacked++
-	v.mu.Unlock()
-	c.push(pending{id: m.ID, fut: fut, start: start, own: own})
 }
 
 // waitClosed waits for ch to close (nil: at once); false when ctx ended
@@ -211,10 +311,25 @@ func (v *view) settleLocked(w *ownWrite, seq uint64) {
 	if seq == 0 {
 		v.dropOwnLocked(w)
 	}
+	v.owed -= len(w.ops)
+	if !w.published {
+		return
+	}
+	w.published = false
 	if v.unacked--; v.unacked == 0 {
 		close(v.settled)
 		v.settled = nil
 	}
+}
+
+// finishLocked settles batch b once: acknowledged at seq, or failed or
+// abandoned (0). Called with the view's lock held.
+func (v *view) finishLocked(b *batch, seq uint64) {
+	if b.finished {
+		return
+	}
+	b.finished, b.closed = true, true
+	v.settleLocked(b.own, seq)
 }
 
 // dropOwnLocked stops counting w among the session's writes in flight (it
@@ -336,10 +451,8 @@ func (c *conn) push(p pending) {
 	if ok, _ := c.room(); !ok {
 		// The socket closed: nobody waits for the answer, and the budget
 		// no longer waits for the append.
-		if p.own != nil {
-			p.own.v.mu.Lock()
-			p.own.v.settleLocked(p.own, 0)
-			p.own.v.mu.Unlock()
+		if p.b != nil {
+			p.b.abandon(&c.h.log.acks)
 		}
 		return
 	}
@@ -377,13 +490,8 @@ func (c *conn) ack(done chan struct{}) {
 			pl.drained = nil
 			pl.mu.Unlock()
 			for _, p := range rest {
-				if p.fut != nil {
-					c.h.log.acks.forget(p.fut)
-				}
-				if p.own != nil {
-					p.own.v.mu.Lock()
-					p.own.v.settleLocked(p.own, 0) // unanswered: the log tells, the budget no longer waits
-					p.own.v.mu.Unlock()
+				if p.b != nil {
+					p.b.abandon(&c.h.log.acks) // unanswered: the log tells, the budget no longer waits
 				}
 			}
 			return
@@ -393,60 +501,11 @@ func (c *conn) ack(done chan struct{}) {
 
 		err := p.err
 		var seq uint64
-		if p.fut != nil {
-			// The append's deadline counts from its publish: appends
-			// published together and never acknowledged are answered
-			// together, not one timeout after the other.
-			timedOut := false
-			select {
-			case <-p.fut.done:
-			default:
-				wait := time.Until(p.start.Add(c.h.log.timeout))
-				if timer == nil {
-					timer = time.NewTimer(wait)
-				} else {
-					timer.Reset(wait)
-				}
-				select {
-				case <-p.fut.done:
-				case <-timer.C:
-					timedOut = true
-				case <-c.ctx.Done():
-					continue
-				}
+		if b := p.b; b != nil {
+			if !b.answered && !c.settle(b, &timer) {
+				continue // the socket closed
 			}
-			if timedOut && c.h.log.acks.forget(p.fut) {
-				err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
-			} else {
-				// Answered, or being answered as the deadline passed
-				// (forget found it taken): the answer counts.
-				<-p.fut.done
-				if seq, err = p.fut.seq, p.fut.err; err != nil {
-					err = classifyPublish(err)
-				}
-			}
-		}
-		if errors.Is(err, ErrTooManyPending) && p.own != nil {
-			// A full log (its count unknown here, or other instances
-			// wrote): compact it and append again, as Hub.stage does.
-			ctx, cancel := context.WithTimeout(c.ctx, c.h.log.timeout)
-			seq, err = c.h.compactAndAppend(ctx, c.id, SourceWS, nil, p.own.ops, err)
-			cancel()
-		}
-		if p.own != nil {
-			// Settled, and on success recorded as the view's freshest
-			// write and as one reads through this instance wait for
-			// (Hub.acked), in one hold of the view's lock.
-			v := p.own.v
-			v.mu.Lock()
-			if err != nil {
-				seq = 0
-			}
-			v.settleLocked(p.own, seq)
-			if err == nil {
-				v.ackedLocked(p.start, seq)
-			}
-			v.mu.Unlock()
+			seq, err = b.seq, b.err
 		}
 		// Answer, then leave the queue: a request answered directly
 		// (answer) once the queue is empty comes after this answer.
@@ -455,7 +514,6 @@ func (c *conn) ack(done chan struct{}) {
 		} else {
 			c.h.opts.Metrics.Staged(SourceWS, time.Since(p.start))
 			c.queue(protocol.AppendAck(nil, p.id, seq, nil))
-			c.h.snapshotLaterView(p.own.v)
 		}
 		pl.mu.Lock()
 		pl.q[0] = pending{}
@@ -468,6 +526,142 @@ func (c *conn) ack(done chan struct{}) {
 		}
 		pl.mu.Unlock()
 	}
+}
+
+// abandon stops counting b in flight: its socket closed before it was
+// answered.
+func (b *batch) abandon(acks *asyncAcks) {
+	v := b.own.v
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if b.finished {
+		return
+	}
+	if b.fut != nil {
+		acks.forget(b.fut)
+	}
+	v.finishLocked(b, 0)
+}
+
+// settle appends batch b if the acker is its first to reach it, waits
+// for JetStream's answer, and records it in b and in the view; false
+// when the socket closed first. timer is the acker's, reused.
+func (c *conn) settle(b *batch, timer **time.Timer) bool {
+	if !b.appended && !c.publishBatch(b) {
+		return false
+	}
+	seq, err := b.seq, b.err // staged, or not appended
+	if b.fut != nil {
+		// The append's deadline counts from its publish: appends
+		// published together and never acknowledged are answered
+		// together, not one timeout after the other.
+		timedOut := false
+		select {
+		case <-b.fut.done:
+		default:
+			wait := time.Until(b.start.Add(c.h.log.timeout))
+			if *timer == nil {
+				*timer = time.NewTimer(wait)
+			} else {
+				(*timer).Reset(wait)
+			}
+			select {
+			case <-b.fut.done:
+			case <-(*timer).C:
+				timedOut = true
+			case <-c.ctx.Done():
+				return false
+			}
+		}
+		if timedOut && c.h.log.acks.forget(b.fut) {
+			err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
+		} else {
+			// Answered, or being answered as the deadline passed
+			// (forget found it taken): the answer counts.
+			<-b.fut.done
+			if seq, err = b.fut.seq, b.fut.err; err != nil {
+				err = classifyPublish(err)
+			}
+		}
+	}
+	if b.fut != nil && errors.Is(err, ErrTooManyPending) {
+		// A full log (its count unknown here, or other instances
+		// wrote): compact it and append again, as Hub.stage does.
+		ctx, cancel := context.WithTimeout(c.ctx, c.h.log.timeout)
+		seq, err = c.h.compactAndAppend(ctx, c.id, SourceWS, nil, b.own.ops, err)
+		cancel()
+	}
+	if err != nil {
+		seq = 0
+	}
+	// Settled, and on success recorded as the view's freshest write and
+	// as one reads through this instance wait for (Hub.acked), in one
+	// hold of the view's lock.
+	v := b.own.v
+	v.mu.Lock()
+	v.finishLocked(b, seq)
+	if err == nil {
+		v.ackedLocked(b.start, seq)
+	}
+	v.mu.Unlock()
+	b.answered, b.seq, b.err = true, seq, err
+	if err == nil {
+		c.h.snapshotLaterView(v)
+	}
+	return true
+}
+
+// publishBatch appends the open batch b, which the acker reached: every
+// answer before it went. It closes b to later writes first. An append
+// that cannot be made sets b.err; false when the socket closed first.
+func (c *conn) publishBatch(b *batch) bool {
+	v := b.own.v
+	v.mu.Lock()
+	b.closed = true
+	ops := b.own.ops
+	v.mu.Unlock()
+	data := encodeValid(ops) // closed: the ops no longer change
+	b.appended = true
+	acks := &c.h.log.acks
+	if !acks.reserve(c.ctx, asyncStallWait) {
+		if c.ctx.Err() != nil {
+			return false
+		}
+		// The connection's asynchronous publishes stayed at their limit:
+		// stage the batch on its own, as pipelineWrite stages a write,
+		// measured without its own count in flight.
+		c.h.stalls.Add(1)
+		v.mu.Lock()
+		v.finishLocked(b, 0)
+		v.mu.Unlock()
+		b.seq, b.err = c.stage(c.ctx, SourceWS, ops)
+		return true
+	}
+	v.mu.Lock()
+	for v.gate != nil { // a compaction's turn (compactGated)
+		gate := v.gate
+		v.mu.Unlock()
+		if !waitClosed(c.ctx, gate) {
+			acks.release()
+			return false
+		}
+		v.mu.Lock()
+	}
+	defer v.mu.Unlock()
+	if c.h.closing.Load() {
+		acks.release()
+		b.err = wrapErr(ErrUnavailable, ErrClosed)
+		return true
+	}
+	b.start = time.Now()
+	fut, err := c.h.log.appendReserved(v.subject, data)
+	if err != nil {
+		b.err = err
+		return true
+	}
+	b.fut = fut
+	v.publishedLocked(b.own)
+	return true
 }
 
 // wait returns once every answer owed was sent; false when the socket
@@ -602,13 +796,12 @@ func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain
 // valueLen returns session.ValueLen of the value of set ops[i], measured
 // once. Called with the view's lock held.
 func (o *ownWrite) valueLen(i int) int {
-	if o.lens == nil {
-		o.lens = make([]int, len(o.ops))
-		for j, op := range o.ops {
-			if op.Type == session.OpSet {
-				o.lens[j] = session.ValueLen(op.Value)
-			}
+	for j := len(o.lens); j < len(o.ops); j++ { // a batch grows
+		n := 0
+		if op := o.ops[j]; op.Type == session.OpSet {
+			n = session.ValueLen(op.Value)
 		}
+		o.lens = append(o.lens, n)
 	}
 	return o.lens[i]
 }
@@ -651,6 +844,20 @@ func (l *jsLog) appendAsync(subject string, data []byte) (*pubAck, error) {
 	if errors.Is(err, errStalled) {
 		return nil, err // the caller stages the entry synchronously instead
 	}
+	if err != nil {
+		return nil, classifyPublish(err)
+	}
+	return fut, nil
+}
+
+// appendReserved is appendAsync with a slot asyncAcks.reserve took, given
+// back on error.
+func (l *jsLog) appendReserved(subject string, data []byte) (*pubAck, error) {
+	if !l.nc.IsConnected() {
+		l.acks.release()
+		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data, Header: wsHeader})
 	if err != nil {
 		return nil, classifyPublish(err)
 	}

@@ -36,7 +36,8 @@ func replies(s *sock, n int) []map[string]any {
 // TestPipelinedWritesAnswerInOrder: sets sent without waiting are
 // appended while earlier ones are in flight, and every request, whatever
 // its kind, is answered in the order it was sent, each set's ack after
-// JetStream's with increasing sequences.
+// JetStream's with sequences that never go back (sets taken in while
+// others are in flight share an entry).
 func TestPipelinedWritesAnswerInOrder(t *testing.T) {
 	ns := startNATS(t)
 	in := newInstance(t, ns, func(o *hub.Options) { o.RateLimit, o.RateBurst, o.SessionWriteRate = 10000, 10000, 1e6 })
@@ -68,7 +69,7 @@ func TestPipelinedWritesAnswerInOrder(t *testing.T) {
 		}
 		switch kinds[i] {
 		case "ack":
-			if m["type"] != "ack" || num(m["seq"]) <= lastSeq {
+			if m["type"] != "ack" || num(m["seq"]) < lastSeq || num(m["seq"]) == 0 {
 				t.Fatalf("reply %d: %v after seq %v", i+1, m, lastSeq)
 			}
 			lastSeq = num(m["seq"])
@@ -177,18 +178,19 @@ func holdAcks(t *testing.T, ns *natsserver.Server, tweak func(*hub.Options)) (*i
 	}), p
 }
 
-// TestPipelineDepth: a socket has at most 32 appends in flight to
-// JetStream. With JetStream's acknowledgements held back, its 33rd write
-// waits unpublished; once they flow, every write is answered in order.
+// TestPipelineDepth: a socket owes at most 32 answers. With JetStream's
+// acknowledgements held back, its first write is in flight, the 31 after
+// it gather into one batch that waits unpublished, and its 33rd write
+// waits unread. Once they flow, every write is answered in order, the
+// batched ones with one sequence, and the session's other socket gets
+// each batch as one change carrying its writes in the order sent.
 func TestPipelineDepth(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
 	in, p := holdAcks(t, ns, nil)
-	c := newClient(t)
-	s := c.dial(in)
-	s.expect("welcome")
-	s.set("k0", 0) // the session's first write, staged on its own
-	s.set("k1", 1) // pipelined
+	b := newInstance(t, ns, nil)
+	c, s, sb := twoTabs(t, in, b)
+	s.set("k1", "x") // pipelined: the session's first write was twoTabs'
 	id := sessionID(t, in.store, c.cookie(in))
 
 	p.hold()
@@ -198,51 +200,122 @@ func TestPipelineDepth(t *testing.T) {
 		s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": i})
 	}
 	waitFor(t, "a write waiting for room in the pipeline", func() bool { return hub.PipelineWaited(in.hub, id) })
-	if got := hub.AsyncPending(in.hub); got != 32 {
-		t.Fatalf("%d appends in flight while a write waits, want 32", got)
+	if got := hub.AsyncPending(in.hub); got != 1 {
+		t.Fatalf("%d appends in flight while a write waits, want 1 (the first; the next 31 batched behind it)", got)
 	}
 	p.release()
 	var last float64
+	seqs := map[float64]int{} // writes acknowledged at each sequence
+	var batched float64       // the sequence of the writes behind the first
 	for i, m := range replies(s, n) {
-		if m["type"] != "ack" || uint64(num(m["id"])) != first+uint64(i) || num(m["seq"]) <= last {
+		if m["type"] != "ack" || uint64(num(m["id"])) != first+uint64(i) || num(m["seq"]) < last {
 			t.Fatalf("reply %d: %v after seq %v", i, m, last)
 		}
 		last = num(m["seq"])
+		seqs[last]++
+		if i == 1 {
+			batched = last
+		}
+	}
+	if seqs[batched] < 31 {
+		t.Fatalf("%d writes in the entry after the first, want the 31 taken in behind it (%v)", seqs[batched], seqs)
+	}
+	for got := 0; got < n; {
+		m := sb.expect("change")
+		want, ok := seqs[num(m["seq"])]
+		if !ok {
+			continue // a write before the hold
+		}
+		ops := m["ops"].([]any)
+		if len(ops) != want {
+			t.Fatalf("change %v at B carries %d ops, want the %d writes acknowledged at its sequence", m, len(ops), want)
+		}
+		for _, op := range ops {
+			if v := num(op.(map[string]any)["value"]); v != float64(got) {
+				t.Fatalf("op %d at B carries value %v: out of order", got, v)
+			}
+			got++
+		}
+	}
+}
+
+// TestBatchedWritesSpendTheWriteBudgetPerWrite: the session's write
+// budget counts a socket's writes, not the entries its batches make.
+// With 10 tokens left and JetStream's acknowledgements held, the socket's
+// first write is in flight and the next 9 wait in one batch: its 11th and
+// 12th are refused rate_limited. Once the 10 landed, in two entries, the
+// budget is spent: the next write is refused too.
+func TestBatchedWritesSpendTheWriteBudgetPerWrite(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, func(o *hub.Options) {
+		o.SessionWriteRate, o.SessionWriteBurst = 0.001, 12 // no refill within the test
+		o.RateLimit, o.RateBurst = 1000, 1000
+	})
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.set("k0", 0) // the session's first write, staged on its own
+	s.set("k1", 1) // 10 tokens left
+	p.hold()
+	const n = 12
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": i})
+	}
+	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	p.release()
+	seqs := map[float64]bool{}
+	for i, m := range replies(s, n) {
+		switch {
+		case i < 10 && m["type"] == "ack":
+			seqs[num(m["seq"])] = true
+		case i >= 10 && m["type"] == "error" && m["code"] == "rate_limited":
+		default:
+			t.Fatalf("reply %d: %v, want the first 10 acknowledged and the rest rate_limited", i, m)
+		}
+	}
+	if len(seqs) != 2 {
+		t.Fatalf("10 writes in %d entries, want 2 (the first, then the 9 batched behind it)", len(seqs))
+	}
+	if m := s.reply(s.send(map[string]any{"type": "set", "key": "k0", "value": "after"})); m["code"] != "rate_limited" {
+		t.Fatalf("a write once the batch landed: %v, want rate_limited (each write of the batch took its token)", m)
 	}
 }
 
 // TestPipelineStallStagesOnItsOwn: a pipelined write that finds the
-// connection's asynchronous publishes stalled at their limit is staged on
-// its own once the writes before it are answered: acknowledged once, in
-// order, and delivered to the session's socket on another instance.
+// connection's asynchronous publishes stalled at their limit (taken by
+// another socket's) is staged on its own: acknowledged once, and
+// delivered to the session's socket on another instance in order.
 func TestPipelineStallStagesOnItsOwn(t *testing.T) {
 	t.Parallel()
 	ns := startNATS(t)
 	a, p := holdAcks(t, ns, func(o *hub.Options) { hub.SetAsyncMaxPending(o, 1) })
 	b := newInstance(t, ns, nil)
-	_, sa, sb := twoTabs(t, a, b)
+	c, sa, sb := twoTabs(t, a, b)
 	seq0 := sa.set("colour", "red") // the session's first write, staged on its own
 	expectUpTo(t, "socket at B", sb, seq0)
+	sc := c.dial(a) // another tab on A
+	sc.expect("welcome")
 
 	p.hold()
 	id1 := sa.send(map[string]any{"type": "set", "key": "k0", "value": 1}) // the one async publish allowed
-	id2 := sa.send(map[string]any{"type": "set", "key": "k1", "value": 2}) // stalls
+	waitFor(t, "the first append in flight", func() bool { return hub.AsyncPending(a.hub) == 1 })
+	id2 := sc.send(map[string]any{"type": "set", "key": "k1", "value": 2}) // stalls
 	waitFor(t, "a stalled append", func() bool { return hub.Stalls(a.hub) > 0 })
 	p.release()
-	r := replies(sa, 2)
-	if r[0]["type"] != "ack" || uint64(num(r[0]["id"])) != id1 || r[1]["type"] != "ack" || uint64(num(r[1]["id"])) != id2 ||
-		num(r[1]["seq"]) <= num(r[0]["seq"]) {
-		t.Fatalf("replies %v, want the acks of %d and %d in order", r, id1, id2)
+	r1, r2 := replies(sa, 1)[0], replies(sc, 1)[0]
+	if r1["type"] != "ack" || uint64(num(r1["id"])) != id1 || r2["type"] != "ack" || uint64(num(r2["id"])) != id2 ||
+		num(r2["seq"]) <= num(r1["seq"]) {
+		t.Fatalf("replies %v and %v, want the acks of %d and %d in order", r1, r2, id1, id2)
 	}
 	// Answered once: the next reply is the next request's.
-	id3 := sa.send(map[string]any{"type": "set", "key": "k2", "value": 3})
-	if m := replies(sa, 1)[0]; m["type"] != "ack" || uint64(num(m["id"])) != id3 {
+	id3 := sc.send(map[string]any{"type": "set", "key": "k2", "value": 3})
+	if m := replies(sc, 1)[0]; m["type"] != "ack" || uint64(num(m["id"])) != id3 {
 		t.Fatalf("reply %v, want the ack of %d", m, id3)
 	}
 	for i, want := range []struct {
 		key string
 		seq float64
-	}{{"k0", num(r[0]["seq"])}, {"k1", num(r[1]["seq"])}} {
+	}{{"k0", num(r1["seq"])}, {"k1", num(r2["seq"])}} {
 		m := sb.expect("change")
 		if num(m["seq"]) != want.seq || !strings.Contains(jsonOf(m["ops"]), `"key":"`+want.key+`"`) {
 			t.Fatalf("change %d at B: %v, want %s at seq %v", i, m, want.key, want.seq)
@@ -282,23 +355,32 @@ func testPipelinedValues(t *testing.T, store *session.Store) {
 		v := fmt.Sprintf("v%d-%s", i, strings.Repeat("x", (i*37)%300))
 		sent[s.send(map[string]any{"type": "set", "key": fmt.Sprintf("k%d", i%3), "value": v})] = v
 	}
-	bySeq := map[float64]string{} // the value each change carries
-	acked := map[float64]uint64{} // the request each ack answers
-	for len(acked) < len(sent) || len(bySeq) < len(sent) {
+	bySeq := map[float64][]string{} // the values each change carries, in order
+	acked := map[float64][]uint64{} // the requests acknowledged at each sequence, in order
+	changed, answered := 0, 0
+	for answered < len(sent) || changed < len(sent) {
 		m := s.next()
 		switch m["type"] {
 		case "ack":
-			acked[num(m["seq"])] = uint64(num(m["id"]))
+			acked[num(m["seq"])] = append(acked[num(m["seq"])], uint64(num(m["id"])))
+			answered++
 		case "change":
-			ops := m["ops"].([]any)
-			bySeq[num(m["seq"])] = ops[0].(map[string]any)["value"].(string)
+			for _, op := range m["ops"].([]any) {
+				bySeq[num(m["seq"])] = append(bySeq[num(m["seq"])], op.(map[string]any)["value"].(string))
+				changed++
+			}
 		case "error", "closed":
 			t.Fatalf("%v", m)
 		}
 	}
-	for seq, id := range acked {
-		if bySeq[seq] != sent[id] {
-			t.Fatalf("request %d was sent %q; its entry %v holds %q", id, sent[id], seq, bySeq[seq])
+	for seq, ids := range acked {
+		if len(bySeq[seq]) != len(ids) {
+			t.Fatalf("requests %v acknowledged at %v; its entry holds %d values", ids, seq, len(bySeq[seq]))
+		}
+		for i, id := range ids {
+			if bySeq[seq][i] != sent[id] {
+				t.Fatalf("request %d was sent %q; its entry %v holds %q", id, sent[id], seq, bySeq[seq][i])
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -110,17 +111,42 @@ func (a *asyncAcks) failAll(err error) {
 // When max publishes await their acknowledgement for stall, it returns
 // errStalled.
 func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
+	if !a.reserve(nil, stall) {
+		return nil, errStalled
+	}
+	return a.publishReserved(m)
+}
+
+// reserve takes the slot of a publish (publishReserved), waiting at most
+// wait for one; false when none came free in time or ctx ended (nil: no
+// context). A slot not published with is given back by release.
+func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 	select {
 	case a.slots <- struct{}{}:
+		return true
 	default:
-		t := time.NewTimer(stall)
-		select {
-		case a.slots <- struct{}{}:
-			t.Stop()
-		case <-t.C:
-			return nil, errStalled
-		}
 	}
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-done:
+	}
+	return false
+}
+
+// release gives back a slot reserve took.
+func (a *asyncAcks) release() { <-a.slots }
+
+// publishReserved is publish with a slot reserve took: on error the slot
+// is free again.
+func (a *asyncAcks) publishReserved(m *nats.Msg) (*pubAck, error) {
 	f := &pubAck{done: make(chan struct{})}
 	a.mu.Lock()
 	a.n++

@@ -200,13 +200,21 @@ func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 	defer cancel()
 	c := &conn{h: h, id: session.NewID(), ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
 	c.writing.Store(true) // no writer: the answers stay queued, to be read here
+	v := h.acquire(ctx, c.id, 0)
+	defer v.release()
 	start := time.Now()
 	for i := range 3 {
 		f, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.push(pending{id: uint64(i + 1), fut: f, start: start})
+		own := &ownWrite{v: v, ops: []session.Op{{Type: session.OpDelete, Key: "k"}}}
+		v.mu.Lock()
+		v.inflight = append(v.inflight, own)
+		v.owed++
+		v.publishedLocked(own)
+		v.mu.Unlock()
+		c.push(pending{id: uint64(i + 1), b: &batch{own: own, n: 1, fut: f, start: start, closed: true, appended: true}, start: start})
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 10*timeout)
 	defer wcancel()

@@ -468,7 +468,7 @@ func TestSnapshotFromTheView(t *testing.T) {
 // the log's last entry, is published.
 func TestSnapshotWhilePipelined(t *testing.T) {
 	t.Parallel()
-	const every, writes = 16, 640
+	const every, writes = 4, 2000
 	ns := startNATS(t)
 	in := newInstance(t, ns, func(o *hub.Options) {
 		o.SnapshotEvery, o.SessionWriteRate = every, 1e6
@@ -515,11 +515,15 @@ func TestSnapshotWhilePipelined(t *testing.T) {
 		done <- nil
 	}()
 	var duringWrites int64
+	entries := map[float64]bool{} // the entries the writes before the count landed in (a batch shares one)
 	for got := 0; got < writes; {
 		m := s.next()
 		switch m["type"] {
 		case "ack":
 			got++
+			if got < writes-every {
+				entries[num(m["seq"])] = true
+			}
 			if got == writes-every {
 				duringWrites = snaps.Load()
 			}
@@ -530,11 +534,16 @@ func TestSnapshotWhilePipelined(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d snapshots while %d writes were in flight", duringWrites, writes-every)
+	t.Logf("%d snapshots while %d writes in %d entries were in flight", duringWrites, writes-every, len(entries))
 	// With appends always in flight, a compaction takes its turn once
-	// 4*every entries are new and waits for the appends in flight (up to
-	// 32) to land: at least one snapshot per 4*every + 2*32 writes.
-	if min := int64(writes / (4*every + 2*32)); duringWrites < min {
+	// 4*every entries are new and waits for the socket's append in flight
+	// and its next batch to land: at least one snapshot per 4*every + 2
+	// entries.
+	per := 4*every + 2
+	if len(entries) < 3*per {
+		t.Fatalf("%d writes landed in %d entries, too few to count compactions by", writes-every, len(entries))
+	}
+	if min := int64(len(entries) / per); duringWrites < min {
 		t.Fatalf("%d snapshots made while the socket kept appends in flight, want at least %d: compaction never got its turn", duringWrites, min)
 	}
 	other := newClient(t)

@@ -42,9 +42,12 @@ type view struct {
 	// This instance's pipelined appends of the session (pipeline.go):
 	// counted by the cookie budget until the view holds them; settled is
 	// closed once none is unanswered.
+	// owed counts the ops of this instance's pipelined writes taken in and
+	// not answered, for the write budget.
 	inflight []*ownWrite
 	unacked  int
 	settled  chan struct{}
+	owed     int
 
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
@@ -375,7 +378,7 @@ func (v *view) appendLocked(c entry, now time.Time) {
 	}
 	v.countLocked(c)
 	if c.Covers == 0 {
-		v.budget.ReserveN(now, 1) // into debt if need be: the entry is written
+		v.budget.ReserveN(now, entryWrites(c)) // into debt if need be: the entry is written
 	}
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {

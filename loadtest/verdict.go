@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // AckedOp is a set op the hub acknowledged: the key, the unique value and
@@ -122,8 +123,10 @@ func verifySession(v *Verdict, sl *SessionLog) {
 			switch {
 			case !known:
 				reason = fmt.Sprintf("final value %q has no known sequence", f)
-			case fs > op.Seq:
+			case fs > op.Seq, fs == op.Seq && laterInEntry(f, op.Value):
 				v.Superseded++
+			case fs == op.Seq:
+				reason = fmt.Sprintf("final value %q was written before it in the entry at %d", f, fs)
 			default:
 				reason = fmt.Sprintf("final value %q has the older sequence %d", f, fs)
 			}
@@ -136,6 +139,15 @@ func verifySession(v *Verdict, sl *SessionLog) {
 			v.Lost = append(v.Lost, LostOp{Session: sl.Name, Key: op.Key, Value: op.Value, Seq: op.Seq, Reason: reason})
 		}
 	}
+}
+
+// laterInEntry reports whether the op that wrote value f was written
+// after the one that wrote value op by the same socket: a socket's writes
+// batched into one log entry share its sequence, and the later one wins.
+func laterInEntry(f, op string) bool {
+	fs, fw, fn, ok1 := parseValue(strconv.AppendQuote(nil, f))
+	os, ow, on, ok2 := parseValue(strconv.AppendQuote(nil, op))
+	return ok1 && ok2 && fs == os && fw == ow && fn > on
 }
 
 // rawString returns the string a JSON string holds, or the raw JSON text

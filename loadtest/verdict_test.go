@@ -52,6 +52,30 @@ func TestVerify(t *testing.T) {
 			superseded: 1,
 		},
 		{
+			name: "superseded by a later write of the same socket in its entry",
+			log: SessionLog{
+				Acked: []AckedOp{
+					{Key: "language", Value: "x-s0-w0-n0", Seq: 3},
+					{Key: "language", Value: "x-s0-w0-n1", Seq: 3},
+				},
+				Seqs:  map[string]uint64{"x-s0-w0-n0": 3, "x-s0-w0-n1": 3},
+				Final: map[string]json.RawMessage{"language": str("x-s0-w0-n1")},
+			},
+			present: 1, superseded: 1,
+		},
+		{
+			name: "overwritten by an earlier write in its entry: lost",
+			log: SessionLog{
+				Acked: []AckedOp{
+					{Key: "language", Value: "x-s0-w0-n0", Seq: 3},
+					{Key: "language", Value: "x-s0-w0-n1", Seq: 3},
+				},
+				Seqs:  map[string]uint64{"x-s0-w0-n0": 3, "x-s0-w0-n1": 3},
+				Final: map[string]json.RawMessage{"language": str("x-s0-w0-n0")},
+			},
+			present: 1, lost: []string{"x-s0-w0-n1"}, reason: "before it in the entry at 3",
+		},
+		{
 			name: "overwritten by an older op: lost",
 			log: SessionLog{
 				Acked: []AckedOp{

@@ -210,7 +210,7 @@ func (c *Config) FlagSet(name string) *flag.FlagSet {
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "burst of the socket rate limit")
 	fs.IntVar(&c.SendBuffer, "send-buffer", c.SendBuffer, "`messages` that may wait for one socket; past it the socket is closed with 4200")
 	fs.IntVar(&c.SendBufferBytes, "send-buffer-bytes", c.SendBufferBytes, "`bytes` that may wait for one socket; past them, or when a frame write takes 10s, the socket is closed with 4200")
-	fs.Float64Var(&c.SessionWriteRate, "session-write-rate", c.SessionWriteRate, "log entries per second one session may append, all its sockets and HTTP requests on every instance together (then rate_limited)")
+	fs.Float64Var(&c.SessionWriteRate, "session-write-rate", c.SessionWriteRate, "writes per second one session may append (a socket's set or delete is one, an HTTP request's entry one), all its sockets and HTTP requests on every instance together (then rate_limited)")
 	fs.IntVar(&c.SessionWriteBurst, "session-write-burst", c.SessionWriteBurst, "burst of the session write budget")
 	fs.IntVar(&c.SocketsPerSession, "max-sockets-per-session", c.SocketsPerSession, "sockets one session may have open on an instance (then 429)")
 	fs.IntVar(&c.SocketsPerAddr, "max-sockets-per-addr", c.SocketsPerAddr, "sockets one client address may have open on an instance (then 429); 0 for no bound (behind a proxy every client shares its address)")
