@@ -32,6 +32,17 @@ func DirectGetSubject(h *Hub) string { return h.log.directGet }
 // await their acknowledgement.
 func AsyncPending(h *Hub) int { return h.log.acks.pending() }
 
+// Owed returns the ops of the pipelined writes h took in for session id
+// (its view must exist) and has not answered.
+func Owed(h *Hub, id string) int {
+	h.mu.Lock()
+	v := h.views[id]
+	h.mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.owed
+}
+
 // PipelineWaited reports whether a socket of session id on h (its view
 // must exist) has had to wait for room among its appends in flight.
 func PipelineWaited(h *Hub, id string) bool {

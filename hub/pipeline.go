@@ -483,18 +483,18 @@ func (c *conn) ack(done chan struct{}) {
 	}()
 	for {
 		pl.mu.Lock()
-		if len(pl.q) == 0 || c.ctx.Err() != nil {
-			rest := pl.q
-			pl.q = nil
+		if len(pl.q) == 0 {
 			close(pl.drained)
 			pl.drained = nil
 			pl.mu.Unlock()
-			for _, p := range rest {
-				if p.b != nil {
-					p.b.abandon(&c.h.log.acks) // unanswered: the log tells, the budget no longer waits
-				}
-			}
 			return
+		}
+		if c.ctx.Err() != nil {
+			rest := pl.q
+			pl.q = nil
+			pl.mu.Unlock()
+			c.orphan(rest) // then the queue is looked at again: empty by now, or what came meanwhile
+			continue
 		}
 		p := pl.q[0]
 		pl.mu.Unlock()
@@ -528,6 +528,28 @@ func (c *conn) ack(done chan struct{}) {
 	}
 }
 
+// orphan handles the answers still owed once the socket closed: nobody
+// reads them. The batches not appended yet are appended all the same, in
+// order, within one WriteTimeout (a client that sent writes and then
+// closed had them taken in, as when each was appended at once); no batch
+// is waited for. Each is then no longer counted in flight: the log tells,
+// and the view takes it in from there.
+func (c *conn) orphan(rest []pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.h.log.timeout)
+	defer cancel()
+	for _, p := range rest {
+		b := p.b
+		if b == nil || b.answered {
+			continue
+		}
+		if !b.appended && ctx.Err() == nil {
+			c.publishBatch(ctx, b)
+		}
+		b.abandon(&c.h.log.acks)
+		b.answered = true // once per batch
+	}
+}
+
 // abandon stops counting b in flight: its socket closed before it was
 // answered.
 func (b *batch) abandon(acks *asyncAcks) {
@@ -547,7 +569,7 @@ func (b *batch) abandon(acks *asyncAcks) {
 // for JetStream's answer, and records it in b and in the view; false
 // when the socket closed first. timer is the acker's, reused.
 func (c *conn) settle(b *batch, timer **time.Timer) bool {
-	if !b.appended && !c.publishBatch(b) {
+	if !b.appended && !c.publishBatch(c.ctx, b) {
 		return false
 	}
 	seq, err := b.seq, b.err // staged, or not appended
@@ -613,8 +635,8 @@ func (c *conn) settle(b *batch, timer **time.Timer) bool {
 
 // publishBatch appends the open batch b, which the acker reached: every
 // answer before it went. It closes b to later writes first. An append
-// that cannot be made sets b.err; false when the socket closed first.
-func (c *conn) publishBatch(b *batch) bool {
+// that cannot be made sets b.err; false when ctx ended first.
+func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 	v := b.own.v
 	v.mu.Lock()
 	b.closed = true
@@ -623,29 +645,35 @@ func (c *conn) publishBatch(b *batch) bool {
 	data := encodeValid(ops) // closed: the ops no longer change
 	b.appended = true
 	acks := &c.h.log.acks
-	if !acks.reserve(c.ctx, asyncStallWait) {
-		if c.ctx.Err() != nil {
-			return false
-		}
-		// The connection's asynchronous publishes stayed at their limit:
-		// stage the batch on its own, as pipelineWrite stages a write,
-		// measured without its own count in flight.
-		c.h.stalls.Add(1)
+	for {
+		// A compaction's turn (compactGated) first, then a slot: a batch
+		// waiting for the gate holds none.
 		v.mu.Lock()
-		v.finishLocked(b, 0)
-		v.mu.Unlock()
-		b.seq, b.err = c.stage(c.ctx, SourceWS, ops)
-		return true
-	}
-	v.mu.Lock()
-	for v.gate != nil { // a compaction's turn (compactGated)
 		gate := v.gate
 		v.mu.Unlock()
-		if !waitClosed(c.ctx, gate) {
-			acks.release()
+		if !waitClosed(ctx, gate) {
 			return false
 		}
+		if !acks.reserve(ctx, asyncStallWait) {
+			if ctx.Err() != nil {
+				return false
+			}
+			// The connection's asynchronous publishes stayed at their
+			// limit: stage the batch on its own, as pipelineWrite stages
+			// a write, measured without its own count in flight.
+			c.h.stalls.Add(1)
+			v.mu.Lock()
+			v.finishLocked(b, 0)
+			v.mu.Unlock()
+			b.seq, b.err = c.stage(ctx, SourceWS, ops)
+			return true
+		}
 		v.mu.Lock()
+		if v.gate == nil {
+			break
+		}
+		v.mu.Unlock()
+		acks.release()
 	}
 	defer v.mu.Unlock()
 	if c.h.closing.Load() {

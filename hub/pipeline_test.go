@@ -281,6 +281,43 @@ func TestBatchedWritesSpendTheWriteBudgetPerWrite(t *testing.T) {
 	}
 }
 
+// TestWritesBeforeACloseLand: writes a socket took in before its client
+// closed are appended, the batched ones too, although nobody reads their
+// acks: with JetStream's acknowledgements held, the first of ten sets is
+// in flight and nine wait in a batch when the client closes; the
+// session's socket on another instance gets all ten.
+func TestWritesBeforeACloseLand(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	a, p := holdAcks(t, ns, nil)
+	b := newInstance(t, ns, nil)
+	c, sa, sb := twoTabs(t, a, b)
+	id := sessionID(t, a.store, c.cookie(a))
+	seq0 := sa.set("k0", "before")
+	expectUpTo(t, "socket at B", sb, seq0)
+
+	p.hold()
+	const n = 10
+	for i := range n {
+		sa.send(map[string]any{"type": "set", "key": "k0", "value": fmt.Sprint("v", i)})
+	}
+	waitFor(t, "the ten writes taken in", func() bool { return hub.AsyncPending(a.hub) == 1 && hub.Owed(a.hub, id) == n })
+	if err := sa.ws.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	p.release()
+	got := 0
+	for got < n {
+		m := sb.expect("change")
+		for _, op := range m["ops"].([]any) {
+			if v := op.(map[string]any)["value"]; v != fmt.Sprint("v", got) {
+				t.Fatalf("value %v at B, want v%d", v, got)
+			}
+			got++
+		}
+	}
+}
+
 // TestPipelineStallStagesOnItsOwn: a pipelined write that finds the
 // connection's asynchronous publishes stalled at their limit (taken by
 // another socket's) is staged on its own: acknowledged once, and

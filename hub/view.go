@@ -378,7 +378,9 @@ func (v *view) appendLocked(c entry, now time.Time) {
 	}
 	v.countLocked(c)
 	if c.Covers == 0 {
-		v.budget.ReserveN(now, entryWrites(c)) // into debt if need be: the entry is written
+		// Into debt if need be: the entry is written. A reservation past
+		// the burst would take nothing.
+		v.budget.ReserveN(now, min(entryWrites(c), v.budget.Burst()))
 	}
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
