@@ -35,9 +35,7 @@ func AsyncPending(h *Hub) int { return h.log.acks.pending() }
 // Owed returns the ops of the pipelined writes h took in for session id
 // (its view must exist) and has not answered.
 func Owed(h *Hub, id string) int {
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
+	v := h.lookup(id)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.owed
@@ -46,9 +44,7 @@ func Owed(h *Hub, id string) int {
 // PipelineWaited reports whether a socket of session id on h (its view
 // must exist) has had to wait for room among its appends in flight.
 func PipelineWaited(h *Hub, id string) bool {
-	h.mu.Lock()
-	v := h.views[id]
-	h.mu.Unlock()
+	v := h.lookup(id)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for c := range v.conns {

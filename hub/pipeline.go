@@ -17,18 +17,20 @@ import (
 	"github.com/sessionhub/sessionhub/session"
 )
 
-// pipelineDepth bounds a socket's appends in flight to JetStream (and
-// the answers it owes): past it, the socket's next write waits
-// unpublished, and its next message is read, once the oldest is answered.
+// pipelineDepth bounds the answers a socket owes: past it, the socket's
+// next write waits unpublished, and its next message is read, once the
+// oldest is answered.
 const pipelineDepth = 32
 
 // A socket's set and delete requests are appended to JetStream without
-// waiting for each other: up to pipelineDepth in flight. Their answers
-// keep the order of the requests: an acker goroutine, started while
-// appends are in flight and gone once none is, waits for each PubAck in
-// turn and only then queues its ack (or its error). Any other request
-// (an event, a resume, a request refused before it reached JetStream) is
-// answered once the appends before it were.
+// waiting for each other's answers: up to pipelineDepth unanswered, the
+// ones taken in while others are in flight gathered into one entry
+// (batch). Their answers keep the order of the requests: an acker
+// goroutine, started while answers are owed and gone once none is,
+// appends each batch in turn, waits for its PubAck and only then queues
+// its writes' acks (or their error). Any other request (an event, a
+// resume, a request refused before it reached JetStream) is answered
+// once the appends before it were.
 
 // pending is one answer the pipeline owes the client, in request order:
 // a set or delete in the log entry b, or an error already known (err).
