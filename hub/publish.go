@@ -111,24 +111,20 @@ func (a *asyncAcks) failAll(err error) {
 // When max publishes await their acknowledgement for stall, it returns
 // errStalled.
 func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
-	if !a.reserve(nil, stall) {
+	if !a.reserve(context.Background(), stall) {
 		return nil, errStalled
 	}
 	return a.publishReserved(m)
 }
 
 // reserve takes the slot of a publish (publishReserved), waiting at most
-// wait for one; false when none came free in time or ctx ended (nil: no
-// context). A slot not published with is given back by release.
+// wait for one; false when none came free in time or ctx ended. A slot
+// not published with is given back by release.
 func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 	select {
 	case a.slots <- struct{}{}:
 		return true
 	default:
-	}
-	var done <-chan struct{}
-	if ctx != nil {
-		done = ctx.Done()
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -136,7 +132,7 @@ func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 	case a.slots <- struct{}{}:
 		return true
 	case <-t.C:
-	case <-done:
+	case <-ctx.Done():
 	}
 	return false
 }
