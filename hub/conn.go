@@ -185,6 +185,14 @@ var errContended = Errorf(CodeRateLimited, "the session changed while this write
 // refused with rate_limited (errContended): near the budget nothing is
 // appended without the condition.
 func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint64, error) {
+	return c.stageReplacing(ctx, source, ops, nil)
+}
+
+// stageReplacing is stage for ops the cookie budget counts in flight as
+// old already (a batch staged on its own, pipeline.go): the first
+// measure stops counting old in the hold of the view's lock that starts
+// counting ops, so that no other write is measured without them.
+func (c *conn) stageReplacing(ctx context.Context, source string, ops []session.Op, old *ownWrite) (uint64, error) {
 	for attempt := 1; ; attempt++ {
 		final := attempt == stageAttempts
 		var floor uint64 // on the final try: the log's last sequence
@@ -199,7 +207,7 @@ func (c *conn) stage(ctx context.Context, source string, ops []session.Op) (uint
 				}
 			}
 		}
-		n, grows, uncertain, last, whole, own, err := c.measure(ctx, ops)
+		n, grows, uncertain, last, whole, own, err := c.measure(ctx, ops, old)
 		if err != nil {
 			return 0, err
 		}
@@ -291,7 +299,7 @@ func (c *conn) settleOwn(own *ownWrite, seq uint64) {
 // smaller session without the condition, landing after it past the
 // budget. It returns the measure, whether ops grow the cookie, the
 // view's last sequence, and whether the view is known to be whole.
-func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, uncertain bool, last uint64, whole bool, own *ownWrite, err error) {
+func (c *conn) measure(ctx context.Context, ops []session.Op, old *ownWrite) (n int, grows, uncertain bool, last uint64, whole bool, own *ownWrite, err error) {
 	v := c.view()
 	if v == nil {
 		return 0, false, false, 0, false, nil, wrapErr(ErrUnavailable, errNoView)
@@ -299,6 +307,9 @@ func (c *conn) measure(ctx context.Context, ops []session.Op) (n int, grows, unc
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.waitAckedDroppingLock(ctx)
+	if old != nil && old.v == v {
+		v.dropOwnLocked(old) // counted as own from here on
+	}
 	if n, grows, uncertain, err = c.measureLocked(v, ops); err != nil {
 		return 0, false, false, 0, false, nil, err
 	}

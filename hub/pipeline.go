@@ -662,12 +662,9 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 			}
 			// The connection's asynchronous publishes stayed at their
 			// limit: stage the batch on its own, as pipelineWrite stages
-			// a write, measured without its own count in flight.
+			// a write. Its ops stay counted by both budgets meanwhile.
 			c.h.stalls.Add(1)
-			v.mu.Lock()
-			v.finishLocked(b, 0)
-			v.mu.Unlock()
-			b.seq, b.err = c.stage(ctx, SourceWS, ops)
+			b.seq, b.err = c.stageReplacing(ctx, SourceWS, ops, b.own)
 			return true
 		}
 		v.mu.Lock()

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -168,5 +170,60 @@ func TestWriteBudgetAfterAWait(t *testing.T) {
 	v.mu.Unlock()
 	if m := reply(); m["type"] != "ack" || m["id"] != float64(2) {
 		t.Fatalf("the write after the wait: %v, want its ack (the budget refilled while it waited)", m)
+	}
+}
+
+// TestStalledBatchIsStagedOnItsOwn: a batch the acker reaches while the
+// connection's asynchronous publishes stay at their limit (here one,
+// taken by a publish nobody answers) is staged on its own: acknowledged
+// at its entry, which holds its ops in order, and no longer counted in
+// flight by either budget.
+func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.asyncMaxPending = 1 })
+	silent, err := h.opts.Conn.SubscribeSync("silent.log") // receives, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Unsubscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := session.NewID()
+	if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: "k", Value: []byte(`0`)}); err != nil {
+		t.Fatal(err)
+	}
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
+	c.v.Store(v)
+	v.mu.Lock()
+	c.snap = session.Snapshot{ID: id, Seq: v.last}
+	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}, {Type: session.OpSet, Key: "k", Value: []byte(`2`)}}
+	own := &ownWrite{v: v, ops: ops}
+	v.inflight = append(v.inflight, own)
+	v.owed += len(ops)
+	v.mu.Unlock()
+	b := &batch{own: own, n: 2}
+
+	if _, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond); err != nil { // the one slot
+		t.Fatal(err)
+	}
+	var timer *time.Timer
+	if !c.settle(b, &timer) {
+		t.Fatal("settle: the socket closed")
+	}
+	if b.err != nil || b.seq == 0 || b.fut != nil || h.stalls.Load() != 1 {
+		t.Fatalf("batch answered %d, %v (published: %v), %d stalls; want staged on its own", b.seq, b.err, b.fut != nil, h.stalls.Load())
+	}
+	entries, err := h.log.fetch(ctx, id, b.seq-1, b.seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Seq != b.seq || len(entries[0].Ops) != 2 || string(entries[0].Ops[1].Value) != `2` {
+		t.Fatalf("the log after %d: %+v, want the batch's entry", b.seq-1, entries)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.owed != 0 || slices.Contains(v.inflight, own) || v.unacked != 0 {
+		t.Fatalf("after its answer: %d ops owed, counted in flight %v, %d unacked; want none", v.owed, slices.Contains(v.inflight, own), v.unacked)
 	}
 }
