@@ -189,7 +189,7 @@ func TestR3ConcurrentHTTPAndSocketWrites(t *testing.T) {
 	}
 	// Every HTTP write reaches both sockets, within 10 seconds and with
 	// no further write.
-	for _, s := range []*sock{sa, sb} {
+	for si, s := range []*sock{sa, sb} {
 		want := map[string]bool{}
 		for w := range workers {
 			for i := range perWorker {
@@ -220,7 +220,7 @@ func TestR3ConcurrentHTTPAndSocketWrites(t *testing.T) {
 					}
 				}
 			case <-deadline:
-				t.Fatalf("%d of %d HTTP writes never reached a socket (it got %v)", len(want), workers*perWorker, seen)
+				t.Fatalf("%d of %d HTTP writes never reached socket %d of 2 (it got %v)", len(want), workers*perWorker, si+1, seen)
 			}
 		}
 	}

@@ -33,8 +33,9 @@ type conn struct {
 	id      string // session ID
 	limiter *rate.Limiter
 	out     outbox
-	pipe    pipeline // set and delete appends in flight (pipeline.go)
-	batch   bool     // negotiated protocol.Subprotocol: several messages per frame
+	pipe    pipeline  // set and delete appends in flight (pipeline.go)
+	batch   bool      // negotiated protocol.Subprotocol: several messages per frame
+	held    *ownWrite // whose change waits for its first ack (view.echoLocked); guarded by the view's lock
 
 	ctx    context.Context // cancelled when the socket closes
 	cancel context.CancelFunc
@@ -61,7 +62,14 @@ type conn struct {
 // deliver folds a change into the socket's snapshot and queues its
 // message. It never blocks: a socket whose buffer is full is closed with
 // CloseTooSlow, everyone else keeps receiving. Called under the view's lock.
-func (c *conn) deliver(e entry, msg []byte) {
+func (c *conn) deliver(e entry, msg []byte) { c.deliverHolding(e, msg, nil) }
+
+// deliverHolding is deliver, holding the change for the first ack of the
+// socket's own write w instead of queueing it (view.echoLocked) when w is
+// not nil. A change held before goes first. Called with the view's lock
+// held, or for a socket not among the view's yet (lazy.go), which holds
+// nothing.
+func (c *conn) deliverHolding(e entry, msg []byte, w *ownWrite) {
 	c.mu.Lock()
 	if e.Seq <= c.snap.Seq {
 		// The socket has it already (its handshake read it from
@@ -78,7 +86,13 @@ func (c *conn) deliver(e entry, msg []byte) {
 	// it under the view's lock, held here): folded in place.
 	c.snap.FoldInPlace(e.Ops)
 	c.mu.Unlock()
-	if msg != nil && !quiet {
+	switch {
+	case msg == nil || quiet:
+	case w != nil:
+		c.flushHeldLocked()
+		w.echo, c.held = msg, w
+	default:
+		c.flushHeldLocked()
 		c.queue(msg)
 	}
 	for _, op := range e.Ops {
@@ -409,6 +423,7 @@ func (c *conn) resume(id uint64, after uint64) {
 // "resumed". A snapshot of what the client holds by then is not sent: it
 // would change none of its values.
 func (c *conn) replayLocked(after uint64, changes []entry) {
+	c.flushHeldLocked()
 	if !c.out.room(len(changes) + 1) {
 		// A replay that cannot fit the send buffer would close the socket
 		// part-way (CloseTooSlow) and the client would resume past the gap: send
@@ -429,6 +444,7 @@ func (c *conn) replayLocked(after uint64, changes []entry) {
 // resetLocked sends the socket's whole current state: the log no longer
 // holds the changes asked for.
 func (c *conn) resetLocked() {
+	c.flushHeldLocked()
 	snap := c.snapshot()
 	if changes, ok := c.v.Load().sinceLocked(snap.Seq); ok && len(changes) > 0 {
 		snap = snap.Fold(flatten(changes))

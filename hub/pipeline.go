@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -101,6 +102,13 @@ type ownWrite struct {
 	ops       []session.Op
 	lens      []int // session.ValueLen of each op's value, measured once (valueLen)
 	published bool  // a pipelined append in flight: counted in view.unacked
+
+	// A pipelined append's socket, and its change to that socket, held
+	// for its first ack (view.echoLocked): landed once the view took its
+	// entry in.
+	c      *conn
+	landed bool
+	echo   []byte
 }
 
 // pipeline is a socket's appends in flight. The zero value is ready: an
@@ -241,7 +249,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.push(pending{id: m.ID, b: b, start: start})
 		return
 	}
-	own := &ownWrite{v: v, ops: ops}
+	own := &ownWrite{v: v, ops: ops, c: c}
 	b := &batch{own: own, cost: cost, n: 1}
 	if data == nil && !c.pipe.owed() {
 		data = encodeValid(ops) // the acker answered all meanwhile
@@ -503,9 +511,13 @@ func (c *conn) ack(done chan struct{}) {
 
 		err := p.err
 		var seq uint64
+		sent := false // the ack went with the batch's change (settle)
 		if b := p.b; b != nil {
-			if !b.answered && !c.settle(b, &timer) {
-				continue // the socket closed
+			if !b.answered {
+				var ok bool
+				if ok, sent = c.settle(p.id, b, &timer); !ok {
+					continue // the socket closed
+				}
 			}
 			seq, err = b.seq, b.err
 		}
@@ -515,7 +527,9 @@ func (c *conn) ack(done chan struct{}) {
 			c.fail(p.id, err)
 		} else {
 			c.h.opts.Metrics.Staged(SourceWS, time.Since(p.start))
-			c.queue(protocol.AppendAck(nil, p.id, seq, nil))
+			if !sent {
+				c.queue(protocol.AppendAck(nil, p.id, seq, nil))
+			}
 		}
 		pl.mu.Lock()
 		pl.q[0] = pending{}
@@ -564,15 +578,21 @@ func (b *batch) abandon(acks *asyncAcks) {
 	if b.fut != nil {
 		acks.forget(b.fut)
 	}
+	if c := b.own.c; c != nil {
+		c.takeEchoLocked(b.own) // nobody reads it
+	}
 	v.finishLocked(b, 0)
 }
 
 // settle appends batch b if the acker is its first to reach it, waits
 // for JetStream's answer, and records it in b and in the view; false
-// when the socket closed first. timer is the acker's, reused.
-func (c *conn) settle(b *batch, timer **time.Timer) bool {
+// when the socket closed first. timer is the acker's, reused. The
+// batch's change to this socket, if the view held it for the answer
+// (view.echoLocked), goes out now, with the ack of the batch's first
+// write (id) when it succeeded: sent.
+func (c *conn) settle(id uint64, b *batch, timer **time.Timer) (ok, sent bool) {
 	if !b.appended && !c.publishBatch(c.ctx, b) {
-		return false
+		return false, false
 	}
 	seq, err := b.seq, b.err // staged, or not appended
 	if b.fut != nil {
@@ -594,7 +614,7 @@ func (c *conn) settle(b *batch, timer **time.Timer) bool {
 			case <-(*timer).C:
 				timedOut = true
 			case <-c.ctx.Done():
-				return false
+				return false, false
 			}
 		}
 		if timedOut && c.h.log.acks.forget(b.fut) {
@@ -627,10 +647,83 @@ func (c *conn) settle(b *batch, timer **time.Timer) bool {
 	if err == nil {
 		v.ackedLocked(b.start, seq)
 	}
+	if echo := c.takeEchoLocked(b.own); echo != nil {
+		// Queued in this hold of the view's lock: no later change to the
+		// socket goes before it.
+		if err == nil {
+			c.queueAll(echo, protocol.AppendAck(nil, id, seq, nil))
+			sent = true
+		} else {
+			c.queue(echo) // it landed all the same
+		}
+	}
 	v.mu.Unlock()
 	b.answered, b.seq, b.err = true, seq, err
 	if err == nil {
 		c.h.snapshotLaterView(v)
+	}
+	return true, sent
+}
+
+// takeEchoLocked returns w's change if this socket holds it for w's
+// answer, and stops holding it. Called with the view's lock held.
+func (c *conn) takeEchoLocked(w *ownWrite) []byte {
+	if c.held != w {
+		return nil
+	}
+	c.held = nil
+	echo := w.echo
+	w.echo = nil
+	return echo
+}
+
+// flushHeldLocked sends the change the socket holds for its write's
+// answer, if any: a later change, or a replay, must not go before it.
+// Called with the view's lock held.
+func (c *conn) flushHeldLocked() {
+	if w := c.held; w != nil {
+		c.queue(c.takeEchoLocked(w))
+	}
+}
+
+// echoLocked finds the pipelined append of this instance that entry e
+// is, if e is one: the oldest one appended, unanswered and not landed yet
+// (a session's appends from one instance land in the order they were
+// published), when its ops are e's. It is marked landed; it is returned
+// when its socket can take its change with its first ack in one frame
+// (protocol.Subprotocol) and holds no other: nats-server sends the
+// republished entry before the PubAck, and the socket's writer would
+// otherwise send the change and the ack in two frames. Called with the
+// view's lock held.
+func (v *view) echoLocked(e entry) *ownWrite {
+	if e.Source != SourceWS || e.Covers != 0 {
+		return nil
+	}
+	for _, w := range v.inflight {
+		if !w.published || w.seq != 0 || w.landed {
+			continue
+		}
+		if !sameOps(w.ops, e.Ops) {
+			return nil // another writer's entry
+		}
+		w.landed = true
+		if w.c == nil || !w.c.batch || w.c.held != nil {
+			return nil
+		}
+		return w
+	}
+	return nil
+}
+
+// sameOps reports whether a and b are the same ops, sequences aside.
+func sameOps(a, b []session.Op) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Type != b[i].Type || a[i].Key != b[i].Key || !bytes.Equal(a[i].Value, b[i].Value) {
+			return false
+		}
 	}
 	return true
 }

@@ -208,7 +208,7 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	var timer *time.Timer
-	if !c.settle(b, &timer) {
+	if ok, _ := c.settle(1, b, &timer); !ok {
 		t.Fatal("settle: the socket closed")
 	}
 	if b.err != nil || b.seq == 0 || b.fut != nil || h.stalls.Load() != 1 {
@@ -225,5 +225,98 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	defer v.mu.Unlock()
 	if v.owed != 0 || slices.Contains(v.inflight, own) || v.unacked != 0 {
 		t.Fatalf("after its answer: %d ops owed, counted in flight %v, %d unacked; want none", v.owed, slices.Contains(v.inflight, own), v.unacked)
+	}
+}
+
+// TestHeldChangeGoesWithTheAck: the republished entry of a socket's
+// pipelined append, taken in by the view before its PubAck, is held for
+// the socket (sessionhub.v2) and queued with the write's ack, change
+// first, in one take of the writer; a later change to the socket sends
+// a held one first; a socket without the subprotocol is sent its change
+// at once.
+func TestHeldChangeGoesWithTheAck(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = -1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := session.NewID()
+	if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: "k", Value: []byte(`0`)}); err != nil {
+		t.Fatal(err)
+	}
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	newConn := func(batch bool) *conn {
+		c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20), batch: batch}
+		c.writing.Store(true) // no writer: what is queued stays, to be taken here
+		c.v.Store(v)
+		v.mu.Lock()
+		c.snap = session.Snapshot{ID: id, Seq: v.last}
+		v.conns[c] = struct{}{}
+		v.mu.Unlock()
+		return c
+	}
+	c, plain := newConn(true), newConn(false)
+	// append publishes nothing: it is the view taking in the republished
+	// entry of a pipelined append of c (or of plain), at the view's next
+	// sequence.
+	pipelined := func(c *conn, value string) (*batch, uint64) {
+		ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(value)}}
+		own := &ownWrite{v: v, ops: ops, c: c}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		v.inflight = append(v.inflight, own)
+		v.owed++
+		v.publishedLocked(own)
+		seq := v.last + 1
+		e := entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(value)}}}
+		v.appendLocked(e, time.Now())
+		fut := &pubAck{done: make(chan struct{}), seq: seq}
+		close(fut.done) // answered
+		return &batch{own: own, n: 1, fut: fut, start: time.Now(), closed: true, appended: true}, seq
+	}
+	types := func(msgs [][]byte) []string {
+		var out []string
+		for _, m := range msgs {
+			var x struct {
+				Type string `json:"type"`
+				Seq  uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal(m, &x); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(x.Type, x.Seq))
+		}
+		return out
+	}
+	var timer *time.Timer
+
+	b, seq := pipelined(c, `1`)
+	if got := types(c.out.take()); len(got) != 0 {
+		t.Fatalf("before the ack, the socket was sent %v; want its change held", got)
+	}
+	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
+		t.Fatalf("the other socket was sent %v, want the change at once", got)
+	}
+	if ok, sent := c.settle(7, b, &timer); !ok || !sent {
+		t.Fatalf("settle: %v, %v; want the ack sent with the change", ok, sent)
+	}
+	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("ack", seq)}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("with the ack, one take got %v, want %v", got, want)
+	}
+
+	// A later entry sends the held change first.
+	b, seq = pipelined(c, `2`)
+	_, later := pipelined(plain, `3`)
+	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("change", later)}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("a later change: the socket got %v, want %v", got, want)
+	}
+	if ok, sent := c.settle(8, b, &timer); !ok || sent {
+		t.Fatalf("settle: %v, %v; want the ack alone (the change went)", ok, sent)
+	}
+
+	// Without the subprotocol, the change goes at once.
+	plain.out.take()
+	_, seq = pipelined(plain, `4`)
+	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
+		t.Fatalf("a socket without the subprotocol was sent %v, want its change at once", got)
 	}
 }

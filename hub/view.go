@@ -399,8 +399,13 @@ func (v *view) appendLocked(c entry, now time.Time) {
 		return
 	}
 	msg := v.h.changeMessage(c)
+	echo := v.echoLocked(c)
 	for cn := range v.conns {
-		cn.deliver(c, msg)
+		if echo != nil && cn == echo.c {
+			cn.deliverHolding(c, msg, echo)
+		} else {
+			cn.deliver(c, msg)
+		}
 	}
 	v.h.opts.Metrics.Delivered(len(v.conns))
 }

@@ -23,6 +23,20 @@ func (c *conn) queue(msg []byte) bool {
 	return true
 }
 
+// queueAll queues msgs as queue does, taken by the writer together (one
+// frame on a socket that negotiated protocol.Subprotocol).
+func (c *conn) queueAll(msgs ...[]byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	if !c.out.pushAll(msgs...) {
+		c.close(CloseTooSlow, "too slow: send buffer full")
+		return false
+	}
+	c.kick()
+	return true
+}
+
 // kick starts the writer unless one runs.
 func (c *conn) kick() {
 	if c.writing.CompareAndSwap(false, true) {
@@ -57,6 +71,23 @@ func (o *outbox) push(msg []byte) bool {
 	}
 	o.q = append(o.q, msg)
 	o.bytes += len(msg)
+	return true
+}
+
+// pushAll appends msgs in one hold of the lock, or none of them as push
+// would refuse them.
+func (o *outbox) pushAll(msgs ...[]byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	if len(o.q)+len(msgs) > o.max || (o.bytes > 0 && o.bytes+n > o.maxBytes) {
+		return false
+	}
+	o.q = append(o.q, msgs...)
+	o.bytes += n
 	return true
 }
 
