@@ -99,7 +99,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
 	}
-	if err := h.log.acks.start(o.Conn, o.asyncMaxPending); err != nil {
+	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout); err != nil {
 		h.log.replies.stop()
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: acknowledgement subscription: %w", err)

@@ -89,9 +89,15 @@ func TestSendBufferMessageCap(t *testing.T) {
 	if writes*(len(value)+100) >= hub.DefaultSendBufferBytes {
 		t.Fatal("the writes would near the byte cap")
 	}
+	// Each write once the reader has the last one's change: the reader,
+	// whose socket has as small a kernel buffer, never has more than one
+	// waiting, the stalled one has them all.
 	for range writes {
-		if _, err := in.hub.Write(ctx, id, session.Op{Type: session.OpSet, Key: "note", Value: value}); err != nil {
+		seq, err := in.hub.Write(ctx, id, session.Op{Type: session.OpSet, Key: "note", Value: value})
+		if err != nil {
 			t.Fatal(err)
+		}
+		for uint64(num(reader.expect("change")["seq"])) < seq {
 		}
 	}
 	last, err := in.hub.Write(ctx, id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(`"last"`)})

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
@@ -485,12 +484,6 @@ func (c *conn) push(p pending) {
 func (c *conn) ack(done chan struct{}) {
 	defer close(done)
 	pl := &c.pipe
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for {
 		pl.mu.Lock()
 		if len(pl.q) == 0 {
@@ -515,7 +508,7 @@ func (c *conn) ack(done chan struct{}) {
 		if b := p.b; b != nil {
 			if !b.answered {
 				var ok bool
-				if ok, sent = c.settle(p.id, b, &timer); !ok {
+				if ok, sent = c.settle(p.id, b); !ok {
 					continue // the socket closed
 				}
 			}
@@ -586,46 +579,25 @@ func (b *batch) abandon(acks *asyncAcks) {
 
 // settle appends batch b if the acker is its first to reach it, waits
 // for JetStream's answer, and records it in b and in the view; false
-// when the socket closed first. timer is the acker's, reused. The
-// batch's change to this socket, if the view held it for the answer
+// when the socket closed first. An append not acknowledged within
+// WriteTimeout of its publish is answered unavailable (asyncAcks.expire):
+// appends published together and never acknowledged are answered
+// together, not one timeout after the other. The batch's change to this socket, if the view held it for the answer
 // (view.echoLocked), goes out now, with the ack of the batch's first
 // write (id) when it succeeded: sent.
-func (c *conn) settle(id uint64, b *batch, timer **time.Timer) (ok, sent bool) {
+func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
 	if !b.appended && !c.publishBatch(c.ctx, b) {
 		return false, false
 	}
 	seq, err := b.seq, b.err // staged, or not appended
 	if b.fut != nil {
-		// The append's deadline counts from its publish: appends
-		// published together and never acknowledged are answered
-		// together, not one timeout after the other.
-		timedOut := false
 		select {
 		case <-b.fut.done:
-		default:
-			wait := time.Until(b.start.Add(c.h.log.timeout))
-			if *timer == nil {
-				*timer = time.NewTimer(wait)
-			} else {
-				(*timer).Reset(wait)
-			}
-			select {
-			case <-b.fut.done:
-			case <-(*timer).C:
-				timedOut = true
-			case <-c.ctx.Done():
-				return false, false
-			}
+		case <-c.ctx.Done():
+			return false, false
 		}
-		if timedOut && c.h.log.acks.forget(b.fut) {
-			err = wrapErr(ErrUnavailable, jetstream.ErrAsyncPublishTimeout)
-		} else {
-			// Answered, or being answered as the deadline passed
-			// (forget found it taken): the answer counts.
-			<-b.fut.done
-			if seq, err = b.fut.seq, b.fut.err; err != nil {
-				err = classifyPublish(err)
-			}
+		if seq, err = b.fut.seq, b.fut.err; err != nil {
+			err = classifyPublish(err)
 		}
 	}
 	if b.fut != nil && errors.Is(err, ErrTooManyPending) {

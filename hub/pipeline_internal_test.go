@@ -207,8 +207,7 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	if _, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond); err != nil { // the one slot
 		t.Fatal(err)
 	}
-	var timer *time.Timer
-	if ok, _ := c.settle(1, b, &timer); !ok {
+	if ok, _ := c.settle(1, b); !ok {
 		t.Fatal("settle: the socket closed")
 	}
 	if b.err != nil || b.seq == 0 || b.fut != nil || h.stalls.Load() != 1 {
@@ -287,7 +286,6 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		}
 		return out
 	}
-	var timer *time.Timer
 
 	b, seq := pipelined(c, `1`)
 	if got := types(c.out.take()); len(got) != 0 {
@@ -296,7 +294,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
 		t.Fatalf("the other socket was sent %v, want the change at once", got)
 	}
-	if ok, sent := c.settle(7, b, &timer); !ok || !sent {
+	if ok, sent := c.settle(7, b); !ok || !sent {
 		t.Fatalf("settle: %v, %v; want the ack sent with the change", ok, sent)
 	}
 	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("ack", seq)}; fmt.Sprint(got) != fmt.Sprint(want) {
@@ -309,7 +307,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("change", later)}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("a later change: the socket got %v, want %v", got, want)
 	}
-	if ok, sent := c.settle(8, b, &timer); !ok || sent {
+	if ok, sent := c.settle(8, b); !ok || sent {
 		t.Fatalf("settle: %v, %v; want the ack alone (the change went)", ok, sent)
 	}
 

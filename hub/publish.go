@@ -22,7 +22,9 @@ import (
 // (parsePubAck) and a future that is one allocation. As PublishMsgAsync
 // does, it fails the publishes awaiting their acknowledgement when the
 // connection starts reconnecting: their replies went to the connection
-// that dropped.
+// that dropped. A publish not acknowledged within timeout of it fails
+// with jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no
+// timer of its own.
 type asyncAcks struct {
 	nc      *nats.Conn
 	prefix  string        // "<inbox>."
@@ -30,20 +32,33 @@ type asyncAcks struct {
 	sub     *nats.Subscription
 	status  chan nats.Status // the connection's RECONNECTING events
 	watched chan struct{}    // closed when watch returns
+	timeout time.Duration
+	stopped chan struct{} // closed by stop: expire returns
+	expired chan struct{} // closed when expire returns
+	once    sync.Once     // of closing stopped
 
 	mu      sync.Mutex
 	n       uint64
 	waiting map[uint64]*pubAck
+	// order holds the publishes in the order they were made, so in the
+	// order of their deadlines; those answered meanwhile are dropped as
+	// they reach its head.
+	order []*pubAck
 }
 
 // pubAck is the future of one asynchronous append: done is closed once
 // seq (the entry's sequence) or err is known.
 type pubAck struct {
-	token uint64
-	done  chan struct{}
-	seq   uint64
-	err   error
+	token    uint64
+	done     chan struct{}
+	seq      uint64
+	err      error
+	deadline time.Time // of its acknowledgement
 }
+
+// expireEvery is how often, in fractions of the timeout, the publishes
+// past their deadline are failed: at most a fiftieth of it late.
+const expireEvery = 50
 
 // defaultAsyncMaxPending is how many asynchronous appends of a hub may
 // await their acknowledgement before the next one stalls (nats.go's
@@ -54,11 +69,12 @@ const defaultAsyncMaxPending = 4000
 // none was answered within the stall wait.
 var errStalled = errors.New("hub: too many appends awaiting their acknowledgement")
 
-func (a *asyncAcks) start(nc *nats.Conn, max int) error {
+func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration) error {
 	if max <= 0 {
 		max = defaultAsyncMaxPending
 	}
 	a.nc = nc
+	a.timeout = timeout
 	a.prefix = nc.NewInbox() + "."
 	a.slots = make(chan struct{}, max)
 	a.waiting = map[uint64]*pubAck{}
@@ -70,7 +86,45 @@ func (a *asyncAcks) start(nc *nats.Conn, max int) error {
 	a.status = nc.StatusChanged(nats.RECONNECTING)
 	a.watched = make(chan struct{})
 	go a.watch()
+	a.stopped, a.expired = make(chan struct{}), make(chan struct{})
+	go a.expire()
 	return nil
+}
+
+// expire fails the publishes past their deadline, until stop.
+func (a *asyncAcks) expire() {
+	defer close(a.expired)
+	t := time.NewTicker(max(a.timeout/expireEvery, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stopped:
+			return
+		case now := <-t.C:
+			a.mu.Lock()
+			var late []*pubAck
+			for len(a.order) > 0 {
+				f := a.order[0]
+				if a.waiting[f.token] == f {
+					if now.Before(f.deadline) {
+						break
+					}
+					delete(a.waiting, f.token)
+					late = append(late, f)
+				}
+				a.order[0] = nil
+				a.order = a.order[1:]
+			}
+			if len(a.order) == 0 {
+				a.order = nil // its array is not kept once drained
+			}
+			a.mu.Unlock()
+			for _, f := range late {
+				<-a.slots
+				a.settle(f, 0, jetstream.ErrAsyncPublishTimeout)
+			}
+		}
+	}
 }
 
 // watch fails the publishes awaiting their acknowledgement each time the
@@ -91,6 +145,10 @@ func (a *asyncAcks) stop() {
 	if a.status != nil {
 		a.nc.RemoveStatusListener(a.status)
 		<-a.watched
+	}
+	if a.stopped != nil {
+		a.once.Do(func() { close(a.stopped) })
+		<-a.expired
 	}
 	a.failAll(nats.ErrConnectionClosed)
 }
@@ -143,11 +201,12 @@ func (a *asyncAcks) release() { <-a.slots }
 // publishReserved is publish with a slot reserve took: on error the slot
 // is free again.
 func (a *asyncAcks) publishReserved(m *nats.Msg) (*pubAck, error) {
-	f := &pubAck{done: make(chan struct{})}
+	f := &pubAck{done: make(chan struct{}), deadline: time.Now().Add(a.timeout)}
 	a.mu.Lock()
 	a.n++
 	f.token = a.n
 	a.waiting[f.token] = f
+	a.order = append(a.order, f)
 	a.mu.Unlock()
 	var buf [20]byte
 	m.Reply = a.prefix + string(strconv.AppendUint(buf[:0], f.token, 10))

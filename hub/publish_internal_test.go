@@ -30,7 +30,7 @@ func await(t *testing.T, f *pubAck) (uint64, error) {
 func startAcks(t *testing.T, nc *nats.Conn, max, n int) (*asyncAcks, chan *nats.Msg) {
 	t.Helper()
 	a := new(asyncAcks)
-	if err := a.start(nc, max); err != nil {
+	if err := a.start(nc, max, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.stop)
