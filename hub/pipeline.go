@@ -59,7 +59,7 @@ type batch struct {
 	cost  int       // batchCost of its ops
 	n     int       // its writes
 	fut   *pubAck   // nil until appended, and when staged on its own
-	start time.Time // when it was appended: its deadline counts from it
+	start time.Time // when it was appended: the view's freshest write once acknowledged
 
 	// appended once its append was made or tried (acker only, or the
 	// read loop before it pushes the batch).
@@ -79,6 +79,13 @@ type batch struct {
 // maxBatchWrites bounds the writes of one batch: with at most
 // pipelineDepth answers owed, a batch never gathers more.
 const maxBatchWrites = pipelineDepth
+
+// joinable reports whether a write of cost on view v may join b (nil: no
+// batch): b is that view's, takes writes still, and has room. Called
+// with v's lock held.
+func (b *batch) joinable(v *view, cost, maxEntry int) bool {
+	return b != nil && b.own.v == v && !b.closed && b.n < maxBatchWrites && b.cost+cost <= maxEntry
+}
 
 // batchCost bounds the bytes ops add to a log entry's payload: an op's
 // framing, then its key and its value, each counted six times over (the
@@ -131,9 +138,10 @@ func (pl *pipeline) owed() bool {
 	return len(pl.q) > 0
 }
 
-// write handles a set or delete: checked and appended without waiting for
-// the socket's appends in flight, or, near the cookie budget, once they
-// are answered and with the log's condition (conn.stage).
+// pipelineWrite handles a set or delete: checked and appended (or
+// gathered into the socket's open batch) without waiting for the socket's
+// appends in flight, or, near the cookie budget, once they are answered
+// and with the log's condition (conn.stage).
 func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	// What waits for the session's socket writers here counts against
 	// the pipeline too: a writer does not outrun the delivery of its own
@@ -195,8 +203,8 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.mu.Lock()
 	}
 	if waited {
-		// The write budget refilled meanwhile, and the deadline counts
-		// from the publish.
+		// The write budget refilled meanwhile, and the append is made
+		// now.
 		start = time.Now()
 	}
 	if v.budget.TokensAt(start) < float64(len(ops)+v.owed) {
@@ -239,7 +247,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	cost := batchCost(ops)
-	if b := c.pipe.open; b != nil && b.own.v == v && !b.closed && b.n < maxBatchWrites && b.cost+cost <= c.h.opts.MaxEntrySize {
+	if b := c.pipe.open; b.joinable(v, cost, c.h.opts.MaxEntrySize) {
 		b.own.ops = append(b.own.ops, ops...)
 		b.cost += cost
 		b.n++
@@ -582,9 +590,10 @@ func (b *batch) abandon(acks *asyncAcks) {
 // when the socket closed first. An append not acknowledged within
 // WriteTimeout of its publish is answered unavailable (asyncAcks.expire):
 // appends published together and never acknowledged are answered
-// together, not one timeout after the other. The batch's change to this socket, if the view held it for the answer
-// (view.echoLocked), goes out now, with the ack of the batch's first
-// write (id) when it succeeded: sent.
+// together, not one timeout after the other. The batch's change to this
+// socket, if the view held it for the answer (view.echoLocked), goes out
+// now, with the ack of the batch's first write (id) when it succeeded:
+// sent.
 func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
 	if !b.appended && !c.publishBatch(c.ctx, b) {
 		return false, false

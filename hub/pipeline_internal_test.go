@@ -187,12 +187,7 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	defer silent.Unsubscribe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	id := session.NewID()
-	if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: "k", Value: []byte(`0`)}); err != nil {
-		t.Fatal(err)
-	}
-	v := h.acquire(ctx, id, 0)
-	defer v.release()
+	id, v := writtenView(t, h)
 	c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
 	c.v.Store(v)
 	v.mu.Lock()
@@ -237,12 +232,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = -1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	id := session.NewID()
-	if _, err := h.Write(ctx, id, session.Op{Type: session.OpSet, Key: "k", Value: []byte(`0`)}); err != nil {
-		t.Fatal(err)
-	}
-	v := h.acquire(ctx, id, 0)
-	defer v.release()
+	id, v := writtenView(t, h)
 	newConn := func(batch bool) *conn {
 		c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20), batch: batch}
 		c.writing.Store(true) // no writer: what is queued stays, to be taken here
@@ -317,4 +307,17 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
 		t.Fatalf("a socket without the subprotocol was sent %v, want its change at once", got)
 	}
+}
+
+// writtenView writes a first op to a new session on h and returns the
+// session and its view, released with the test.
+func writtenView(t *testing.T, h *Hub) (string, *view) {
+	t.Helper()
+	id := session.NewID()
+	if _, err := h.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "k", Value: []byte(`0`)}); err != nil {
+		t.Fatal(err)
+	}
+	v := h.acquire(context.Background(), id, 0)
+	t.Cleanup(v.release)
+	return id, v
 }
