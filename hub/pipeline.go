@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,8 +128,9 @@ type pipeline struct {
 	acker   chan struct{} // closed when the running acker exits; nil when none ran
 
 	// open is the socket's last batch, which later writes may join while
-	// it is not closed. Only the socket's read loop uses it.
-	open *batch
+	// it is not closed: set by the socket's read loop, dropped by the
+	// acker as it appends it (an idle socket keeps no batch).
+	open atomic.Pointer[batch]
 }
 
 // owed reports whether answers are owed.
@@ -247,7 +249,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	cost := batchCost(ops)
-	if b := c.pipe.open; b.joinable(v, cost, c.h.opts.MaxEntrySize) {
+	if b := c.pipe.open.Load(); b.joinable(v, cost, c.h.opts.MaxEntrySize) {
 		b.own.ops = append(b.own.ops, ops...)
 		b.cost += cost
 		b.n++
@@ -267,7 +269,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.inflight = append(v.inflight, own)
 		v.owed += len(ops)
 		v.mu.Unlock()
-		c.pipe.open = b
+		c.pipe.open.Store(b)
 		c.push(pending{id: m.ID, b: b, start: start})
 		return
 	}
@@ -293,7 +295,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	v.owed += len(ops)
 	v.publishedLocked(own)
 	v.mu.Unlock()
-	c.pipe.open = nil
+	c.pipe.open.Store(nil)
 	c.push(pending{id: m.ID, b: b, start: start})
 }
 
@@ -718,6 +720,7 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 	b.closed = true
 	ops := b.own.ops
 	v.mu.Unlock()
+	c.pipe.open.CompareAndSwap(b, nil)
 	data := encodeValid(ops) // closed: the ops no longer change
 	b.appended = true
 	acks := &c.h.log.acks
