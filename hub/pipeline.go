@@ -109,6 +109,7 @@ type ownWrite struct {
 	ops       []session.Op
 	lens      []int // session.ValueLen of each op's value, measured once (valueLen)
 	published bool  // a pipelined append in flight: counted in view.unacked
+	owing     bool  // its ops count in view.owed
 
 	// A pipelined append's socket, and its change to that socket, held
 	// for its first ack (view.echoLocked): landed once the view took its
@@ -209,6 +210,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// now.
 		start = time.Now()
 	}
+	v.releaseLandedLocked()
 	if v.budget.TokensAt(start) < float64(len(ops)+v.owed) {
 		// The session's write budget, the writes in flight counted (each
 		// takes its token when the view takes its entry in).
@@ -253,7 +255,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		b.own.ops = append(b.own.ops, ops...)
 		b.cost += cost
 		b.n++
-		v.owed += len(ops)
+		v.owed += len(ops) // b.own is owing
 		v.mu.Unlock()
 		c.push(pending{id: m.ID, b: b, start: start})
 		return
@@ -267,7 +269,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// Answers are owed: the acker appends the batch once they went,
 		// with the writes that join it meanwhile.
 		v.inflight = append(v.inflight, own)
-		v.owed += len(ops)
+		v.oweLocked(own)
 		v.mu.Unlock()
 		c.pipe.open.Store(b)
 		c.push(pending{id: m.ID, b: b, start: start})
@@ -292,7 +294,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	}
 	b.fut, b.start, b.closed, b.appended = fut, start, true, true
 	v.inflight = append(v.inflight, own)
-	v.owed += len(ops)
+	v.oweLocked(own)
 	v.publishedLocked(own)
 	v.mu.Unlock()
 	c.pipe.open.Store(nil)
@@ -324,13 +326,14 @@ func waitClosed(ctx context.Context, ch chan struct{}) bool {
 }
 
 // settleLocked records the answer of a pipelined append: acknowledged at
-// seq, or failed (0).
+// seq, or failed (0). An acknowledged one the view does not hold yet
+// stays owed until it does (releaseLandedLocked): its token is taken
+// when the view takes it in.
 func (v *view) settleLocked(w *ownWrite, seq uint64) {
 	w.seq = seq
-	if seq == 0 {
+	if seq == 0 || seq <= v.last {
 		v.dropOwnLocked(w)
 	}
-	v.owed -= len(w.ops)
 	if !w.published {
 		return
 	}
@@ -356,6 +359,36 @@ func (v *view) finishLocked(b *batch, seq uint64) {
 func (v *view) dropOwnLocked(w *ownWrite) {
 	if i := slices.Index(v.inflight, w); i >= 0 {
 		v.inflight = slices.Delete(v.inflight, i, i+1)
+	}
+	v.releaseLocked(w)
+}
+
+// oweLocked counts w's ops against the session's write budget until w
+// fails or the view holds it.
+func (v *view) oweLocked(w *ownWrite) {
+	v.owed += len(w.ops)
+	w.owing = true
+}
+
+// releaseLocked stops counting w's ops against the write budget.
+func (v *view) releaseLocked(w *ownWrite) {
+	if w.owing {
+		v.owed -= len(w.ops)
+		w.owing = false
+	}
+}
+
+// releaseLandedLocked stops counting against the write budget the
+// acknowledged writes the view holds by now (appendLocked took their
+// tokens).
+func (v *view) releaseLandedLocked() {
+	if v.owed == 0 {
+		return
+	}
+	for _, w := range v.inflight {
+		if w.owing && w.seq != 0 && w.seq <= v.last {
+			v.releaseLocked(w)
+		}
 	}
 }
 
@@ -820,6 +853,7 @@ func (c *conn) budgetLocked(v *view, snap session.Snapshot, z *session.Sizer) (u
 	unanswered := 0
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
+			v.releaseLocked(o)
 			continue // in the view: counted with its entries
 		}
 		keep = append(keep, o)

@@ -195,7 +195,7 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}, {Type: session.OpSet, Key: "k", Value: []byte(`2`)}}
 	own := &ownWrite{v: v, ops: ops}
 	v.inflight = append(v.inflight, own)
-	v.owed += len(ops)
+	v.oweLocked(own)
 	v.mu.Unlock()
 	b := &batch{own: own, n: 2}
 
@@ -253,7 +253,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		v.inflight = append(v.inflight, own)
-		v.owed++
+		v.oweLocked(own)
 		v.publishedLocked(own)
 		seq := v.last + 1
 		e := entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(value)}}}
@@ -320,4 +320,37 @@ func writtenView(t *testing.T, h *Hub) (string, *view) {
 	v := h.acquire(context.Background(), id, 0)
 	t.Cleanup(v.release)
 	return id, v
+}
+
+// TestAckedWriteStaysOwedUntilTheViewHoldsIt: a pipelined write whose
+// PubAck comes before the view takes its entry in still counts against
+// the session's write budget until the view does (and the entry takes
+// its token there): never counted twice, never not at all.
+func TestAckedWriteStaysOwedUntilTheViewHoldsIt(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.SessionWriteRate, o.SessionWriteBurst = 0.001, 5 })
+	_, v := writtenView(t, h)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := time.Now()
+	tokens := v.budget.TokensAt(now)
+	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}, {Type: session.OpSet, Key: "k", Value: []byte(`2`)}}
+	own := &ownWrite{v: v, ops: ops}
+	v.inflight = append(v.inflight, own)
+	v.oweLocked(own)
+	v.publishedLocked(own)
+	seq := v.last + 1
+
+	v.settleLocked(own, seq) // acknowledged; its republished entry not taken in yet
+	v.releaseLandedLocked()
+	if v.owed != len(ops) {
+		t.Fatalf("acknowledged, not in the view: %d ops owed, want %d", v.owed, len(ops))
+	}
+	v.appendLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{
+		{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`1`)},
+		{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`2`)},
+	}}, now)
+	v.releaseLandedLocked()
+	if got := v.budget.TokensAt(now); v.owed != 0 || got > tokens-float64(len(ops))+0.01 {
+		t.Fatalf("in the view: %d ops owed, %.2f tokens of %.2f; want 0 owed and the entry's %d taken", v.owed, got, tokens, len(ops))
+	}
 }

@@ -211,7 +211,7 @@ func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 		own := &ownWrite{v: v, ops: []session.Op{{Type: session.OpDelete, Key: "k"}}}
 		v.mu.Lock()
 		v.inflight = append(v.inflight, own)
-		v.owed++
+		v.oweLocked(own)
 		v.publishedLocked(own)
 		v.mu.Unlock()
 		c.push(pending{id: uint64(i + 1), b: &batch{own: own, n: 1, fut: f, start: start, closed: true, appended: true}, start: start})

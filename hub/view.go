@@ -42,8 +42,9 @@ type view struct {
 	// This instance's pipelined appends of the session (pipeline.go):
 	// counted by the cookie budget until the view holds them; settled is
 	// closed once none is unanswered.
-	// owed counts the ops of this instance's pipelined writes taken in and
-	// not answered, for the write budget.
+	// owed counts, for the write budget, the ops of this instance's
+	// pipelined writes taken in and neither failed nor in the view yet
+	// (where their entry takes its tokens).
 	inflight []*ownWrite
 	unacked  int
 	settled  chan struct{}
