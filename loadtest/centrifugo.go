@@ -242,6 +242,7 @@ func (c *centrifugo) dialPair(ctx context.Context, p *pair) (pairConn, error) {
 	subscribers := []*websocket.Conn{r}
 	if c.writerSubscribed {
 		subscribers = append(subscribers, w)
+		p.watch = 3
 	}
 	for _, ws := range subscribers {
 		if err := c.subscribe(ctx, ws, cfChannel(p.idx)); err != nil {

@@ -170,6 +170,11 @@ type pair struct {
 	folded   [2]uint64
 	answered chan struct{}
 	arrived  chan struct{}
+	// watch is the connections (pairOp.seen bits) the drain waits for
+	// every acknowledged write to reach: the reader's, and the writer's
+	// when it gets its own writes (a hub socket; a subscribed Centrifugo
+	// publisher). Set before the pair's connections start.
+	watch uint8
 }
 
 // shapeRun is one shape on one server.
@@ -200,7 +205,7 @@ func (sh *shapeRun) countClose(err error) {
 }
 
 func newPair(sh *shapeRun, idx int) *pair {
-	return &pair{sh: sh, idx: idx, lastN: -1, answered: make(chan struct{}, 1), arrived: make(chan struct{}, 1)}
+	return &pair{sh: sh, idx: idx, lastN: -1, answered: make(chan struct{}, 1), arrived: make(chan struct{}, 1), watch: 2}
 }
 
 // begin records op n as sent and returns it, or false when the pair has
@@ -328,7 +333,7 @@ func (p *pair) reachedLocked(op *pairOp) uint8 {
 }
 
 // settled reports whether every op was answered and every acknowledged
-// one reached the reader.
+// one reached the connections the pair watches.
 func (p *pair) settled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -337,7 +342,7 @@ func (p *pair) settled() bool {
 	}
 	for i := len(p.ops) - 1; i >= 0; i-- {
 		if p.ops[i].state == opAcked {
-			return p.reachedLocked(&p.ops[i])&2 != 0
+			return p.reachedLocked(&p.ops[i])&p.watch == p.watch
 		}
 	}
 	return true

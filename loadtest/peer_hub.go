@@ -58,6 +58,7 @@ type hubPair struct {
 }
 
 func (h *hubTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
+	p.watch = 3 // the writer's socket gets its own changes too
 	s := &lsession{l: h.l, idx: p.idx, name: fmt.Sprintf("p%d", p.idx), cookies: map[string]string{}}
 	w, wrest, err := h.l.dialRest(ctx, s, 0) // a new session: its cookie lands in s
 	if err != nil {

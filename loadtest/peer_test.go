@@ -263,6 +263,30 @@ func TestHubArgsFlags(t *testing.T) {
 	}
 }
 
+// A pair whose writer gets its own writes (a hub socket) is settled once
+// the last acknowledged write reached both connections, not the reader
+// alone: a writer closed before its own change came would count it
+// undelivered.
+func TestPairSettlesOnTheConnectionsItWatches(t *testing.T) {
+	sh := &shapeRun{ack: newHist(), del: newHist(), errs: map[string]int64{}, start: time.Now()}
+	for _, watch := range []uint8{2, 3} {
+		p := newPair(sh, 0)
+		p.watch = watch
+		if _, ok := p.begin(1); !ok {
+			t.Fatal("begin refused")
+		}
+		p.acked(0, 10, "", 0)
+		p.delivered(0, 10, true, 0) // the reader's
+		if got, want := p.settled(), watch == 2; got != want {
+			t.Fatalf("watching %b, reached the reader only: settled %v, want %v", watch, got, want)
+		}
+		p.delivered(0, 10, false, 0) // the writer's
+		if !p.settled() {
+			t.Fatalf("watching %b, reached both: not settled", watch)
+		}
+	}
+}
+
 // A hub socket that joins a compacted log gets the replaced entries as
 // one snapshot change (PROTOCOL.md): the ops it replaced reached that
 // connection folded, whichever of the ack and the change came first; an
