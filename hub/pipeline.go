@@ -333,6 +333,7 @@ func (v *view) settleLocked(w *ownWrite, seq uint64) {
 	w.seq = seq
 	if seq == 0 || seq <= v.last {
 		v.dropOwnLocked(w)
+		v.releaseLocked(w)
 	}
 	if !w.published {
 		return
@@ -354,27 +355,35 @@ func (v *view) finishLocked(b *batch, seq uint64) {
 	v.settleLocked(b.own, seq)
 }
 
-// dropOwnLocked stops counting w among the session's writes in flight (it
-// failed, or the view holds it).
+// dropOwnLocked stops counting w among the session's writes in flight for
+// the cookie budget (it failed, or the view holds it, or a stage counts
+// its ops instead). Its count for the write budget is apart (owing).
 func (v *view) dropOwnLocked(w *ownWrite) {
 	if i := slices.Index(v.inflight, w); i >= 0 {
 		v.inflight = slices.Delete(v.inflight, i, i+1)
 	}
-	v.releaseLocked(w)
 }
 
 // oweLocked counts w's ops against the session's write budget until w
-// fails or the view holds it.
+// fails or the view holds it (view.owing).
 func (v *view) oweLocked(w *ownWrite) {
 	v.owed += len(w.ops)
 	w.owing = true
+	v.owing = append(v.owing, w)
 }
 
 // releaseLocked stops counting w's ops against the write budget.
 func (v *view) releaseLocked(w *ownWrite) {
-	if w.owing {
-		v.owed -= len(w.ops)
-		w.owing = false
+	if !w.owing {
+		return
+	}
+	v.owed -= len(w.ops)
+	w.owing = false
+	if i := slices.Index(v.owing, w); i >= 0 {
+		v.owing = slices.Delete(v.owing, i, i+1)
+	}
+	if len(v.owing) == 0 {
+		v.owing = nil
 	}
 }
 
@@ -382,13 +391,12 @@ func (v *view) releaseLocked(w *ownWrite) {
 // acknowledged writes the view holds by now (appendLocked took their
 // tokens).
 func (v *view) releaseLandedLocked() {
-	if v.owed == 0 {
-		return
-	}
-	for _, w := range v.inflight {
-		if w.owing && w.seq != 0 && w.seq <= v.last {
-			v.releaseLocked(w)
+	for i := 0; i < len(v.owing); {
+		if w := v.owing[i]; w.seq != 0 && w.seq <= v.last {
+			v.releaseLocked(w) // removes v.owing[i]
+			continue
 		}
+		i++
 	}
 }
 
@@ -853,7 +861,6 @@ func (c *conn) budgetLocked(v *view, snap session.Snapshot, z *session.Sizer) (u
 	unanswered := 0
 	for _, o := range v.inflight {
 		if o.seq != 0 && o.seq <= v.last {
-			v.releaseLocked(o)
 			continue // in the view: counted with its entries
 		}
 		keep = append(keep, o)

@@ -215,10 +215,53 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	if len(entries) != 1 || entries[0].Seq != b.seq || len(entries[0].Ops) != 2 || string(entries[0].Ops[1].Value) != `2` {
 		t.Fatalf("the log after %d: %+v, want the batch's entry", b.seq-1, entries)
 	}
+	// Owed until the view holds it (its entry takes its tokens there).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		v.mu.Lock()
+		held := v.last >= b.seq
+		v.mu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the view never held the batch")
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.releaseLandedLocked()
 	if v.owed != 0 || slices.Contains(v.inflight, own) || v.unacked != 0 {
 		t.Fatalf("after its answer: %d ops owed, counted in flight %v, %d unacked; want none", v.owed, slices.Contains(v.inflight, own), v.unacked)
+	}
+}
+
+// TestStageReplacingKeepsTheBatchOwed: the measure that starts staging a
+// stalled batch on its own counts its ops for the cookie budget as the
+// stage's write instead of the batch's, and leaves them owed against the
+// write budget: no write is measured or admitted without them.
+func TestStageReplacingKeepsTheBatchOwed(t *testing.T) {
+	h := internalHub(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id, v := writtenView(t, h)
+	c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
+	c.v.Store(v)
+	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}, {Type: session.OpSet, Key: "k", Value: []byte(`2`)}}
+	old := &ownWrite{v: v, ops: ops}
+	v.mu.Lock()
+	c.snap = session.Snapshot{ID: id, Seq: v.last}
+	v.inflight = append(v.inflight, old)
+	v.oweLocked(old)
+	v.mu.Unlock()
+	_, _, _, _, _, own, err := c.measure(ctx, ops, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if slices.Contains(v.inflight, old) || !slices.Contains(v.inflight, own) || v.owed != len(ops) {
+		t.Fatalf("staging: batch in flight %v, stage's write in flight %v, %d ops owed; want the stage's write counted and %d owed",
+			slices.Contains(v.inflight, old), slices.Contains(v.inflight, own), v.owed, len(ops))
 	}
 }
 

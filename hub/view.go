@@ -49,6 +49,7 @@ type view struct {
 	unacked  int
 	settled  chan struct{}
 	owed     int
+	owing    []*ownWrite // whose ops owed counts
 
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
