@@ -107,9 +107,10 @@ type ownWrite struct {
 	v         *view
 	seq       uint64 // 0 until acknowledged
 	ops       []session.Op
-	lens      []int // session.ValueLen of each op's value, measured once (valueLen)
-	published bool  // a pipelined append in flight: counted in view.unacked
-	owing     bool  // its ops count in view.owed
+	lens      []int  // session.ValueLen of each op's value, measured once (valueLen)
+	published bool   // a pipelined append in flight: counted in view.unacked
+	order     uint64 // its place among the view's publishes (view.publishes)
+	owing     bool   // its ops count in view.owed
 
 	// A pipelined append's socket, and its change to that socket, held
 	// for its first ack (view.echoLocked): landed once the view took its
@@ -304,7 +305,8 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 // publishedLocked counts w, just appended, among the appends in flight
 // that the view's settled waits for.
 func (v *view) publishedLocked(w *ownWrite) {
-	w.published = true
+	v.publishes++
+	w.published, w.order = true, v.publishes
 	if v.settled == nil {
 		v.settled = make(chan struct{})
 	}
@@ -723,20 +725,20 @@ func (v *view) echoLocked(e entry) *ownWrite {
 	if e.Source != SourceWS || e.Covers != 0 {
 		return nil
 	}
+	var first *ownWrite // the oldest published (v.inflight is in take-in order)
 	for _, w := range v.inflight {
-		if !w.published || w.seq != 0 || w.landed {
-			continue
+		if w.published && w.seq == 0 && !w.landed && (first == nil || w.order < first.order) {
+			first = w
 		}
-		if !sameOps(w.ops, e.Ops) {
-			return nil // another writer's entry
-		}
-		w.landed = true
-		if w.c == nil || !w.c.batch || w.c.held != nil {
-			return nil
-		}
-		return w
 	}
-	return nil
+	if first == nil || !sameOps(first.ops, e.Ops) {
+		return nil // another writer's entry
+	}
+	first.landed = true
+	if first.c == nil || !first.c.batch || first.c.held != nil {
+		return nil
+	}
+	return first
 }
 
 // sameOps reports whether a and b are the same ops, sequences aside.

@@ -350,6 +350,24 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
 		t.Fatalf("a socket without the subprotocol was sent %v, want its change at once", got)
 	}
+
+	// A batch taken in before c's write but published after it (v.inflight
+	// is in take-in order) does not hide c's entry, the first to land.
+	c.out.take() // plain's change
+	taken := &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`5`)}}, c: plain}
+	mine := &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`6`)}}, c: c}
+	v.mu.Lock()
+	v.inflight = append(v.inflight, taken, mine)
+	v.oweLocked(taken)
+	v.oweLocked(mine)
+	v.publishedLocked(mine)
+	v.publishedLocked(taken)
+	seq = v.last + 1
+	v.appendLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`6`)}}}, time.Now())
+	v.mu.Unlock()
+	if got := types(c.out.take()); len(got) != 0 {
+		t.Fatalf("c's write published before the batch taken in before it: c was sent %v; want its change held", got)
+	}
 }
 
 // writtenView writes a first op to a new session on h and returns the

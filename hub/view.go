@@ -50,6 +50,9 @@ type view struct {
 	settled  chan struct{}
 	owed     int
 	owing    []*ownWrite // whose ops owed counts
+	// publishes numbers this instance's pipelined appends of the session
+	// in the order they were published (view.echoLocked).
+	publishes uint64
 
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
