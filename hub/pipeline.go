@@ -382,10 +382,7 @@ func (v *view) releaseLocked(w *ownWrite) {
 	v.owed -= len(w.ops)
 	w.owing = false
 	if i := slices.Index(v.owing, w); i >= 0 {
-		v.owing = slices.Delete(v.owing, i, i+1)
-	}
-	if len(v.owing) == 0 {
-		v.owing = nil
+		v.owing = slices.Delete(v.owing, i, i+1) // its array kept: a view writes again
 	}
 }
 
