@@ -180,11 +180,7 @@ func TestWriteBudgetAfterAWait(t *testing.T) {
 // flight by either budget.
 func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	h := internalHubWith(t, func(o *Options) { o.asyncMaxPending = 1 })
-	silent, err := h.opts.Conn.SubscribeSync("silent.log") // receives, never answers
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Unsubscribe()
+	silence(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	id, v := writtenView(t, h)
@@ -414,4 +410,15 @@ func TestAckedWriteStaysOwedUntilTheViewHoldsIt(t *testing.T) {
 	if got := v.budget.TokensAt(now); v.owed != 0 || got > tokens-float64(len(ops))+0.01 {
 		t.Fatalf("in the view: %d ops owed, %.2f tokens of %.2f; want 0 owed and the entry's %d taken", v.owed, got, tokens, len(ops))
 	}
+}
+
+// silence subscribes h's connection to silent.log, where publishes are
+// received and never answered, until the test ends.
+func silence(t *testing.T, h *Hub) {
+	t.Helper()
+	sub, err := h.opts.Conn.SubscribeSync("silent.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }

@@ -191,11 +191,7 @@ func TestAsyncAcksReconnect(t *testing.T) {
 func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	h := internalHubWith(t, func(o *Options) { o.WriteTimeout = timeout })
-	silent, err := h.opts.Conn.SubscribeSync("silent.log") // receives, never answers
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Unsubscribe()
+	silence(t, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &conn{h: h, id: session.NewID(), ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
