@@ -674,7 +674,7 @@ func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
 		// Queued in this hold of the view's lock: no later change to the
 		// socket goes before it.
 		if err == nil {
-			c.queueAll(echo, protocol.AppendAck(nil, id, seq, nil))
+			c.queue(echo, protocol.AppendAck(nil, id, seq, nil))
 			sent = true
 		} else {
 			c.queue(echo) // it landed all the same
@@ -980,18 +980,10 @@ var wsHeader = nats.Header{hdrSource: {SourceWS}}
 // When the connection's outstanding publishes stay at their limit for
 // asyncStallWait, it returns errStalled.
 func (l *jsLog) appendAsync(subject string, data []byte) (*pubAck, error) {
-	if !l.nc.IsConnected() {
-		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	if !l.acks.reserve(context.Background(), asyncStallWait) {
+		return nil, errStalled // the caller stages the entry synchronously instead
 	}
-	m := &nats.Msg{Subject: subject, Data: data, Header: wsHeader}
-	fut, err := l.acks.publish(m, asyncStallWait)
-	if errors.Is(err, errStalled) {
-		return nil, err // the caller stages the entry synchronously instead
-	}
-	if err != nil {
-		return nil, classifyPublish(err)
-	}
-	return fut, nil
+	return l.appendReserved(subject, data)
 }
 
 // appendReserved is appendAsync with a slot asyncAcks.reserve took, given

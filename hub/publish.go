@@ -165,16 +165,6 @@ func (a *asyncAcks) failAll(err error) {
 	}
 }
 
-// publish sends m with a reply subject of its own and returns its future.
-// When max publishes await their acknowledgement for stall, it returns
-// errStalled.
-func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
-	if !a.reserve(context.Background(), stall) {
-		return nil, errStalled
-	}
-	return a.publishReserved(m)
-}
-
 // reserve takes the slot of a publish (publishReserved), waiting at most
 // wait for one; false when none came free in time or ctx ended. A slot
 // not published with is given back by release.
@@ -198,8 +188,8 @@ func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 // release gives back a slot reserve took.
 func (a *asyncAcks) release() { <-a.slots }
 
-// publishReserved is publish with a slot reserve took: on error the slot
-// is free again.
+// publishReserved sends m with a reply subject of its own, in a slot
+// reserve took, and returns its future: on error the slot is free again.
 func (a *asyncAcks) publishReserved(m *nats.Msg) (*pubAck, error) {
 	f := &pubAck{done: make(chan struct{}), deadline: time.Now().Add(a.timeout)}
 	a.mu.Lock()

@@ -24,6 +24,15 @@ func await(t *testing.T, f *pubAck) (uint64, error) {
 	}
 }
 
+// publish reserves a slot within stall (errStalled otherwise) and
+// publishes m in it, as jsLog.appendAsync does.
+func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
+	if !a.reserve(context.Background(), stall) {
+		return nil, errStalled
+	}
+	return a.publishReserved(m)
+}
+
 // startAcks starts an asyncAcks of max awaiting on nc, stopped with the
 // test, and subscribes a channel of n messages to log.ops, where the
 // test answers (or not) the publishes it receives.

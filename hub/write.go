@@ -10,26 +10,13 @@ import (
 	"github.com/coder/websocket"
 )
 
-// queue hands msg to the writer without blocking.
-func (c *conn) queue(msg []byte) bool {
-	if c.closing.Load() {
-		return false
-	}
-	if !c.out.push(msg) {
-		c.close(CloseTooSlow, "too slow: send buffer full")
-		return false
-	}
-	c.kick()
-	return true
-}
-
-// queueAll queues msgs as queue does, taken by the writer together (one
+// queue hands msgs to the writer without blocking, taken together (one
 // frame on a socket that negotiated protocol.Subprotocol).
-func (c *conn) queueAll(msgs ...[]byte) bool {
+func (c *conn) queue(msgs ...[]byte) bool {
 	if c.closing.Load() {
 		return false
 	}
-	if !c.out.pushAll(msgs...) {
+	if !c.out.push(msgs...) {
 		c.close(CloseTooSlow, "too slow: send buffer full")
 		return false
 	}
@@ -60,23 +47,10 @@ func newOutbox(max, maxBytes int) outbox {
 	return outbox{max: max, maxBytes: maxBytes}
 }
 
-// push appends msg, or reports false when max messages already wait or
-// msg would take the unsent bytes past maxBytes (a message alone always
-// fits).
-func (o *outbox) push(msg []byte) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.q) >= o.max || (o.bytes > 0 && o.bytes+len(msg) > o.maxBytes) {
-		return false
-	}
-	o.q = append(o.q, msg)
-	o.bytes += len(msg)
-	return true
-}
-
-// pushAll appends msgs in one hold of the lock, or none of them as push
-// would refuse them.
-func (o *outbox) pushAll(msgs ...[]byte) bool {
+// push appends msgs in one hold of the lock, or reports false when they
+// would take the messages waiting past max or the unsent bytes past
+// maxBytes (messages pushed when none are unsent always fit the bytes).
+func (o *outbox) push(msgs ...[]byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	n := 0
