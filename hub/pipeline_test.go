@@ -297,6 +297,77 @@ func TestBatchedWritesSpendTheWriteBudgetPerWrite(t *testing.T) {
 	}
 }
 
+// TestFailedBatchFailsEachWrite: writes batched into one entry whose
+// acknowledgement never comes are each answered unavailable, and their
+// entry lands, or not, as one: once JetStream's answers flow again the
+// session's socket gets the batch as one change.
+func TestFailedBatchFailsEachWrite(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, func(o *hub.Options) { o.WriteTimeout = 300 * time.Millisecond })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.set("k0", "first") // the session's first write, staged on its own
+
+	p.hold()
+	const n = 6
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": "k1", "value": fmt.Sprint("v", i)})
+	}
+	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	for i, m := range replies(s, n) {
+		if m["type"] != "error" || m["code"] != "unavailable" {
+			t.Fatalf("reply %d: %v, want unavailable", i, m)
+		}
+	}
+	p.release()
+	for {
+		m := s.expect("change")
+		ops := m["ops"].([]any)
+		if v := ops[0].(map[string]any)["value"]; v != "v1" {
+			continue // v0's, on its own
+		}
+		if len(ops) != n-1 {
+			t.Fatalf("the batch landed as %v, want its %d writes in one change", m, n-1)
+		}
+		return
+	}
+}
+
+// TestBatchStaysWithinTheEntryLimit: a batch takes writes only while its
+// entry cannot pass MaxEntrySize (batchCost); the writes behind it start
+// the next. With a 2 KiB limit and 100-byte values, 20 writes batched
+// behind a held acknowledgement are all acknowledged, a few per entry,
+// where one batch of 19 would be refused as too large.
+func TestBatchStaysWithinTheEntryLimit(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, func(o *hub.Options) { o.MaxEntrySize = 2 << 10 })
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.set("k0", "first") // the session's first write, staged on its own
+
+	p.hold()
+	const n = 20
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": "k1", "value": fmt.Sprintf("%03d%s", i, strings.Repeat("x", 97))})
+	}
+	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	p.release()
+	perEntry := map[float64]int{}
+	for i, m := range replies(s, n) {
+		if m["type"] != "ack" {
+			t.Fatalf("reply %d: %v, want an ack", i, m)
+		}
+		perEntry[num(m["seq"])]++
+	}
+	for seq, k := range perEntry {
+		if k > 2 { // 2 KiB / batchCost of one write (64 + 6*(2+102))
+			t.Fatalf("%d writes in the entry at %v (%v), want at most 2", k, seq, perEntry)
+		}
+	}
+}
+
 // TestWritesBeforeACloseLand: writes a socket took in before its client
 // closed are appended, the batched ones too, although nobody reads their
 // acks: with JetStream's acknowledgements held, the first of ten sets is

@@ -42,14 +42,13 @@ type view struct {
 	// This instance's pipelined appends of the session (pipeline.go):
 	// counted by the cookie budget until the view holds them; settled is
 	// closed once none is unanswered.
-	// owed counts, for the write budget, the ops of this instance's
-	// pipelined writes taken in and neither failed nor in the view yet
-	// (where their entry takes its tokens).
 	inflight []*ownWrite
 	unacked  int
 	settled  chan struct{}
-	owed     int
-	owing    []*ownWrite // whose ops owed counts
+	// For the write budget: the writes taken in and neither failed nor in
+	// the view yet (where their entry takes its tokens), and their ops.
+	owing []*ownWrite
+	owed  int
 	// publishes numbers this instance's pipelined appends of the session
 	// in the order they were published (view.echoLocked).
 	publishes uint64
