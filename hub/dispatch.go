@@ -12,7 +12,10 @@ import (
 // order.
 const shards = 8
 
-func (h *Hub) shard(id string) chan *nats.Msg {
+func (h *Hub) shard(id string) chan *nats.Msg { return h.live[shardOf(id)] }
+
+// shardOf is the shard of session id.
+func shardOf(id string) int {
 	// FNV-1a, 32 bits (hash/fnv's New32a), without its allocation: every
 	// socket write asks.
 	sum := uint32(2166136261)
@@ -20,18 +23,27 @@ func (h *Hub) shard(id string) chan *nats.Msg {
 		sum ^= uint32(id[i])
 		sum *= 16777619
 	}
-	return h.live[sum%shards]
+	return int(sum % shards)
 }
 
 // dispatch hands republished entries to their views, one shard's sessions
-// in order. It never waits on JetStream: a view that finds a gap repairs
-// it on a goroutine of its own (view.repairLocked).
+// in order, and routes the acknowledgements of the shard's asynchronous
+// appends (asyncAcks), which come after their republished entries: the
+// view holds a socket's own entry when the socket's acker learns its
+// sequence, and the entry's change goes with the ack (view.echoLocked).
+// It never waits on JetStream: a view that finds a gap repairs it on a
+// goroutine of its own (view.repairLocked).
 func (h *Hub) dispatch(ch chan *nats.Msg) {
 	defer h.workers.Done()
 	prefix := h.opts.Subject + ".live."
+	acks := &h.log.acks
 	for {
 		select {
 		case m := <-ch:
+			if acks.isAck(m.Subject) {
+				acks.route(m)
+				continue
+			}
 			id := strings.TrimPrefix(m.Subject, prefix)
 			if v := h.lookup(id); v != nil {
 				v.onLive(m)

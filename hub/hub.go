@@ -99,13 +99,15 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
 	}
-	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout); err != nil {
+	for i := range h.live {
+		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
+	}
+	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout, h.live[:]); err != nil {
 		h.log.replies.stop()
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: acknowledgement subscription: %w", err)
 	}
 	for i := range h.live {
-		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
 		h.workers.Add(1)
 		go h.dispatch(h.live[i])
 	}

@@ -276,7 +276,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.push(pending{id: m.ID, b: b, start: start})
 		return
 	}
-	fut, err := c.h.log.appendAsync(v.subject, data)
+	fut, err := c.h.log.appendAsync(v.subject, shardOf(v.id), data)
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
 		// not wait for room under the view's lock (live delivery of the
@@ -442,7 +442,7 @@ func (c *conn) waitSessionBacklog() bool {
 const dispatchPoll = time.Millisecond
 
 // waitDispatch waits while the dispatcher of session id has more than a
-// sixteenth of its channel (256 of the default 4096) to hand to views:
+// thirty-second of its channel (253 of the default 8096) to hand to views:
 // the instance's socket writes are not taken in faster than it delivers
 // their changes, which would overflow the channel (entries dropped as a
 // slow consumer, then read back from JetStream in bursts), and the
@@ -451,7 +451,7 @@ const dispatchPoll = time.Millisecond
 // False when ctx ended first.
 func (h *Hub) waitDispatch(ctx context.Context, id string) bool {
 	ch := h.shard(id)
-	lag := cap(ch) / 16
+	lag := cap(ch) / 32
 	if len(ch) <= lag {
 		return true
 	}
@@ -798,7 +798,7 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 		return true
 	}
 	b.start = time.Now()
-	fut, err := c.h.log.appendReserved(v.subject, data)
+	fut, err := c.h.log.appendReserved(v.subject, shardOf(v.id), data)
 	if err != nil {
 		b.err = err
 		return true
@@ -979,21 +979,21 @@ var wsHeader = nats.Header{hdrSource: {SourceWS}}
 // acknowledgement: the future brings it.
 // When the connection's outstanding publishes stay at their limit for
 // asyncStallWait, it returns errStalled.
-func (l *jsLog) appendAsync(subject string, data []byte) (*pubAck, error) {
+func (l *jsLog) appendAsync(subject string, lane int, data []byte) (*pubAck, error) {
 	if !l.acks.reserve(context.Background(), asyncStallWait) {
 		return nil, errStalled // the caller stages the entry synchronously instead
 	}
-	return l.appendReserved(subject, data)
+	return l.appendReserved(subject, lane, data)
 }
 
 // appendReserved is appendAsync with a slot asyncAcks.reserve took, given
 // back on error.
-func (l *jsLog) appendReserved(subject string, data []byte) (*pubAck, error) {
+func (l *jsLog) appendReserved(subject string, lane int, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		l.acks.release()
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data, Header: wsHeader})
+	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data, Header: wsHeader}, lane)
 	if err != nil {
 		return nil, classifyPublish(err)
 	}

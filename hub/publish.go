@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +17,11 @@ import (
 
 // asyncAcks publishes log entries without waiting for JetStream's
 // acknowledgements and routes each acknowledgement to its publish: one
-// wildcard inbox subscription per hub, one token per publish, at most max
-// publishes awaiting theirs. It does what nats.go's PublishMsgAsync does
+// wildcard inbox subscription per lane, one token per publish, at most
+// max publishes awaiting theirs. A hub's lanes are its dispatchers'
+// channels (dispatch.go): a session's acknowledgements go down the lane
+// of its republished entries, which nats-server sends before them, so
+// the view holds an entry by the time its acknowledgement is routed. It does what nats.go's PublishMsgAsync does
 // for the pipeline (pipeline.go), with an acknowledgement read by hand
 // (parsePubAck) and a future that is one allocation. As PublishMsgAsync
 // does, it fails the publishes awaiting their acknowledgement when the
@@ -27,9 +31,9 @@ import (
 // timer of its own.
 type asyncAcks struct {
 	nc      *nats.Conn
-	prefix  string        // "<inbox>."
+	prefix  string        // "<inbox>.", then "<lane>.<token>"
 	slots   chan struct{} // one per publish awaiting its acknowledgement
-	sub     *nats.Subscription
+	subs    []*nats.Subscription
 	status  chan nats.Status // the connection's RECONNECTING events
 	watched chan struct{}    // closed when watch returns
 	timeout time.Duration
@@ -69,7 +73,10 @@ const defaultAsyncMaxPending = 4000
 // none was answered within the stall wait.
 var errStalled = errors.New("hub: too many appends awaiting their acknowledgement")
 
-func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration) error {
+// start subscribes the acknowledgements of lane i to lanes[i], whose
+// reader hands those with the prefix (isAck) to route. Without lanes,
+// nats.go routes them all, on a goroutine of its own.
+func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes []chan *nats.Msg) error {
 	if max <= 0 {
 		max = defaultAsyncMaxPending
 	}
@@ -78,11 +85,21 @@ func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration) error {
 	a.prefix = nc.NewInbox() + "."
 	a.slots = make(chan struct{}, max)
 	a.waiting = map[uint64]*pubAck{}
-	sub, err := nc.Subscribe(a.prefix+"*", a.route)
-	if err != nil {
-		return err
+	if len(lanes) == 0 {
+		sub, err := nc.Subscribe(a.prefix+"*.*", a.route)
+		if err != nil {
+			return err
+		}
+		a.subs = append(a.subs, sub)
 	}
-	a.sub = sub
+	for i, ch := range lanes {
+		sub, err := nc.ChanSubscribe(a.prefix+strconv.Itoa(i)+".*", ch)
+		if err != nil {
+			a.unsubscribe()
+			return err
+		}
+		a.subs = append(a.subs, sub)
+	}
 	a.status = nc.StatusChanged(nats.RECONNECTING)
 	a.watched = make(chan struct{})
 	go a.watch()
@@ -139,9 +156,7 @@ func (a *asyncAcks) watch() {
 // stop unsubscribes and fails the publishes still awaiting their
 // acknowledgement.
 func (a *asyncAcks) stop() {
-	if a.sub != nil {
-		_ = a.sub.Unsubscribe()
-	}
+	a.unsubscribe()
 	if a.status != nil {
 		a.nc.RemoveStatusListener(a.status)
 		<-a.watched
@@ -151,6 +166,13 @@ func (a *asyncAcks) stop() {
 		<-a.expired
 	}
 	a.failAll(nats.ErrConnectionClosed)
+}
+
+func (a *asyncAcks) unsubscribe() {
+	for _, sub := range a.subs {
+		_ = sub.Unsubscribe()
+	}
+	a.subs = nil
 }
 
 // failAll fails every publish awaiting its acknowledgement with err.
@@ -188,9 +210,10 @@ func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 // release gives back a slot reserve took.
 func (a *asyncAcks) release() { <-a.slots }
 
-// publishReserved sends m with a reply subject of its own, in a slot
-// reserve took, and returns its future: on error the slot is free again.
-func (a *asyncAcks) publishReserved(m *nats.Msg) (*pubAck, error) {
+// publishReserved sends m with a reply subject of its own on lane, in a
+// slot reserve took, and returns its future: on error the slot is free
+// again.
+func (a *asyncAcks) publishReserved(m *nats.Msg, lane int) (*pubAck, error) {
 	f := &pubAck{done: make(chan struct{}), deadline: time.Now().Add(a.timeout)}
 	a.mu.Lock()
 	a.n++
@@ -198,8 +221,10 @@ func (a *asyncAcks) publishReserved(m *nats.Msg) (*pubAck, error) {
 	a.waiting[f.token] = f
 	a.order = append(a.order, f)
 	a.mu.Unlock()
-	var buf [20]byte
-	m.Reply = a.prefix + string(strconv.AppendUint(buf[:0], f.token, 10))
+	var buf [48]byte
+	r := strconv.AppendInt(buf[:0], int64(lane), 10)
+	r = append(r, '.')
+	m.Reply = a.prefix + string(strconv.AppendUint(r, f.token, 10))
 	if err := a.nc.PublishMsg(m); err != nil {
 		a.forget(f)
 		return nil, err
@@ -224,8 +249,12 @@ func (a *asyncAcks) forget(f *pubAck) bool {
 	return ok
 }
 
+// isAck reports whether subject is one of a's reply subjects.
+func (a *asyncAcks) isAck(subject string) bool { return strings.HasPrefix(subject, a.prefix) }
+
+// route settles the publish whose acknowledgement m is.
 func (a *asyncAcks) route(m *nats.Msg) {
-	token, err := strconv.ParseUint(m.Subject[min(len(a.prefix), len(m.Subject)):], 10, 64)
+	token, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
 	if err != nil {
 		return
 	}

@@ -30,7 +30,7 @@ func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 	if !a.reserve(context.Background(), stall) {
 		return nil, errStalled
 	}
-	return a.publishReserved(m)
+	return a.publishReserved(m, 0)
 }
 
 // startAcks starts an asyncAcks of max awaiting on nc, stopped with the
@@ -39,7 +39,7 @@ func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 func startAcks(t *testing.T, nc *nats.Conn, max, n int) (*asyncAcks, chan *nats.Msg) {
 	t.Helper()
 	a := new(asyncAcks)
-	if err := a.start(nc, max, time.Minute); err != nil {
+	if err := a.start(nc, max, time.Minute, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.stop)

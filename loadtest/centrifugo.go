@@ -287,6 +287,7 @@ func (cp *cfPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 			return
 		}
 		now := sh.now()
+		sh.c.frames.Add(1)
 		lines(b, func(line []byte) {
 			var r cfReply
 			if json.Unmarshal(line, &r) != nil {

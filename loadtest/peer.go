@@ -111,8 +111,12 @@ type ShapeResult struct {
 	// Folded counts the acknowledged ops that reached the reader only in
 	// a snapshot change that replaced them (a hub reader joining a log
 	// compacted meanwhile).
-	Folded      int64            `json:"acked_folded,omitempty"`
-	OutOfOrder  int64            `json:"out_of_order"`
+	Folded     int64 `json:"acked_folded,omitempty"`
+	OutOfOrder int64 `json:"out_of_order"`
+	// Frames counts the frames the load generator read on the pair's
+	// connections (each one read of a socket, whatever its messages) from
+	// the shape's start to the end of its drain.
+	Frames      int64            `json:"frames"`
 	Errors      map[string]int64 `json:"errors,omitempty"`
 	AckedPerSec float64          `json:"acked_per_sec"`
 	Ack         Latency          `json:"ack"`
@@ -181,7 +185,7 @@ type pair struct {
 type shapeRun struct {
 	start    time.Time
 	ack, del *hist
-	c        struct{ sent, acked, failed, skipped, delivered, outOfOrder atomic.Int64 }
+	c        struct{ sent, acked, failed, skipped, delivered, outOfOrder, frames atomic.Int64 }
 	errMu    sync.Mutex
 	errs     map[string]int64
 }
@@ -445,7 +449,7 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	res := ShapeResult{
 		Seconds: secs,
 		Sent:    sh.c.sent.Load(), Acked: sh.c.acked.Load(), Failed: sh.c.failed.Load(), Skipped: sh.c.skipped.Load(),
-		Delivered: sh.c.delivered.Load(), OutOfOrder: sh.c.outOfOrder.Load(),
+		Delivered: sh.c.delivered.Load(), OutOfOrder: sh.c.outOfOrder.Load(), Frames: sh.c.frames.Load(),
 		Ack: sh.ack.summary(), Delivery: sh.del.summary(),
 	}
 	res.CPU = cpu.end(res.Acked)

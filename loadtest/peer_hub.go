@@ -115,6 +115,7 @@ func (hp *hubPair) read(ctx context.Context, ws *websocket.Conn, rest []byte, re
 			}
 		}
 		now := sh.now()
+		sh.c.frames.Add(1)
 		lines(b, func(line []byte) {
 			var m serverMsg
 			if json.Unmarshal(line, &m) != nil {

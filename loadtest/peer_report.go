@@ -29,12 +29,14 @@ func (pre *PeerReport) rows() []peerRow {
 		add("server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
+		add("frames read per write", s.Hub.framesPerWrite(), s.PeerRes.framesPerWrite(), "%.2f")
 		if sub := s.PeerSubscribed; sub != nil {
 			// The same deliveries per write on both sides: the peer's
 			// writer gets its own publications, as the hub's its changes.
 			add("peer's writer subscribed: writes answered/s", s.Hub.AckedPerSec, sub.AckedPerSec, "%.0f")
 			add("  server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, sub.ServerCPUPerOpUS, "%.1f")
 			add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), sub.ServerCPUPerOpUS, "%.1f")
+			add("  frames read per write", s.Hub.framesPerWrite(), sub.framesPerWrite(), "%.2f")
 		}
 	}
 	if pre.HubIdle != nil && pre.PeerIdle != nil {
@@ -44,6 +46,15 @@ func (pre *PeerReport) rows() []peerRow {
 		)
 	}
 	return out
+}
+
+// framesPerWrite is how many frames the load generator read per write
+// answered, on the writer's and the reader's connection together.
+func (s *ShapeResult) framesPerWrite() float64 {
+	if s.Acked == 0 {
+		return 0
+	}
+	return float64(s.Frames) / float64(s.Acked)
 }
 
 func (r peerRow) cells() (hub, peer, ratio string) {

@@ -47,8 +47,8 @@ func TestParseProcStat(t *testing.T) {
 func TestPeerReportText(t *testing.T) {
 	shape := func(name string, window int, hubRate, peerRate float64) PeerShape {
 		return PeerShape{Name: name, Pairs: 100, Window: window,
-			Hub:     ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, ServerCPUPerOpUS: 30, CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20}, {Name: "nats-server", PerOpUS: 10}}},
-			PeerRes: ShapeResult{AckedPerSec: peerRate, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2}}}
+			Hub:     ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, Frames: 25, ServerCPUPerOpUS: 30, CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20}, {Name: "nats-server", PerOpUS: 10}}},
+			PeerRes: ShapeResult{AckedPerSec: peerRate, Acked: 8, Frames: 16, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2}}}
 	}
 	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Version: "v6.9.1", Shapes: []PeerShape{
 		shape("sequential", 1, 0, 0), shape("window 1", 1, 5000, 10000), shape("window 32", 32, 30000, 20000),
@@ -74,6 +74,7 @@ func TestPeerReportText(t *testing.T) {
 		`peer's writer subscribed: writes answered/s\s+30000\s+15000\s+2\.00x`,
 		`\n\s+server CPU per write \(µs\)\s+30\.0\s+24\.0\s+1\.25x`,
 		`\n\s+of which hub alone\s+20\.0\s+24\.0\s+0\.83x`,
+		`\n\s+frames read per write\s+2\.50\s+2\.00\s+1\.25x`,
 	} {
 		if !regexp.MustCompile(row).MatchString(text) {
 			t.Errorf("text lacks a row matching %s:\n%s", row, text)
