@@ -534,13 +534,29 @@ func (c *conn) push(p pending) {
 func (c *conn) ack(done chan struct{}) {
 	defer close(done)
 	pl := &c.pipe
+	unsent := false // an answer enqueued, for which no writer was started
 	for {
 		pl.mu.Lock()
+		if len(pl.q) == 0 && unsent {
+			// The last answers: written here, then the queue is looked
+			// at again (an answer pushed meanwhile finds the acker
+			// running).
+			pl.mu.Unlock()
+			c.writeHere()
+			unsent = false
+			continue
+		}
 		if len(pl.q) == 0 {
 			close(pl.drained)
 			pl.drained = nil
 			pl.mu.Unlock()
 			return
+		}
+		if unsent {
+			// A writer goroutine writes it while the acker goes on to
+			// the next answer; the last one it writes itself.
+			c.kick()
+			unsent = false
 		}
 		if c.ctx.Err() != nil {
 			rest := pl.q
@@ -571,8 +587,9 @@ func (c *conn) ack(done chan struct{}) {
 		} else {
 			c.h.opts.Metrics.Staged(SourceWS, time.Since(p.start))
 			if !sent {
-				c.queue(protocol.AppendAck(nil, p.id, seq, nil))
+				c.enqueue(protocol.AppendAck(nil, p.id, seq, nil))
 			}
+			unsent = true
 		}
 		pl.mu.Lock()
 		pl.q[0] = pending{}
@@ -674,10 +691,10 @@ func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
 		// Queued in this hold of the view's lock: no later change to the
 		// socket goes before it.
 		if err == nil {
-			c.queue(echo, protocol.AppendAck(nil, id, seq, nil))
+			c.enqueue(echo, protocol.AppendAck(nil, id, seq, nil))
 			sent = true
 		} else {
-			c.queue(echo) // it landed all the same
+			c.enqueue(echo) // it landed all the same
 		}
 	}
 	v.mu.Unlock()

@@ -13,6 +13,16 @@ import (
 // queue hands msgs to the writer without blocking, taken together (one
 // frame on a socket that negotiated protocol.Subprotocol).
 func (c *conn) queue(msgs ...[]byte) bool {
+	if !c.enqueue(msgs...) {
+		return false
+	}
+	c.kick()
+	return true
+}
+
+// enqueue is queue without starting a writer: a running one takes msgs,
+// or the caller writes them itself (writeHere).
+func (c *conn) enqueue(msgs ...[]byte) bool {
 	if c.closing.Load() {
 		return false
 	}
@@ -20,8 +30,17 @@ func (c *conn) queue(msgs ...[]byte) bool {
 		c.close(CloseTooSlow, "too slow: send buffer full")
 		return false
 	}
-	c.kick()
 	return true
+}
+
+// writeHere is the writer on the calling goroutine, unless one runs: the
+// socket's acker writes its last answers itself rather than handing them
+// to a goroutine of their own (a write answered one at a time costs one
+// goroutine less). A close is left to a writer goroutine.
+func (c *conn) writeHere() {
+	if c.writing.CompareAndSwap(false, true) {
+		c.drainOn(true)
+	}
 }
 
 // kick starts the writer unless one runs.
@@ -119,9 +138,17 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 
 // drain is the socket's writer while messages wait: it writes them, exits
 // once the queue is empty, and on a close sends the close frame.
-func (c *conn) drain() {
+func (c *conn) drain() { c.drainOn(false) }
+
+// drainOn is drain; here: on a goroutine with more to do (writeHere),
+// which hands a close to a writer goroutine.
+func (c *conn) drainOn(here bool) {
 	for {
 		if c.closing.Load() {
+			if here {
+				go c.drain() // writing stays set: the role passes to it
+				return
+			}
 			c.finish()
 			_ = c.ws.CloseNow() // closed by now; the read loop ends with it
 			c.cancel()

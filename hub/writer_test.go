@@ -318,3 +318,70 @@ func TestOwnChangeGoesWithItsAck(t *testing.T) {
 		t.Fatalf("%d of %d changes in their ack's frame, want at least %d", together, n, n-1)
 	}
 }
+
+// TestWriteHere: the caller writes what waits when no writer runs, before
+// it returns (the acker's last answers); with a writer running it leaves
+// them to it; a close it hands to a writer goroutine, which sends the
+// close frame.
+func TestWriteHere(t *testing.T) {
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &conn{h: &Hub{opts: Options{WriteWait: 5 * time.Second}}, ws: ws, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20),
+			batch: true, finished: make(chan struct{})}
+
+		c.enqueue([]byte(`{"type":"ack","id":1,"seq":5}`), []byte(`{"type":"ack","id":2,"seq":6}`))
+		c.writeHere()
+		if !c.out.empty() || c.out.bytes != 0 || c.writing.Load() {
+			t.Errorf("after writeHere: empty %v, %d bytes unsent, writing %v; want everything written and no writer", c.out.empty(), c.out.bytes, c.writing.Load())
+		}
+
+		c.writing.Store(true) // a writer runs
+		c.enqueue([]byte(`{"type":"ack","id":3,"seq":7}`))
+		c.writeHere()
+		if c.out.empty() {
+			t.Error("writeHere wrote while a writer ran")
+		}
+		c.writing.Store(false)
+		c.writeHere()
+
+		c.closeCode, c.closeMsg = CloseNormal, ""
+		c.closing.Store(true)
+		c.writeHere() // hands the close to a writer goroutine
+		select {
+		case <-c.finished:
+		case <-time.After(5 * time.Second):
+			t.Error("no close frame after writeHere on a closing socket")
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	var got []string
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Errorf("read: %v; want a normal close", err)
+			}
+			break
+		}
+		got = append(got, string(b))
+	}
+	<-done
+	want := []string{`{"type":"ack","id":1,"seq":5}` + "\n" + `{"type":"ack","id":2,"seq":6}`, `{"type":"ack","id":3,"seq":7}`}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("frames %q, want %q", got, want)
+	}
+}
