@@ -26,28 +26,34 @@ func shardOf(id string) int {
 	return int(sum % shards)
 }
 
-// dispatch hands republished entries to their views, one shard's sessions
-// in order, and routes the acknowledgements of the shard's asynchronous
-// appends (asyncAcks), which come after their republished entries: the
-// view holds a socket's own entry when the socket's acker learns its
+// dispatch hands republished entries (live) to their views, one shard's
+// sessions in order, and routes the acknowledgements of the shard's
+// asynchronous appends (acked, asyncAcks). nats-server sends a stream's
+// republished entry before the acknowledgement of its append, and
+// nats.go's reader puts them in these channels in that order: the live
+// entries waiting when an acknowledgement is taken go first. So the view
+// holds a socket's own entry when the socket's acker learns its
 // sequence, and the entry's change goes with the ack (view.echoLocked).
 // It never waits on JetStream: a view that finds a gap repairs it on a
 // goroutine of its own (view.repairLocked).
-func (h *Hub) dispatch(ch chan *nats.Msg) {
+func (h *Hub) dispatch(live, acked chan *nats.Msg) {
 	defer h.workers.Done()
 	prefix := h.opts.Subject + ".live."
-	acks := &h.log.acks
+	onLive := func(m *nats.Msg) {
+		id := strings.TrimPrefix(m.Subject, prefix)
+		if v := h.lookup(id); v != nil {
+			v.onLive(m)
+		}
+	}
 	for {
 		select {
-		case m := <-ch:
-			if acks.isAck(m.Subject) {
-				acks.route(m)
-				continue
+		case m := <-live:
+			onLive(m)
+		case m := <-acked:
+			for n := len(live); n > 0; n-- {
+				onLive(<-live)
 			}
-			id := strings.TrimPrefix(m.Subject, prefix)
-			if v := h.lookup(id); v != nil {
-				v.onLive(m)
-			}
+			h.log.acks.route(m)
 		case <-h.closed:
 			return
 		}

@@ -41,8 +41,9 @@ type Hub struct {
 	perSession map[string]int // open sockets (and handshakes past the check) per session
 	perAddr    map[string]int // the same per client address, with MaxSocketsPerAddr
 
-	live   [shards]chan *nats.Msg // republished entries, one channel per dispatcher (dispatch.go)
-	ctlSub *nats.Subscription
+	live     [shards]chan *nats.Msg // republished entries, one channel per dispatcher (dispatch.go)
+	ackLanes [shards]chan *nats.Msg // the acknowledgements of the shards' asynchronous appends (asyncAcks)
+	ctlSub   *nats.Subscription
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
 	stalls     atomic.Uint64 // pipelined appends staged on their own after the async publishes stalled (pipeline.go)
@@ -101,15 +102,17 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 	}
 	for i := range h.live {
 		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
+		// Room for every acknowledgement awaited: none is dropped.
+		h.ackLanes[i] = make(chan *nats.Msg, o.asyncMaxPending)
 	}
-	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout, h.live[:]); err != nil {
+	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout, h.ackLanes[:]); err != nil {
 		h.log.replies.stop()
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: acknowledgement subscription: %w", err)
 	}
 	for i := range h.live {
 		h.workers.Add(1)
-		go h.dispatch(h.live[i])
+		go h.dispatch(h.live[i], h.ackLanes[i])
 	}
 	h.ctlSub, err = o.Conn.Subscribe(o.Subject+".ctl.*", h.onControl)
 	if err != nil {

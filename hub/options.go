@@ -142,11 +142,8 @@ type Options struct {
 	// Metrics, when set, receives the hub's counters. Default: none.
 	Metrics Metrics
 
-	// liveBuffer is how many live changes and acknowledgements of
-	// asynchronous appends (they share the dispatchers' channels:
-	// asyncAcks) wait for each dispatcher before nats.go drops them as a
-	// slow consumer (tests set it). Default: 4096 and room for
-	// asyncMaxPending acknowledgements.
+	// liveBuffer is how many live changes wait for each dispatcher before
+	// nats.go drops them as a slow consumer (tests set it). Default: 4096.
 	liveBuffer int
 	// asyncMaxPending is how many asynchronous publishes may await
 	// JetStream's acknowledgement on the hub's connection before the next
@@ -251,7 +248,7 @@ func (o *Options) withDefaults() (Options, error) {
 		return out, fmt.Errorf("hub: Options.SnapshotEvery %d must be below MaxOpsPerSession %d", out.SnapshotEvery, out.MaxOpsPerSession)
 	}
 	def(&out.asyncMaxPending, defaultAsyncMaxPending)
-	def(&out.liveBuffer, 4096+out.asyncMaxPending)
+	def(&out.liveBuffer, 4096)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

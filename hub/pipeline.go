@@ -442,7 +442,7 @@ func (c *conn) waitSessionBacklog() bool {
 const dispatchPoll = time.Millisecond
 
 // waitDispatch waits while the dispatcher of session id has more than a
-// thirty-second of its channel (253 of the default 8096) to hand to views:
+// sixteenth of its channel (256 of the default 4096) to hand to views:
 // the instance's socket writes are not taken in faster than it delivers
 // their changes, which would overflow the channel (entries dropped as a
 // slow consumer, then read back from JetStream in bursts), and the
@@ -451,7 +451,7 @@ const dispatchPoll = time.Millisecond
 // False when ctx ended first.
 func (h *Hub) waitDispatch(ctx context.Context, id string) bool {
 	ch := h.shard(id)
-	lag := cap(ch) / 32
+	lag := cap(ch) / 16
 	if len(ch) <= lag {
 		return true
 	}

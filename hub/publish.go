@@ -18,10 +18,10 @@ import (
 // asyncAcks publishes log entries without waiting for JetStream's
 // acknowledgements and routes each acknowledgement to its publish: one
 // wildcard inbox subscription per lane, one token per publish, at most
-// max publishes awaiting theirs. A hub's lanes are its dispatchers'
-// channels (dispatch.go): a session's acknowledgements go down the lane
-// of its republished entries, which nats-server sends before them, so
-// the view holds an entry by the time its acknowledgement is routed. It does what nats.go's PublishMsgAsync does
+// max publishes awaiting theirs. A hub has a lane per dispatcher
+// (dispatch.go): a session's acknowledgements go to the dispatcher of
+// its republished entries, which nats-server sends before them, so the
+// view holds an entry by the time its acknowledgement is routed. It does what nats.go's PublishMsgAsync does
 // for the pipeline (pipeline.go), with an acknowledgement read by hand
 // (parsePubAck) and a future that is one allocation. As PublishMsgAsync
 // does, it fails the publishes awaiting their acknowledgement when the
@@ -74,8 +74,8 @@ const defaultAsyncMaxPending = 4000
 var errStalled = errors.New("hub: too many appends awaiting their acknowledgement")
 
 // start subscribes the acknowledgements of lane i to lanes[i], whose
-// reader hands those with the prefix (isAck) to route. Without lanes,
-// nats.go routes them all, on a goroutine of its own.
+// reader hands them to route; each lane has room for max of them.
+// Without lanes, nats.go routes them all, on a goroutine of its own.
 func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes []chan *nats.Msg) error {
 	if max <= 0 {
 		max = defaultAsyncMaxPending
@@ -248,9 +248,6 @@ func (a *asyncAcks) forget(f *pubAck) bool {
 	}
 	return ok
 }
-
-// isAck reports whether subject is one of a's reply subjects.
-func (a *asyncAcks) isAck(subject string) bool { return strings.HasPrefix(subject, a.prefix) }
 
 // route settles the publish whose acknowledgement m is.
 func (a *asyncAcks) route(m *nats.Msg) {
