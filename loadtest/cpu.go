@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -21,6 +22,79 @@ type ProcCPU struct {
 	CPUSeconds float64 `json:"cpu_seconds"`
 	Ops        int64   `json:"ops"`
 	PerOpUS    float64 `json:"cpu_per_op_us"`
+	// Syscalls counts the process's read and write system calls of the
+	// window (/proc/PID/io: syscr + syscw, sockets included), Switches
+	// its threads' context switches (/proc/PID/task/*/status, voluntary
+	// ones: a thread went to sleep, and involuntary ones); both per op
+	// too. Counts, unlike times, do not move with the machine's load.
+	// -1 when unreadable.
+	Syscalls      int64   `json:"read_write_syscalls"`
+	SyscallsPerOp float64 `json:"read_write_syscalls_per_op"`
+	Switches      int64   `json:"context_switches"`
+	SwitchesPerOp float64 `json:"context_switches_per_op"`
+}
+
+// procSample is what a window reads of a process at each end.
+type procSample struct {
+	cpu      time.Duration
+	syscalls int64 // -1: unreadable
+	switches int64 // -1: unreadable
+}
+
+// sampleProc reads the CPU time of process pid, and its counts when it
+// can.
+func sampleProc(pid int) (procSample, error) {
+	t, err := procCPUTime(pid)
+	if err != nil {
+		return procSample{}, err
+	}
+	s := procSample{cpu: t, syscalls: -1, switches: -1}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		s.syscalls = parseProcIO(b)
+	}
+	if tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid)); err == nil && len(tasks) > 0 {
+		s.switches = 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // the thread exited meanwhile
+			}
+			s.switches += parseSwitches(b)
+		}
+	}
+	return s, nil
+}
+
+// parseProcIO returns syscr + syscw of a /proc/PID/io file, -1 when it
+// has neither.
+func parseProcIO(b []byte) int64 {
+	return sumFields(b, "syscr:", "syscw:")
+}
+
+// parseSwitches returns voluntary_ctxt_switches +
+// nonvoluntary_ctxt_switches of a /proc status file, -1 when it has
+// neither.
+func parseSwitches(b []byte) int64 {
+	return sumFields(b, "voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
+}
+
+// sumFields sums the values of the lines of b that start with one of
+// names ("name: value"); -1 when none does.
+func sumFields(b []byte, names ...string) int64 {
+	sum, found := int64(0), false
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		for _, name := range names {
+			if v, ok := bytes.CutPrefix(line, []byte(name)); ok {
+				if n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64); err == nil {
+					sum, found = sum+n, true
+				}
+			}
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
@@ -66,7 +140,7 @@ type namedPID struct {
 // cpuWindow measures the CPU time of processes from its start to end.
 type cpuWindow struct {
 	procs []namedPID
-	start []time.Duration
+	start []procSample
 }
 
 // startCPU starts a window over procs; a process whose stat cannot be
@@ -77,7 +151,7 @@ func startCPU(procs ...namedPID) *cpuWindow {
 		if p.pid <= 0 {
 			continue
 		}
-		t, err := procCPUTime(p.pid)
+		t, err := sampleProc(p.pid)
 		if err != nil {
 			continue
 		}
@@ -91,17 +165,45 @@ func startCPU(procs ...namedPID) *cpuWindow {
 func (w *cpuWindow) end(ops int64) []ProcCPU {
 	var out []ProcCPU
 	for i, p := range w.procs {
-		t, err := procCPUTime(p.pid)
+		t, err := sampleProc(p.pid)
 		if err != nil {
 			continue // it exited (a killed instance): its window is unknown
 		}
-		c := ProcCPU{Name: p.name, PID: p.pid, CPUSeconds: (t - w.start[i]).Seconds(), Ops: ops}
+		s := w.start[i]
+		c := ProcCPU{Name: p.name, PID: p.pid, CPUSeconds: (t.cpu - s.cpu).Seconds(), Ops: ops, Syscalls: -1, Switches: -1}
+		if t.syscalls >= 0 && s.syscalls >= 0 {
+			c.Syscalls = t.syscalls - s.syscalls
+		}
+		if t.switches >= 0 && s.switches >= 0 {
+			c.Switches = t.switches - s.switches
+		}
 		if ops > 0 {
 			c.PerOpUS = c.CPUSeconds * 1e6 / float64(ops)
+			c.SyscallsPerOp = perOp(c.Syscalls, ops)
+			c.SwitchesPerOp = perOp(c.Switches, ops)
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// perOp is n/ops, or -1 when n is unknown (-1).
+func perOp(n, ops int64) float64 {
+	if n < 0 {
+		return -1
+	}
+	return float64(n) / float64(ops)
+}
+
+// procOf returns the window figures of the process named name, with its
+// counts unknown (-1) when the window has none.
+func procOf(cs []ProcCPU, name string) ProcCPU {
+	for _, c := range cs {
+		if c.Name == name {
+			return c
+		}
+	}
+	return ProcCPU{Name: name, Syscalls: -1, SyscallsPerOp: -1, Switches: -1, SwitchesPerOp: -1}
 }
 
 // cpuPerOp sums the CPU per op of the processes named in names (all of

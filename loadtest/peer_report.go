@@ -30,6 +30,9 @@ func (pre *PeerReport) rows() []peerRow {
 		add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
 		add("frames read per write", s.Hub.framesPerWrite(), s.PeerRes.framesPerWrite(), "%.2f")
+		hub, peer := procOf(s.Hub.CPU, "hub0"), procOf(s.PeerRes.CPU, pre.Peer)
+		add("read/write system calls per write, hub alone", hub.SyscallsPerOp, peer.SyscallsPerOp, "%.2f")
+		add("context switches per write, hub alone", hub.SwitchesPerOp, peer.SwitchesPerOp, "%.2f")
 		if sub := s.PeerSubscribed; sub != nil {
 			// The same deliveries per write on both sides: the peer's
 			// writer gets its own publications, as the hub's its changes.
@@ -59,6 +62,12 @@ func (s *ShapeResult) framesPerWrite() float64 {
 
 func (r peerRow) cells() (hub, peer, ratio string) {
 	hub, peer, ratio = fmt.Sprintf(r.format, r.hub), fmt.Sprintf(r.format, r.peer), "-"
+	if r.hub < 0 {
+		hub = "-" // unknown
+	}
+	if r.peer < 0 {
+		peer = "-"
+	}
 	if r.peer > 0 && r.hub > 0 {
 		ratio = fmt.Sprintf("%.2fx", r.hub/r.peer)
 	}

@@ -44,11 +44,41 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
+// The read and write system calls and the context switches of a window
+// are read from /proc: parsed from their lines, and this process's own
+// grow with the reads it makes and the sleeps of its threads.
+func TestProcCounts(t *testing.T) {
+	io := []byte("rchar: 10\nwchar: 20\nsyscr: 7\nsyscw: 5\nread_bytes: 0\n")
+	if got := parseProcIO(io); got != 12 {
+		t.Errorf("parseProcIO: %d, want 12", got)
+	}
+	status := []byte("Name:\tx\nvoluntary_ctxt_switches:\t30\nnonvoluntary_ctxt_switches:\t4\n")
+	if got := parseSwitches(status); got != 34 {
+		t.Errorf("parseSwitches: %d, want 34", got)
+	}
+	if parseProcIO([]byte("rchar: 1\n")) != -1 || parseSwitches(nil) != -1 {
+		t.Error("a file without the fields is not unknown (-1)")
+	}
+	w := startCPU(namedPID{"self", os.Getpid()})
+	for range 50 {
+		if _, err := os.ReadFile("/proc/self/stat"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c := w.end(50)
+	if len(c) != 1 || c[0].Syscalls < 50 || c[0].Switches < 10 || c[0].SyscallsPerOp != float64(c[0].Syscalls)/50 {
+		t.Fatalf("after 50 reads and sleeps: %+v", c)
+	}
+}
+
 func TestPeerReportText(t *testing.T) {
 	shape := func(name string, window int, hubRate, peerRate float64) PeerShape {
 		return PeerShape{Name: name, Pairs: 100, Window: window,
-			Hub:     ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, Frames: 25, ServerCPUPerOpUS: 30, CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20}, {Name: "nats-server", PerOpUS: 10}}},
-			PeerRes: ShapeResult{AckedPerSec: peerRate, Acked: 8, Frames: 16, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2}}}
+			Hub: ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, Frames: 25, ServerCPUPerOpUS: 30,
+				CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20, SyscallsPerOp: 4.5, SwitchesPerOp: 6}, {Name: "nats-server", PerOpUS: 10}}},
+			PeerRes: ShapeResult{AckedPerSec: peerRate, Acked: 8, Frames: 16, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2},
+				CPU: []ProcCPU{{Name: "centrifugo", PerOpUS: 15, SyscallsPerOp: 3, SwitchesPerOp: -1}}}}
 	}
 	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Version: "v6.9.1", Shapes: []PeerShape{
 		shape("sequential", 1, 0, 0), shape("window 1", 1, 5000, 10000), shape("window 32", 32, 30000, 20000),
@@ -75,6 +105,8 @@ func TestPeerReportText(t *testing.T) {
 		`\n\s+server CPU per write \(µs\)\s+30\.0\s+24\.0\s+1\.25x`,
 		`\n\s+of which hub alone\s+20\.0\s+24\.0\s+0\.83x`,
 		`\n\s+frames read per write\s+2\.50\s+2\.00\s+1\.25x`,
+		`\n\s+read/write system calls per write, hub alone\s+4\.50\s+3\.00\s+1\.50x`,
+		`\n\s+context switches per write, hub alone\s+6\.00\s+-\s+-`,
 	} {
 		if !regexp.MustCompile(row).MatchString(text) {
 			t.Errorf("text lacks a row matching %s:\n%s", row, text)
