@@ -37,6 +37,11 @@ const (
 	storeErrMsgTooLarge       = "message too large"
 )
 
+// errEntryTooLarge is too_large for an entry JetStream refused as larger
+// than the stream's message limit (Options.MaxEntrySize): the write, not
+// the cookie, is too large.
+var errEntryTooLarge = Errorf(CodeTooLarge, "the write is larger than one log entry may be")
+
 // errConflict: a conditional append found the log moved on.
 var errConflict = errors.New("hub: log moved on since the expected sequence")
 
@@ -49,13 +54,13 @@ func classifyPublish(err error) error {
 		case jsErrWrongLastSeq, jsErrWrongLastSeqConstant:
 			return errConflict
 		case jsErrMessageTooLarge:
-			return wrapErr(ErrTooLarge, err)
+			return wrapErr(errEntryTooLarge, err)
 		case jsErrStoreFailed:
 			switch api.Description {
 			case storeErrMaxMsgsPerSubject:
 				return wrapErr(ErrTooManyPending, err)
 			case storeErrMsgTooLarge:
-				return wrapErr(ErrTooLarge, err)
+				return wrapErr(errEntryTooLarge, err)
 			}
 		case jsErrNoPeers, jsErrClusterNotAvailable, jsErrClusterNotLeader, jsErrInsufficientResources, jsErrStreamOffline:
 			return wrapErr(ErrUnavailable, err)
