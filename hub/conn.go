@@ -36,6 +36,11 @@ type conn struct {
 	pipe    pipeline  // set and delete appends in flight (pipeline.go)
 	batch   bool      // negotiated protocol.Subprotocol: several messages per frame
 	held    *ownWrite // whose change waits for its first ack (view.echoLocked); guarded by the view's lock
+	// The socket's last measure of the cookie budget (conn.sizeLocked): n
+	// bytes on view sizedIn when its growth was sizedAt. Guarded by that
+	// view's lock.
+	sized, sizedAt int
+	sizedIn        *view
 
 	ctx    context.Context // cancelled when the socket closes
 	cancel context.CancelFunc

@@ -219,7 +219,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
-	n, grows, uncertain, err := c.measureLocked(v, ops)
+	n, grows, uncertain, err := c.sizeLocked(v, ops)
 	switch {
 	case err != nil:
 		v.mu.Unlock()
@@ -952,6 +952,28 @@ func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain
 		return 0, false, false, wrapErr(ErrInternal, err)
 	}
 	return n, grows, uncertain, nil
+}
+
+// sizeLocked is measureLocked, unless the socket's last measure on v and
+// what the session may have grown by since (view.growth, with ops) bound
+// its cookie within half the budget (session.Store.SizeBound): the write
+// takes the fast path either way, and is not measured. Called with the
+// view's lock held.
+func (c *conn) sizeLocked(v *view, ops []session.Op) (n int, grows, uncertain bool, err error) {
+	for _, op := range ops {
+		v.growth += session.GrowthBound(op, -1)
+	}
+	if c.sizedIn == v {
+		if bound, ok := c.h.opts.Store.SizeBound(c.sized, v.growth-c.sizedAt); ok && bound <= session.MaxCookieSize/2 {
+			return bound, true, false, nil
+		}
+	}
+	n, grows, uncertain, err = c.measureLocked(v, ops)
+	if err == nil {
+		// An upper bound of every outcome (budgetLocked), ops included.
+		c.sized, c.sizedAt, c.sizedIn = n, v.growth, v
+	}
+	return n, grows, uncertain, err
 }
 
 // valueLen returns session.ValueLen of the value of set ops[i], measured

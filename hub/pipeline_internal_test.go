@@ -422,3 +422,49 @@ func silence(t *testing.T, h *Hub) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
+
+// TestBudgetMeasureSkippedFarFromTheBudget: a socket's write far below
+// half the cookie budget is not measured while its last measure and the
+// growth since (every op of the session's view, every write measured)
+// bound it there; the bound is never below the measure, and a write that
+// takes it past half is measured.
+func TestBudgetMeasureSkippedFarFromTheBudget(t *testing.T) {
+	h := internalHub(t)
+	id, v := writtenView(t, h)
+	c := &conn{h: h, id: id, ctx: context.Background(), out: newOutbox(64, 1<<20)}
+	c.v.Store(v)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c.snap = session.Snapshot{ID: id, Seq: v.last}
+	set := func(n int) []session.Op {
+		return []session.Op{{Type: session.OpSet, Key: "k", Value: json.RawMessage(`"` + strings.Repeat("x", n) + `"`)}}
+	}
+	n, _, _, err := c.sizeLocked(v, set(10))
+	if err != nil || c.sizedIn != v || c.sized != n {
+		t.Fatalf("the first write: %d, %v; measured %d on %p, want a measure on the view", n, err, c.sized, c.sizedIn)
+	}
+	first := c.sized
+	for i := range 5 {
+		exact, _, _, err := c.measureLocked(v, set(20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _, _, err := c.sizeLocked(v, set(20))
+		if err != nil || c.sized != first || n < exact || n > session.MaxCookieSize/2 {
+			t.Fatalf("write %d: %d (measured %d), %v; last measure %d; want the bound, at least the measure, unmeasured", i, n, exact, err, c.sized)
+		}
+	}
+	// Another writer's entry, in the view: it grows the bound.
+	before := v.growth
+	v.appendLocked(entry{Seq: v.last + 1, Ops: set(1500), Source: SourceHTTP}, time.Now())
+	if v.growth <= before+1500 {
+		t.Fatalf("growth %d after a 1500-byte value, from %d", v.growth, before)
+	}
+	exact, _, _, err := c.measureLocked(v, set(600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _, err := c.sizeLocked(v, set(600)); err != nil || n != exact || c.sized != exact {
+		t.Fatalf("a write past half the budget by the bound: %d, %v (measured %d, last %d); want it measured", n, err, exact, c.sized)
+	}
+}

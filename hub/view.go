@@ -52,6 +52,11 @@ type view struct {
 	// publishes numbers this instance's pipelined appends of the session
 	// in the order they were published (view.echoLocked).
 	publishes uint64
+	// growth sums session.GrowthBound over every op the view took in and
+	// every write of this instance measured (an own entry counts twice):
+	// a socket's last measure and the growth since bound its next
+	// (conn.sizeLocked).
+	growth int
 
 	repairing bool // a repair goroutine runs (repairLocked)
 	missed    bool // an entry arrived past a gap while repairing: repair again
@@ -385,6 +390,9 @@ func (v *view) appendLocked(c entry, now time.Time) {
 		// Into debt if need be: the entry is written. A reservation past
 		// the burst would take nothing.
 		v.budget.ReserveN(now, min(entryWrites(c), v.budget.Burst()))
+	}
+	for _, op := range c.Ops {
+		v.growth += session.GrowthBound(op, -1)
 	}
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {

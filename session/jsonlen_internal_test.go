@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -175,5 +176,79 @@ func TestSizerSizeAllocatesNothing(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Fatalf("Size allocates %v times", n)
+	}
+}
+
+// SizeBound bounds the size a session measured with a staged op can reach
+// by the ops folded since, GrowthBound summed over them, whatever they
+// are: the cookie budget skips measuring a write while the bound stays
+// far from it. A Flask session's is not bounded.
+func TestSizeBound(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 8))
+	keys := []string{"a", "b<", "c\u2028", "d\n", "é", "f", "g", "h", "i", "j\"\\"}
+	value := func() json.RawMessage {
+		v, _ := json.Marshal(map[string]any{"s": strings.Repeat(string(rune(rng.IntN(0x3000)))+"<&>", rng.IntN(40)), "n": rng.IntN(1 << 20)})
+		return v
+	}
+	op := func() Op {
+		o := Op{Key: keys[rng.IntN(len(keys))]} // Seq 0: staged, as writes in flight are measured
+		switch n := rng.IntN(20); {
+		case n < 14:
+			o.Type, o.Value = OpSet, value()
+		case n < 19:
+			o.Type = OpDelete
+		default:
+			o.Type, o.Key = OpClear, ""
+		}
+		return o
+	}
+	tight := 0
+	for _, encrypt := range []bool{false, true} {
+		st, err := NewStore(&Options{Keys: []KeyPair{GenerateKeyPair(encrypt)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2000 {
+			snap := Snapshot{ID: NewID(), Seq: uint64(rng.IntN(50)), Permanent: i%3 == 0, Created: time.Unix(1_780_000_000, 0)}
+			if i%4 != 0 {
+				snap.Values = map[string]json.RawMessage{}
+				for _, k := range keys[:rng.IntN(len(keys))] {
+					snap.Values[k] = value()
+				}
+			}
+			ops := []Op{op()}
+			for range rng.IntN(12) {
+				ops = append(ops, op())
+			}
+			at := 1 + rng.IntN(len(ops)) // measured with ops[:at], at least one staged
+			n, err := st.Size(snap, ops[:at]...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grown := 0
+			for _, o := range ops[at:] {
+				grown += GrowthBound(o, -1)
+			}
+			bound, ok := st.SizeBound(n, grown)
+			after, err := st.Size(snap, ops...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok || after > bound {
+				t.Fatalf("encrypt %v, case %d: measured %d with %d ops, %d after %d more (grown at most %d); bound %d, %v", encrypt, i, n, at, after, len(ops)-at, grown, bound, ok)
+			}
+			if after == bound {
+				tight++
+			}
+		}
+	}
+	t.Logf("%d of 4000 bounds reached exactly", tight)
+	flask, err := NewStore(&Options{FlaskSecrets: [][]byte{[]byte("flask secret")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := flask.SizeBound(100, 10); ok {
+		t.Error("a Flask session's size bounded")
 	}
 }

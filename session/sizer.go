@@ -132,3 +132,40 @@ func (z *Sizer) Size() (int, error) {
 	}
 	return z.st.sizeOf(z.snap, n, z.seq), nil
 }
+
+// GrowthBound returns an upper bound of how many bytes folding op into a
+// session can add to the encoded length of its values (what Store.Size
+// measures them at): a set adds at most its key and value as a new entry,
+// with the braces and the payload's field when it is the first; a delete,
+// a clear or an end adds none. valueLen is ValueLen(op.Value) when the
+// caller knows it, -1 to measure it.
+func GrowthBound(op Op, valueLen int) int {
+	if op.Type != OpSet {
+		return 0
+	}
+	if valueLen < 0 {
+		valueLen = rawLen(op.Value)
+	}
+	// A colon and a comma after the others; a first entry: a colon, the
+	// map's braces and the payload's field.
+	const first = len(":") + len("{}") + len(`,"v":`)
+	return quotedLen(op.Key) + valueLen + first
+}
+
+// SizeBound returns an upper bound of Store.Size of a session measured at
+// n bytes by Store.Size or a Sizer, with at least one op folded at the
+// widest sequence (an op of Seq 0, as a write in flight is measured), once
+// its values grew by at most grown bytes (GrowthBound summed over the ops
+// folded into it since, in any order). ok is false with a codec other
+// than Codec, whose encoding it does not know: measure instead.
+func (st *Store) SizeBound(n, grown int) (bound int, ok bool) {
+	if _, ok := st.codec.(*Codec); !ok {
+		return 0, false
+	}
+	// Codec.encodedLen: the payload (grown bytes longer at most, its
+	// sequence already at its widest) is encoded in base64 inside the
+	// signed value, itself in base64; each base64 adds at most 4 bytes per
+	// 3 or part of 3 more.
+	ceil3 := func(x int) int { return (x + 2) / 3 }
+	return n + 4*ceil3(4*ceil3(max(grown, 0))), true
+}
