@@ -141,10 +141,12 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 func (c *conn) drain() { c.drainOn(false) }
 
 // drainOn is drain; here: on a goroutine with more to do (writeHere),
-// which hands a close to a writer goroutine.
+// which writes what waits once, and hands what came meanwhile, and a
+// close, to a writer goroutine: a socket that keeps receiving changes
+// does not keep its acker from its next answers.
 func (c *conn) drainOn(here bool) {
-	for {
-		if c.closing.Load() {
+	for wrote := false; ; wrote = true {
+		if c.closing.Load() || (here && wrote && !c.out.empty()) {
 			if here {
 				go c.drain() // writing stays set: the role passes to it
 				return

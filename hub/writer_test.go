@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -384,4 +385,72 @@ func TestWriteHere(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("frames %q, want %q", got, want)
 	}
+}
+
+// TestWriteHereHandsOnWhatCameMeanwhile: writeHere writes what waits once;
+// what came while it wrote goes to a writer goroutine, and writeHere
+// returns (the acker goes on to its next answers however many changes
+// its socket keeps receiving). Here the second frame cannot go out until
+// writeHere has returned: were writeHere to write it, both would wait.
+func TestWriteHereHandsOnWhatCameMeanwhile(t *testing.T) {
+	big := func(c byte) []byte { return []byte(`"` + strings.Repeat(string(c), 4<<20) + `"`) }
+	mid, returned := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		sw := &sndbufWriter{ResponseWriter: w, size: 64 << 10}
+		ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		c := &conn{h: &Hub{opts: Options{WriteWait: 10 * time.Second}}, ws: ws, raw: sw.conn, ctx: ctx, cancel: cancel,
+			out: newOutbox(64, 16<<20), batch: true, finished: make(chan struct{})}
+		c.enqueue(big('a'))
+		enqueued := make(chan struct{})
+		go func() {
+			<-mid // the first frame is being written
+			c.enqueue(big('b'))
+			close(enqueued)
+		}()
+		c.writeHere()
+		close(returned)
+		<-enqueued
+		c.close(CloseNormal, "")
+		<-c.finished
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(8 << 20)
+	_, r, err := ws.Reader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(mid)
+	time.Sleep(50 * time.Millisecond) // the second message is queued while the first is written
+	first, err := io.ReadAll(r)
+	if err != nil || len(first) != 4<<20+2 || first[1] != 'a' {
+		t.Fatalf("first frame: %d bytes, %v", len(first), err)
+	}
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("writeHere did not return after its first frame: it wrote what came meanwhile itself")
+	}
+	_, second, err := ws.Read(ctx)
+	if err != nil || len(second) != 4<<20+2 || second[1] != 'b' {
+		t.Fatalf("second frame: %d bytes, %v", len(second), err)
+	}
+	if _, _, err := ws.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Errorf("after the second frame: %v, want the close", err)
+	}
+	<-done
 }
