@@ -193,6 +193,15 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	if !ok {
 		return
 	}
+	// A write to append at once takes its publish slot before the view's
+	// lock: the dispatchers, which free slots (asyncAcks), wait on it.
+	acks := &c.h.log.acks
+	reserved := data != nil && acks.reserve(c.ctx, asyncStallWait)
+	defer func() {
+		if reserved { // not published with
+			acks.release()
+		}
+	}()
 	// The check and the publish (or the join) under the view's lock: the
 	// session's appends from this instance are counted from the moment
 	// they are taken in.
@@ -276,7 +285,12 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.push(pending{id: m.ID, b: b, start: start})
 		return
 	}
-	fut, err := c.h.log.appendAsync(v.subject, shardOf(v.id), data)
+	var fut *pubAck
+	err = errStalled
+	if reserved = reserved || acks.tryReserve(); reserved {
+		reserved = false // appendReserved gives it back on error
+		fut, err = c.h.log.appendReserved(v.subject, shardOf(v.id), data)
+	}
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
 		// not wait for room under the view's lock (live delivery of the
@@ -930,6 +944,9 @@ func (c *conn) budgetLocked(v *view, snap session.Snapshot, z *session.Sizer) (u
 // and whether appends left uncounted may change the measure. Called with
 // the view's lock held.
 func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain bool, err error) {
+	// A write measured may be appended: the sockets' last measures of
+	// the session (conn.sizeLocked) count it from now on.
+	v.growth += growthOf(ops)
 	c.mu.Lock()
 	snap := c.snap
 	c.mu.Unlock()
@@ -960,20 +977,31 @@ func (c *conn) measureLocked(v *view, ops []session.Op) (n int, grows, uncertain
 // takes the fast path either way, and is not measured. Called with the
 // view's lock held.
 func (c *conn) sizeLocked(v *view, ops []session.Op) (n int, grows, uncertain bool, err error) {
-	for _, op := range ops {
-		v.growth += session.GrowthBound(op, -1)
-	}
 	if c.sizedIn == v {
-		if bound, ok := c.h.opts.Store.SizeBound(c.sized, v.growth-c.sizedAt); ok && bound <= session.MaxCookieSize/2 {
+		grown := v.growth + growthOf(ops)
+		if bound, ok := c.h.opts.Store.SizeBound(c.sized, grown-c.sizedAt); ok && bound <= session.MaxCookieSize/2 {
+			v.growth = grown
 			return bound, true, false, nil
 		}
 	}
 	n, grows, uncertain, err = c.measureLocked(v, ops)
-	if err == nil {
-		// An upper bound of every outcome (budgetLocked), ops included.
+	c.sizedIn = nil
+	if _, whole := v.sinceLocked(c.snapSeq()); err == nil && whole && !v.repairing {
+		// An upper bound of every outcome (budgetLocked), ops included,
+		// on a view that holds every entry after the socket's snapshot:
+		// those before sizedAt are in it.
 		c.sized, c.sizedAt, c.sizedIn = n, v.growth, v
 	}
 	return n, grows, uncertain, err
+}
+
+// growthOf sums session.GrowthBound over ops.
+func growthOf(ops []session.Op) int {
+	g := 0
+	for _, op := range ops {
+		g += session.GrowthBound(op, -1)
+	}
+	return g
 }
 
 // valueLen returns session.ValueLen of the value of set ops[i], measured
@@ -1006,27 +1034,19 @@ func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
 }
 
 // asyncStallWait is how long an asynchronous append waits for room among
-// the connection's outstanding publishes; it runs under a view's lock.
+// the connection's outstanding publishes, before it takes the view's
+// lock.
 const asyncStallWait = 5 * time.Millisecond
 
 // wsHeader is the header of a socket's entry, built once and only read
 // (nats.go encodes a message's headers as it publishes it).
 var wsHeader = nats.Header{hdrSource: {SourceWS}}
 
-// appendAsync publishes a socket's encoded entry (encodeEntry) to its
-// session's log subject (view.subject) without waiting for JetStream's
-// acknowledgement: the future brings it.
-// When the connection's outstanding publishes stay at their limit for
-// asyncStallWait, it returns errStalled.
-func (l *jsLog) appendAsync(subject string, lane int, data []byte) (*pubAck, error) {
-	if !l.acks.reserve(context.Background(), asyncStallWait) {
-		return nil, errStalled // the caller stages the entry synchronously instead
-	}
-	return l.appendReserved(subject, lane, data)
-}
-
-// appendReserved is appendAsync with a slot asyncAcks.reserve took, given
-// back on error.
+// appendReserved publishes a socket's encoded entry (encodeEntry) to its
+// session's log subject (view.subject), its acknowledgement on lane (the
+// session's shard), in a slot asyncAcks.reserve took, without waiting for
+// JetStream's acknowledgement: the future brings it. On error the slot is
+// given back.
 func (l *jsLog) appendReserved(subject string, lane int, data []byte) (*pubAck, error) {
 	if !l.nc.IsConnected() {
 		l.acks.release()

@@ -467,4 +467,35 @@ func TestBudgetMeasureSkippedFarFromTheBudget(t *testing.T) {
 	if n, _, _, err := c.sizeLocked(v, set(600)); err != nil || n != exact || c.sized != exact {
 		t.Fatalf("a write past half the budget by the bound: %d, %v (measured %d, last %d); want it measured", n, err, exact, c.sized)
 	}
+
+	// A write another socket stages (conn.measure, its own measure) counts
+	// from its measure on.
+	c.snap = session.Snapshot{ID: id, Seq: v.last}
+	c.sizedIn = nil
+	c.sizeLocked(v, set(10))
+	other := &conn{h: h, id: id, ctx: context.Background(), out: newOutbox(64, 1<<20)}
+	other.v.Store(v)
+	other.snap = c.snap
+	v.mu.Unlock()
+	big := []session.Op{{Type: session.OpSet, Key: "big", Value: json.RawMessage(`"` + strings.Repeat("x", 1500) + `"`)}}
+	_, _, _, _, _, own, err := other.measure(context.Background(), big, nil)
+	v.mu.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = c.sized
+	if n, _, _, _ := c.sizeLocked(v, set(10)); c.sized == first || n <= 1500 {
+		t.Fatalf("after another socket's 1500-byte write was measured: %d, last measure %d (was %d); want a measure that counts it", n, c.sized, first)
+	}
+	v.dropOwnLocked(own)
+
+	// A measure on a view that may lack entries after the socket's
+	// snapshot (stale) is not kept: the next write is measured too.
+	c.sizedIn = nil
+	v.stale = true
+	c.sizeLocked(v, set(10))
+	v.stale = false
+	if c.sizedIn != nil {
+		t.Fatal("a measure on a stale view was kept as the socket's last")
+	}
 }

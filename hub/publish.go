@@ -191,10 +191,8 @@ func (a *asyncAcks) failAll(err error) {
 // wait for one; false when none came free in time or ctx ended. A slot
 // not published with is given back by release.
 func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
-	select {
-	case a.slots <- struct{}{}:
+	if a.tryReserve() {
 		return true
-	default:
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -205,6 +203,16 @@ func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 	case <-ctx.Done():
 	}
 	return false
+}
+
+// tryReserve is reserve without a wait.
+func (a *asyncAcks) tryReserve() bool {
+	select {
+	case a.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
 }
 
 // release gives back a slot reserve took.

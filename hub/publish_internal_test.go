@@ -25,7 +25,7 @@ func await(t *testing.T, f *pubAck) (uint64, error) {
 }
 
 // publish reserves a slot within stall (errStalled otherwise) and
-// publishes m in it, as jsLog.appendAsync does.
+// publishes m in it, as pipelineWrite does before jsLog.appendReserved.
 func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 	if !a.reserve(context.Background(), stall) {
 		return nil, errStalled

@@ -391,9 +391,7 @@ func (v *view) appendLocked(c entry, now time.Time) {
 		// the burst would take nothing.
 		v.budget.ReserveN(now, min(entryWrites(c), v.budget.Burst()))
 	}
-	for _, op := range c.Ops {
-		v.growth += session.GrowthBound(op, -1)
-	}
+	v.growth += growthOf(c.Ops)
 	v.tail = append(v.tail, c)
 	if max := v.h.opts.ViewTail; len(v.tail) > max {
 		drop := len(v.tail) - max
