@@ -19,9 +19,12 @@ import (
 	"github.com/sessionhub/sessionhub/session"
 )
 
-// frames writes msgs through a conn's writer to a client that asked for
-// subprotocols, and returns the frames the client read.
-func frames(t *testing.T, subprotocols []string, msgs [][]byte) (negotiated string, got []string) {
+// connServer serves one WebSocket, offering protocol.Subprotocol and with
+// a 64 KiB kernel send buffer, as a conn (write wait wait, send buffer
+// maxBytes) that serve gets on the handler's goroutine. It returns the
+// client's end, dialled asking for subprotocols (read limit 8 MiB), and
+// a channel closed once serve returned.
+func connServer(t *testing.T, subprotocols []string, wait time.Duration, maxBytes int, serve func(c *conn)) (*websocket.Conn, <-chan struct{}) {
 	t.Helper()
 	done := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +37,26 @@ func frames(t *testing.T, subprotocols []string, msgs [][]byte) (negotiated stri
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		c := &conn{h: &Hub{opts: Options{WriteWait: 5 * time.Second}}, ws: ws, raw: sw.conn, ctx: ctx, out: newOutbox(64, 1<<20), batch: ws.Subprotocol() == protocol.Subprotocol}
+		serve(&conn{h: &Hub{opts: Options{WriteWait: wait}}, ws: ws, raw: sw.conn, ctx: ctx, cancel: cancel, out: newOutbox(64, maxBytes),
+			batch: ws.Subprotocol() == protocol.Subprotocol, finished: make(chan struct{})})
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	ws.SetReadLimit(8 << 20)
+	return ws, done
+}
+
+// frames writes msgs through a conn's writer to a client that asked for
+// subprotocols, and returns the frames the client read.
+func frames(t *testing.T, subprotocols []string, msgs [][]byte) (negotiated string, got []string) {
+	t.Helper()
+	ws, done := connServer(t, subprotocols, 5*time.Second, 1<<20, func(c *conn) {
 		if n, err := c.writeMsgs(msgs, true); n != len(msgs) || err != nil {
 			t.Errorf("writeMsgs: %d of %d, %v", n, len(msgs), err)
 		}
@@ -42,17 +64,10 @@ func frames(t *testing.T, subprotocols []string, msgs [][]byte) (negotiated stri
 		if n, err := c.writeMsgs(msgs, true); n != 0 || err != nil {
 			t.Errorf("writeMsgs while closing: %d, %v; want 0 written", n, err)
 		}
-		_ = ws.Close(websocket.StatusNormalClosure, "")
-	}))
-	defer srv.Close()
+		_ = c.ws.Close(websocket.StatusNormalClosure, "")
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	ws.SetReadLimit(1 << 20)
 	for {
 		_, b, err := ws.Read(ctx)
 		if err != nil {
@@ -325,18 +340,7 @@ func TestOwnChangeGoesWithItsAck(t *testing.T) {
 // them to it; a close it hands to a writer goroutine, which sends the
 // close frame.
 func TestWriteHere(t *testing.T) {
-	done := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &conn{h: &Hub{opts: Options{WriteWait: 5 * time.Second}}, ws: ws, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20),
-			batch: true, finished: make(chan struct{})}
-
+	ws, done := connServer(t, []string{protocol.Subprotocol}, 5*time.Second, 1<<20, func(c *conn) {
 		c.enqueue([]byte(`{"type":"ack","id":1,"seq":5}`), []byte(`{"type":"ack","id":2,"seq":6}`))
 		c.writeHere()
 		if !c.out.empty() || c.out.bytes != 0 || c.writing.Load() {
@@ -360,15 +364,9 @@ func TestWriteHere(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("no close frame after writeHere on a closing socket")
 		}
-	}))
-	defer srv.Close()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
 	var got []string
 	for {
 		_, b, err := ws.Read(ctx)
@@ -395,19 +393,7 @@ func TestWriteHere(t *testing.T) {
 func TestWriteHereHandsOnWhatCameMeanwhile(t *testing.T) {
 	big := func(c byte) []byte { return []byte(`"` + strings.Repeat(string(c), 4<<20) + `"`) }
 	mid, returned := make(chan struct{}), make(chan struct{})
-	done := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		sw := &sndbufWriter{ResponseWriter: w, size: 64 << 10}
-		ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{Subprotocols: []string{protocol.Subprotocol}})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		c := &conn{h: &Hub{opts: Options{WriteWait: 10 * time.Second}}, ws: ws, raw: sw.conn, ctx: ctx, cancel: cancel,
-			out: newOutbox(64, 16<<20), batch: true, finished: make(chan struct{})}
+	ws, done := connServer(t, []string{protocol.Subprotocol}, 10*time.Second, 16<<20, func(c *conn) {
 		c.enqueue(big('a'))
 		enqueued := make(chan struct{})
 		go func() {
@@ -420,16 +406,9 @@ func TestWriteHereHandsOnWhatCameMeanwhile(t *testing.T) {
 		<-enqueued
 		c.close(CloseNormal, "")
 		<-c.finished
-	}))
-	defer srv.Close()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	ws.SetReadLimit(8 << 20)
 	_, r, err := ws.Reader(ctx)
 	if err != nil {
 		t.Fatal(err)
