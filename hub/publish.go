@@ -21,10 +21,11 @@ import (
 // max publishes awaiting theirs. A hub has a lane per dispatcher
 // (dispatch.go): a session's acknowledgements go to the dispatcher of
 // its republished entries, which nats-server sends before them, so the
-// view holds an entry by the time its acknowledgement is routed. It does what nats.go's PublishMsgAsync does
-// for the pipeline (pipeline.go), with an acknowledgement read by hand
-// (parsePubAck) and a future that is one allocation. As PublishMsgAsync
-// does, it fails the publishes awaiting their acknowledgement when the
+// view holds an entry by the time its acknowledgement is routed. It
+// does what nats.go's PublishMsgAsync does for the pipeline
+// (pipeline.go), with an acknowledgement read by hand (parsePubAck) and
+// a future that is one allocation. As PublishMsgAsync does, it fails
+// the publishes awaiting their acknowledgement when the
 // connection starts reconnecting: their replies went to the connection
 // that dropped. A publish not acknowledged within timeout of it fails
 // with jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no
