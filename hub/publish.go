@@ -75,12 +75,10 @@ const defaultAsyncMaxPending = 4000
 var errStalled = errors.New("hub: too many appends awaiting their acknowledgement")
 
 // start subscribes the acknowledgements of lane i to lanes[i], whose
-// reader hands them to route; each lane has room for max of them.
+// reader hands them to route; each lane has room for max of them
+// (Options.asyncMaxPending, defaulted there).
 // Without lanes, nats.go routes them all, on a goroutine of its own.
 func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes []chan *nats.Msg) error {
-	if max <= 0 {
-		max = defaultAsyncMaxPending
-	}
 	a.nc = nc
 	a.timeout = timeout
 	a.prefix = nc.NewInbox() + "."

@@ -114,7 +114,7 @@ func TestAsyncAcks(t *testing.T) {
 
 // Stopping fails the publishes still awaiting their acknowledgement.
 func TestAsyncAcksStop(t *testing.T) {
-	a, _ := startAcks(t, internalConn(t), 0, 1) // never answered; stopped twice
+	a, _ := startAcks(t, internalConn(t), defaultAsyncMaxPending, 1) // never answered; stopped twice
 	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestAsyncAcksDefault(t *testing.T) {
 // WriteTimeout. A publish made after the reconnect is answered as usual.
 func TestAsyncAcksReconnect(t *testing.T) {
 	nc := internalConn(t)
-	a, got := startAcks(t, nc, 0, 4) // the test answers only when told
+	a, got := startAcks(t, nc, defaultAsyncMaxPending, 4) // the test answers only when told
 	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 		v.mu.Lock()
 		v.inflight = append(v.inflight, own)
 		v.oweLocked(own)
-		v.publishedLocked(own)
+		v.publishedLocked(own, nil)
 		v.mu.Unlock()
 		c.push(pending{id: uint64(i + 1), b: &batch{own: own, n: 1, fut: f, start: start, closed: true, appended: true}, start: start})
 	}
