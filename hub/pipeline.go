@@ -118,6 +118,7 @@ type ownWrite struct {
 	c      *conn
 	landed bool
 	echo   []byte
+	data   []byte // the published payload: its republished copy is not decoded (view.entryLocked)
 }
 
 // pipeline is a socket's appends in flight. The zero value is ready: an
@@ -310,17 +311,17 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	b.fut, b.start, b.closed, b.appended = fut, start, true, true
 	v.inflight = append(v.inflight, own)
 	v.oweLocked(own)
-	v.publishedLocked(own)
+	v.publishedLocked(own, data)
 	v.mu.Unlock()
 	c.pipe.open.Store(nil)
 	c.push(pending{id: m.ID, b: b, start: start})
 }
 
-// publishedLocked counts w, just appended, among the appends in flight
-// that the view's settled waits for.
-func (v *view) publishedLocked(w *ownWrite) {
+// publishedLocked counts w, just appended with payload data, among the
+// appends in flight that the view's settled waits for.
+func (v *view) publishedLocked(w *ownWrite, data []byte) {
 	v.publishes++
-	w.published, w.order = true, v.publishes
+	w.published, w.order, w.data = true, v.publishes, data
 	if v.settled == nil {
 		v.settled = make(chan struct{})
 	}
@@ -753,18 +754,27 @@ func (v *view) echoLocked(e entry) *ownWrite {
 	if e.Source != SourceWS || e.Covers != 0 {
 		return nil
 	}
-	var first *ownWrite // the oldest published (v.inflight is in take-in order)
-	for _, w := range v.inflight {
-		if w.published && w.seq == 0 && !w.landed && (first == nil || w.order < first.order) {
-			first = w
-		}
-	}
+	first := v.nextOwnLocked()
 	if first == nil || !sameOps(first.ops, e.Ops) {
 		return nil // another writer's entry
 	}
 	first.landed = true
 	if first.c == nil || !first.c.batch || first.c.held != nil {
 		return nil
+	}
+	return first
+}
+
+// nextOwnLocked returns the pipelined append of this instance whose
+// entry the view takes in next, if one is in flight: the oldest one
+// published, unanswered and not landed yet (v.inflight is in take-in
+// order). Called with the view's lock held.
+func (v *view) nextOwnLocked() *ownWrite {
+	var first *ownWrite
+	for _, w := range v.inflight {
+		if w.published && w.seq == 0 && !w.landed && (first == nil || w.order < first.order) {
+			first = w
+		}
 	}
 	return first
 }
@@ -835,7 +845,7 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 		return true
 	}
 	b.fut = fut
-	v.publishedLocked(b.own)
+	v.publishedLocked(b.own, data)
 	return true
 }
 

@@ -293,7 +293,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		defer v.mu.Unlock()
 		v.inflight = append(v.inflight, own)
 		v.oweLocked(own)
-		v.publishedLocked(own)
+		v.publishedLocked(own, nil)
 		seq := v.last + 1
 		e := entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(value)}}}
 		v.appendLocked(e, time.Now())
@@ -356,8 +356,8 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	v.inflight = append(v.inflight, taken, mine)
 	v.oweLocked(taken)
 	v.oweLocked(mine)
-	v.publishedLocked(mine)
-	v.publishedLocked(taken)
+	v.publishedLocked(mine, nil)
+	v.publishedLocked(taken, nil)
 	seq = v.last + 1
 	v.appendLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`6`)}}}, time.Now())
 	v.mu.Unlock()
@@ -394,7 +394,7 @@ func TestAckedWriteStaysOwedUntilTheViewHoldsIt(t *testing.T) {
 	own := &ownWrite{v: v, ops: ops}
 	v.inflight = append(v.inflight, own)
 	v.oweLocked(own)
-	v.publishedLocked(own)
+	v.publishedLocked(own, nil)
 	seq := v.last + 1
 
 	v.settleLocked(own, seq) // acknowledged; its republished entry not taken in yet

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"sync"
@@ -290,7 +291,7 @@ func (v *view) applyLocked(m *nats.Msg) {
 	if err != nil || seq <= v.last {
 		return
 	}
-	e, err := entryOf(m, seq)
+	e, err := v.entryLocked(m, seq)
 	if err != nil {
 		v.h.opts.Logger.Error("session view: bad log entry", "session", v.id, "seq", seq, "err", err)
 		return
@@ -307,6 +308,22 @@ func (v *view) applyLocked(m *nats.Msg) {
 	now := time.Now()
 	v.fresh = now
 	v.appendLocked(e, now)
+}
+
+// entryLocked is entryOf for a republished entry m at seq, without
+// decoding one whose payload is that of this instance's next own append
+// (nextOwnLocked): its ops are at hand, as published.
+func (v *view) entryLocked(m *nats.Msg, seq uint64) (entry, error) {
+	w := v.nextOwnLocked()
+	if w == nil || !bytes.Equal(w.data, m.Data) || m.Header.Get(hdrSnapshot) != "" {
+		return entryOf(m, seq)
+	}
+	ops := make([]session.Op, len(w.ops))
+	for i, op := range w.ops {
+		op.Seq = seq
+		ops[i] = op
+	}
+	return entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}, nil
 }
 
 // repairLocked marks the view stale (reads go to JetStream meanwhile) and

@@ -169,3 +169,41 @@ func TestCloseEndsARepairsRead(t *testing.T) {
 		t.Fatalf("Close took %v: it waited for the repair's unanswered read (timeout %v)", took, h.log.timeout)
 	}
 }
+
+// The republished copy of this instance's next own append is not decoded
+// again: its ops are those published (their values shared), at the
+// entry's sequence. An entry with another payload is decoded.
+func TestOwnEntryNotDecoded(t *testing.T) {
+	t.Parallel()
+	h := internalHub(t)
+	ctx := context.Background()
+	id := session.NewID()
+	set := func(v string) []session.Op { return []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(v)}} }
+	if _, err := h.Write(ctx, id, set(`0`)...); err != nil {
+		t.Fatal(err)
+	}
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_ = v.sub.Unsubscribe() // the test delivers the session's entries
+
+	own := &ownWrite{v: v, ops: set(`"mine"`)}
+	data, _ := encodeEntry(own.ops)
+	v.inflight = append(v.inflight, own)
+	v.publishedLocked(own, data)
+	seq := v.last + 10
+	v.applyLocked(liveMsg(h, id, seq, v.last, own.ops))
+	e := v.tail[len(v.tail)-1]
+	if e.Seq != seq || len(e.Ops) != 1 || e.Ops[0].Seq != seq || &e.Ops[0].Value[0] != &own.ops[0].Value[0] {
+		t.Fatalf("own entry taken in as %+v; want the published ops at %d, not a decoded copy", e, seq)
+	}
+
+	next := &ownWrite{v: v, ops: set(`"mine"`)}
+	v.inflight = append(v.inflight, next)
+	v.publishedLocked(next, data)
+	v.applyLocked(liveMsg(h, id, seq+1, seq, set(`"theirs"`)))
+	if e := v.tail[len(v.tail)-1]; e.Seq != seq+1 || string(e.Ops[0].Value) != `"theirs"` {
+		t.Fatalf("another writer's entry taken in as %+v", e)
+	}
+}
