@@ -297,24 +297,34 @@ func TestBatchedWritesSpendTheWriteBudgetPerWrite(t *testing.T) {
 	}
 }
 
+// heldWrites starts an instance (options tweaked) whose acknowledgements
+// the returned proxy holds, and a socket of a fresh session: after the
+// session's first write, staged on its own, the socket sends n sets of k1
+// (values value(i)) while the acknowledgements are held, and heldWrites
+// returns once the first is appended and the rest wait behind it.
+func heldWrites(t *testing.T, tweak func(*hub.Options), n int, value func(i int) any) (*proxy, *sock) {
+	t.Helper()
+	ns := startNATS(t)
+	in, p := holdAcks(t, ns, tweak)
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	s.set("k0", "first")
+	p.hold()
+	for i := range n {
+		s.send(map[string]any{"type": "set", "key": "k1", "value": value(i)})
+	}
+	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	return p, s
+}
+
 // TestFailedBatchFailsEachWrite: writes batched into one entry whose
 // acknowledgement never comes are each answered unavailable, and their
 // entry lands, or not, as one: once JetStream's answers flow again the
 // session's socket gets the batch as one change.
 func TestFailedBatchFailsEachWrite(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in, p := holdAcks(t, ns, func(o *hub.Options) { o.WriteTimeout = 300 * time.Millisecond })
-	s := newClient(t).dial(in)
-	s.expect("welcome")
-	s.set("k0", "first") // the session's first write, staged on its own
-
-	p.hold()
 	const n = 6
-	for i := range n {
-		s.send(map[string]any{"type": "set", "key": "k1", "value": fmt.Sprint("v", i)})
-	}
-	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	p, s := heldWrites(t, func(o *hub.Options) { o.WriteTimeout = 300 * time.Millisecond }, n, func(i int) any { return fmt.Sprint("v", i) })
 	for i, m := range replies(s, n) {
 		if m["type"] != "error" || m["code"] != "unavailable" {
 			t.Fatalf("reply %d: %v, want unavailable", i, m)
@@ -341,18 +351,8 @@ func TestFailedBatchFailsEachWrite(t *testing.T) {
 // where one batch of 19 would be refused as too large.
 func TestBatchStaysWithinTheEntryLimit(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t)
-	in, p := holdAcks(t, ns, func(o *hub.Options) { o.MaxEntrySize = 2 << 10 })
-	s := newClient(t).dial(in)
-	s.expect("welcome")
-	s.set("k0", "first") // the session's first write, staged on its own
-
-	p.hold()
 	const n = 20
-	for i := range n {
-		s.send(map[string]any{"type": "set", "key": "k1", "value": fmt.Sprintf("%03d%s", i, strings.Repeat("x", 97))})
-	}
-	waitFor(t, "the writes taken in", func() bool { return hub.AsyncPending(in.hub) == 1 })
+	p, s := heldWrites(t, func(o *hub.Options) { o.MaxEntrySize = 2 << 10 }, n, func(i int) any { return fmt.Sprintf("%03d%s", i, strings.Repeat("x", 97)) })
 	p.release()
 	perEntry := map[float64]int{}
 	for i, m := range replies(s, n) {
