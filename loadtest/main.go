@@ -17,6 +17,7 @@ import (
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
 	serveHubCmd:      serveHub,
 	serveBaselineCmd: serveBaseline,
+	serveRelayCmd:    serveRelay,
 }
 
 // Main is cmd/loadtest: it parses args, runs, writes the text report to

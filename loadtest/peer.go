@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,10 @@ type PeerShape struct {
 	// each writer subscribed to its channel: the same deliveries per
 	// write as the hub's (its writer's socket gets its own changes).
 	PeerSubscribed *ShapeResult `json:"peer_writer_subscribed,omitempty"`
+	// Relay is the shape on the bare relay (relay.go): the floor of what
+	// a server staging every write in JetStream spends on the hub's
+	// libraries.
+	Relay *ShapeResult `json:"relay,omitempty"`
 }
 
 // ShapeResult is one shape on one server. Ack is a write's answer (the
@@ -636,6 +641,15 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		return nil, err
 	}
 	defer peer.close()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	relay, err := startRelay(self, topo.natsURL, topo.nats.pid(), topo.dir)
+	if err != nil {
+		return nil, fmt.Errorf("bare relay: %w", err)
+	}
+	defer relay.close()
 
 	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(64), dialc: newHTTPClient(16), start: time.Now()}
 	hub := &hubTarget{l: l, topo: topo, key: cfg.Keys[0], profile: pc.HubCPUProfile}
@@ -668,6 +682,12 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 			next += spec.pairs
 			ps.PeerSubscribed = &sub
 		}
+		rel, _, err := runShape(ctx, relay, spec, next, pr)
+		if err != nil {
+			return nil, err
+		}
+		next += spec.pairs
+		ps.Relay = &rel
 		pre.Shapes = append(pre.Shapes, ps)
 	}
 

@@ -51,6 +51,61 @@ func (pre *PeerReport) rows() []peerRow {
 	return out
 }
 
+// floorRow is one figure of the floor table: the bare relay (relay.go)
+// next to the hub and to the peer with its writers subscribed (the same
+// deliveries per write as the relay's and the hub's).
+type floorRow struct {
+	shape, figure    string
+	relay, hub, peer float64
+	format           string
+}
+
+// floorRows returns the floor table; nil without relay runs.
+func (pre *PeerReport) floorRows() []floorRow {
+	var out []floorRow
+	for _, s := range pre.Shapes {
+		rel, peer := s.Relay, s.PeerSubscribed
+		if peer == nil {
+			peer = &s.PeerRes // the open loop: its writers get nothing back but answers
+		}
+		if rel == nil {
+			continue
+		}
+		add := func(figure string, relay, hub, peer float64, format string) {
+			out = append(out, floorRow{s.Name, figure, relay, hub, peer, format})
+		}
+		add("writes answered/s", rel.AckedPerSec, s.Hub.AckedPerSec, peer.AckedPerSec, "%.0f")
+		add("answer p50 (ms)", rel.Ack.P50, s.Hub.Ack.P50, peer.Ack.P50, "%.3f")
+		add("delivery p50 (ms)", rel.Delivery.P50, s.Hub.Delivery.P50, peer.Delivery.P50, "%.3f")
+		add("server CPU per write (µs), with nats-server", rel.ServerCPUPerOpUS, s.Hub.ServerCPUPerOpUS, peer.ServerCPUPerOpUS, "%.1f")
+		add("  relay alone, hub alone", cpuPerOp(rel.CPU, "relay"), cpuPerOp(s.Hub.CPU, "hub0"), peer.ServerCPUPerOpUS, "%.1f")
+		relay, hub, p := procOf(rel.CPU, "relay"), procOf(s.Hub.CPU, "hub0"), procOf(peer.CPU, pre.Peer)
+		add("  read/write system calls per write", relay.SyscallsPerOp, hub.SyscallsPerOp, p.SyscallsPerOp, "%.2f")
+		add("  context switches per write", relay.SwitchesPerOp, hub.SwitchesPerOp, p.SwitchesPerOp, "%.2f")
+		add("frames read per write", rel.framesPerWrite(), s.Hub.framesPerWrite(), peer.framesPerWrite(), "%.2f")
+	}
+	return out
+}
+
+func (r floorRow) cells() (relay, hub, peer, hubRatio, relayRatio string) {
+	cell := func(v float64) string {
+		if v < 0 {
+			return "-"
+		}
+		return fmt.Sprintf(r.format, v)
+	}
+	ratio := func(a, b float64) string {
+		if a > 0 && b > 0 {
+			return fmt.Sprintf("%.2fx", a/b)
+		}
+		return "-"
+	}
+	return cell(r.relay), cell(r.hub), cell(r.peer), ratio(r.hub, r.relay), ratio(r.relay, r.peer)
+}
+
+// floorTitle heads the floor table.
+const floorTitle = "floor: the bare relay (coder/websocket + nats.go, each write staged in the same nats-server, no sessions, cookies, limits or slow-client guard) vs sessionhub and %s with its writers subscribed"
+
 // framesPerWrite is how many frames the load generator read per write
 // answered, on the writer's and the reader's connection together.
 func (s *ShapeResult) framesPerWrite() float64 {
@@ -105,6 +160,28 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 				s.Name, s.Pairs, pre.Peer, sub.Sent, sub.Acked, sub.Failed, errorList(sub.Errors), sub.Skipped, sub.Delivered, sub.Undelivered, sub.OutOfOrder, cpuText(sub.CPU))
 		}
 	}
+	if rows := pre.floorRows(); len(rows) > 0 {
+		fmt.Fprintf(sb, "\n"+floorTitle+"\n", pre.Peer)
+		t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(t, "  shape\tfigure\trelay\tsessionhub\t%s\tsessionhub / relay\trelay / %s\t\n", pre.Peer, pre.Peer)
+		last := ""
+		for _, row := range rows {
+			shape := row.shape
+			if shape == last {
+				shape = ""
+			}
+			last = row.shape
+			rel, h, p, hr, rr := row.cells()
+			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", shape, row.figure, rel, h, p, hr, rr)
+		}
+		t.Flush()
+		for _, s := range pre.Shapes {
+			if rel := s.Relay; rel != nil {
+				fmt.Fprintf(sb, "  %s (%d pairs): relay %d sent, %d answered, %d failed %s, %d delivered, %d undelivered, %d out of order; CPU %s\n",
+					s.Name, s.Pairs, rel.Sent, rel.Acked, rel.Failed, errorList(rel.Errors), rel.Delivered, rel.Undelivered, rel.OutOfOrder, cpuText(rel.CPU))
+			}
+		}
+	}
 	for _, m := range []*Memory{pre.HubIdle, pre.PeerIdle} {
 		if m != nil {
 			fmt.Fprintf(sb, "  idle on %s: %d held of %d (%d failed); RSS %s -> %s; per connection %.1f KiB RSS, %.1f KiB Go heap\n",
@@ -128,5 +205,15 @@ func (r *Report) peerHTML() string {
 			html.EscapeString(row.shape), html.EscapeString(row.figure), h, p, ratio)
 	}
 	sb.WriteString("</table>\n")
+	if rows := pre.floorRows(); len(rows) > 0 {
+		fmt.Fprintf(&sb, "<p>"+floorTitle+"</p>\n<table border=1 cellpadding=4 style=\"border-collapse:collapse\">\n", html.EscapeString(pre.Peer))
+		fmt.Fprintf(&sb, "<tr><th>shape</th><th>figure</th><th>relay</th><th>sessionhub</th><th>%[1]s</th><th>sessionhub / relay</th><th>relay / %[1]s</th></tr>\n", html.EscapeString(pre.Peer))
+		for _, row := range rows {
+			rel, h, p, hr, rr := row.cells()
+			fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td></tr>\n",
+				html.EscapeString(row.shape), html.EscapeString(row.figure), rel, h, p, hr, rr)
+		}
+		sb.WriteString("</table>\n")
+	}
 	return sb.String()
 }

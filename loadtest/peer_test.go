@@ -123,6 +123,37 @@ func TestPeerReportText(t *testing.T) {
 	if !strings.Contains(r.peerHTML(), "<td>window 32</td>") {
 		t.Errorf("HTML table: %s", r.peerHTML())
 	}
+	if strings.Contains(text, "floor:") {
+		t.Errorf("a floor table without relay runs:\n%s", text)
+	}
+
+	// The floor table: the relay, the hub, the peer with its writers
+	// subscribed where it ran so (else as it ran), and both ratios.
+	r.Peer.Shapes[2].Relay = &ShapeResult{AckedPerSec: 60000, Acked: 10, Frames: 20, ServerCPUPerOpUS: 20,
+		CPU: []ProcCPU{{Name: "relay", PerOpUS: 12, SyscallsPerOp: 2, SwitchesPerOp: 0.5}, {Name: "nats-server", PerOpUS: 8}}}
+	r.Peer.Shapes[0].Relay = &ShapeResult{AckedPerSec: 1000, Acked: 10, Delivery: Latency{P50: 0.1},
+		CPU: []ProcCPU{{Name: "relay", PerOpUS: 40}}}
+	sb.Reset()
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	text = sb.String()
+	for _, row := range []string{
+		`floor: the bare relay`,
+		`\n\s+sequential\s+writes answered/s\s+1000\s+0\s+0\s+-\s+-`,
+		`\n\s+delivery p50 \(ms\)\s+0\.100\s+0\.300\s+0\.200\s+3\.00x\s+0\.50x`,
+		`\n\s+window 32\s+writes answered/s\s+60000\s+30000\s+15000\s+0\.50x\s+4\.00x`,
+		`\n\s+relay alone, hub alone\s+12\.0\s+20\.0\s+24\.0\s+1\.67x\s+0\.50x`,
+		`\n\s+context switches per write\s+0\.50\s+6\.00\s+-\s+12\.00x\s+-`,
+		`window 32 \(100 pairs\): relay 0 sent, 10 answered`,
+	} {
+		if !regexp.MustCompile(row).MatchString(text) {
+			t.Errorf("text lacks a row matching %s:\n%s", row, text)
+		}
+	}
+	if h := r.peerHTML(); !strings.Contains(h, "<th>sessionhub / relay</th>") || !strings.Contains(h, "<td align=right>1.67x</td>") {
+		t.Errorf("HTML floor table: %s", h)
+	}
 }
 
 func TestCentrifugoConfig(t *testing.T) {

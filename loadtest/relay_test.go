@@ -1,0 +1,149 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/protocol"
+)
+
+// startTestRelay starts the bare relay (this test binary, serve-relay)
+// on an embedded nats-server listening on 127.0.0.1.
+func startTestRelay(t *testing.T) *relayTarget {
+	t.Helper()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := startRelay(self, ns.ClientURL(), os.Getpid(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rel.close)
+	return rel
+}
+
+// Every shape of a -peer run, briefly, on the bare relay: every write
+// answered, at both sockets of its pair, in order.
+func TestShapesOnRelay(t *testing.T) {
+	rel := startTestRelay(t)
+	pc := defaultPeerConfig()
+	pc.Pairs, pc.RateWriters, pc.Rate, pc.Duration = 4, 4, 200, 300*time.Millisecond
+	next := 0
+	for _, spec := range peerShapes(&pc) {
+		r, _, err := runShape(context.Background(), rel, spec, next, newProgress(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next += spec.pairs
+		checkShape(t, spec.name, r)
+		if r.CPU == nil || cpuPerOp(r.CPU, "relay") <= 0 {
+			t.Errorf("%s: no CPU per write for the relay: %+v", spec.name, r.CPU)
+		}
+	}
+}
+
+// The relay's answers: a set's change reaches the session's other socket
+// alone and its writer with its ack, in one frame, at JetStream's
+// sequence; what is not a set is refused.
+func TestRelayAnswers(t *testing.T) {
+	rel := startTestRelay(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts := &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}}
+	w, _, err := websocket.Dial(ctx, rel.url+"?s=a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.CloseNow()
+	r, _, err := websocket.Dial(ctx, rel.url+"?s=a", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.CloseNow()
+	time.Sleep(100 * time.Millisecond) // both joined before the write
+	read := func(ws *websocket.Conn) []serverMsg {
+		t.Helper()
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []serverMsg
+		for _, line := range strings.Split(string(b), "\n") {
+			var m serverMsg
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%q: %v", b, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	for i, v := range []string{"en", "fr"} {
+		if err := w.Write(ctx, websocket.MessageText, []byte(`{"id":7,"type":"set","key":"language","value":"`+v+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+		seq := uint64(i + 1)
+		got := read(w)
+		if len(got) != 2 || got[0].Type != "change" || got[0].Seq != seq || string(got[0].Ops[0].Value) != `"`+v+`"` ||
+			got[1].Type != "ack" || got[1].ID != 7 || got[1].Seq != seq {
+			t.Fatalf("writer's frame %d: %+v", i, got)
+		}
+		if got := read(r); len(got) != 1 || got[0].Type != "change" || got[0].Seq != seq {
+			t.Fatalf("reader's frame %d: %+v", i, got)
+		}
+	}
+	if err := w.Write(ctx, websocket.MessageText, []byte(`{"id":8,"type":"delete","key":"language"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(w); len(got) != 1 || got[0].Type != "error" || got[0].ID != 8 || got[0].Code != string(protocol.CodeInvalid) {
+		t.Fatalf("a delete: %+v", got)
+	}
+	if _, _, err := websocket.Dial(ctx, rel.url, opts); err == nil {
+		t.Fatal("a socket without ?s was accepted")
+	}
+}
+
+func TestRelayAckSeq(t *testing.T) {
+	for _, c := range []struct {
+		in  string
+		seq uint64
+	}{
+		{`{"stream":"LOADTEST_RELAY","seq":42}`, 42},
+		{`{"stream":"LOADTEST_RELAY","seq":42,"duplicate":true}`, 42},
+		{`{"error":{"code":503,"err_code":10077,"description":"maximum messages per subject exceeded"},"stream":"LOADTEST_RELAY","seq":0}`, 0},
+		{`{"stream":"LOADTEST_RELAY","seq":0}`, 0},
+		{`{"stream":"LOADTEST_RELAY"}`, 0},
+		{``, 0},
+	} {
+		seq, err := relayAckSeq([]byte(c.in))
+		if seq != c.seq || (err == nil) != (c.seq > 0) {
+			t.Errorf("%s: %d, %v; want %d", c.in, seq, err, c.seq)
+		}
+	}
+}
+
+// FuzzRelayAckSeq: any answer gives a sequence or an error, never both,
+// never a panic.
+func FuzzRelayAckSeq(f *testing.F) {
+	f.Add([]byte(`{"stream":"S","seq":1}`))
+	f.Add([]byte(`{"error":{"code":400},"seq":3}`))
+	f.Add([]byte(`"seq":99999999999999999999999`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		seq, err := relayAckSeq(b)
+		if (err == nil) != (seq > 0) {
+			t.Fatalf("%q: %d, %v", b, seq, err)
+		}
+	})
+}
