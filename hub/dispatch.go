@@ -60,7 +60,8 @@ func (h *Hub) dispatch(live, acked chan *nats.Msg) {
 	}
 }
 
-// janitor closes views that have been idle past ViewIdle.
+// janitor closes views that have been idle past ViewIdle, and ends the
+// runner's idle goroutines once they are not needed.
 func (h *Hub) janitor() {
 	defer h.workers.Done()
 	t := time.NewTicker(max(h.opts.ViewIdle/4, 10*time.Millisecond))
@@ -69,6 +70,7 @@ func (h *Hub) janitor() {
 		select {
 		case <-t.C:
 			h.sweep(time.Now())
+			h.run.trim()
 		case <-h.closed:
 			return
 		}

@@ -55,6 +55,7 @@ type Hub struct {
 	bg           context.Context    // background work (compactions); cancelled by Close
 	stopBg       context.CancelFunc //
 
+	run       *runner        // sockets' ackers and writers (runner.go)
 	conns     sync.WaitGroup // open sockets
 	workers   sync.WaitGroup // dispatchers, janitor, pinger, resyncer, view repairs, compactions
 	closing   atomic.Bool
@@ -87,6 +88,7 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		viewless:     map[string]int{},
 	}
 	h.bg, h.stopBg = context.WithCancel(context.Background())
+	h.run = newRunner(h.closed)
 	h.mw = h.newMiddleware()
 	h.flush = h.newFlush()
 	if err := h.log.ensure(ctx, &o); err != nil {

@@ -541,7 +541,7 @@ func (c *conn) push(p pending) {
 	acker := pl.acker
 	pl.mu.Unlock()
 	if start {
-		go c.ack(acker)
+		c.h.run.run(func() { c.ack(acker) })
 	}
 }
 

@@ -46,7 +46,7 @@ func (c *conn) writeHere() {
 // kick starts the writer unless one runs.
 func (c *conn) kick() {
 	if c.writing.CompareAndSwap(false, true) {
-		go c.drain()
+		c.h.run.run(c.drain)
 	}
 }
 
@@ -148,7 +148,7 @@ func (c *conn) drainOn(here bool) {
 	for wrote := false; ; wrote = true {
 		if c.closing.Load() || (here && wrote && !c.out.empty()) {
 			if here {
-				go c.drain() // writing stays set: the role passes to it
+				c.h.run.run(c.drain) // writing stays set: the role passes to it
 				return
 			}
 			c.finish()

@@ -27,6 +27,8 @@ import (
 func connServer(t *testing.T, subprotocols []string, wait time.Duration, maxBytes int, serve func(c *conn)) (*websocket.Conn, <-chan struct{}) {
 	t.Helper()
 	done := make(chan struct{})
+	closed := make(chan struct{}) // the hub's, for its runner's goroutines
+	h := &Hub{opts: Options{WriteWait: wait}, run: newRunner(closed)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
 		sw := &sndbufWriter{ResponseWriter: w, size: 64 << 10}
@@ -37,10 +39,10 @@ func connServer(t *testing.T, subprotocols []string, wait time.Duration, maxByte
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		serve(&conn{h: &Hub{opts: Options{WriteWait: wait}}, ws: ws, raw: sw.conn, ctx: ctx, cancel: cancel, out: newOutbox(64, maxBytes),
+		serve(&conn{h: h, ws: ws, raw: sw.conn, ctx: ctx, cancel: cancel, out: newOutbox(64, maxBytes),
 			batch: ws.Subprotocol() == protocol.Subprotocol, finished: make(chan struct{})})
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() { srv.Close(); close(closed) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: subprotocols})
