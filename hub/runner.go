@@ -20,10 +20,10 @@ const maxIdleRunners = 256
 // hub closes, and once a janitor pass found that none of them was needed
 // since the last one (trim).
 type runner struct {
-	jobs  chan func() // unbuffered: a send goes through only to an idle goroutine
-	idle  atomic.Int32
-	used  atomic.Bool // a job went to an idle goroutine since the last trim
-	stop  chan struct{}
+	jobs chan func() // unbuffered: a send goes through only to an idle goroutine
+	idle atomic.Int32
+	used atomic.Bool // a job went to an idle goroutine since the last trim
+	stop chan struct{}
 }
 
 func newRunner(stop chan struct{}) *runner {
