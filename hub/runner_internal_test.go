@@ -75,3 +75,24 @@ func TestRunnerBoundsItsIdleGoroutines(t *testing.T) {
 		t.Fatalf("%d idle goroutines, want %d", got, maxIdleRunners)
 	}
 }
+
+// A hub's idle runner goroutines end within two janitor passes of their
+// last job, and at once when the hub closes.
+func TestHubRunnerTrimmedByTheJanitor(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.ViewIdle = 40 * time.Millisecond }) // a pass every 10 ms
+	done := make(chan struct{})
+	h.run.run(func() { close(done) })
+	<-done
+	// Five passes later: the goroutine, idle once its job ended, is gone.
+	time.Sleep(50 * time.Millisecond)
+	waitIdle(t, h.run, 0)
+
+	h2 := internalHub(t) // passes a quarter of the default ViewIdle apart
+	done = make(chan struct{})
+	h2.run.run(func() { close(done) })
+	<-done
+	time.Sleep(50 * time.Millisecond)
+	waitIdle(t, h2.run, 1) // kept: no pass yet
+	_ = h2.Close()
+	waitIdle(t, h2.run, 0)
+}
