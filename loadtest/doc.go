@@ -76,6 +76,16 @@
 // rate; then idle connections and memory per connection. The report puts each figure side by side with
 // its ratio, and the hub's sessions get the zero-loss verdict below.
 //
+// Each shape also runs on the bare relay (serve-relay, a separate
+// process), the floor of the comparison: coder/websocket and nats.go, as
+// the hub, staging every write in a stream configured as the hub's on the
+// run's nats-server and sending its republished copy on, to the other
+// socket as a change and to the writer with its ack in one frame. It
+// keeps no session state and has no cookie, budget, limit, resume or
+// slow-client guard, so the hub cannot spend less per write than it does:
+// its CPU per write against the peer's tells what staging costs on these
+// libraries, against the hub's what the hub adds.
+//
 // # Zero-loss verdict
 //
 // Once the load stops and the sockets caught up, every session is flushed
