@@ -38,14 +38,18 @@ type PeerConfig struct {
 	RateWriters int
 	// Duration of each shape on each server. Default: 5s.
 	Duration time.Duration
+	// Rounds runs each shape this many times on every server in turn,
+	// for the spread of the ratios on a noisy machine. Default: 1.
+	Rounds int
 	// HubCPUProfile, when set, is the path prefix of a CPU profile of the
 	// hub instance per shape (PREFIX-<shape>.pprof), taken from its
-	// profiler (cmd/sessionhub -debug-addr).
+	// profiler (cmd/sessionhub -debug-addr), and of the bare relay
+	// (PREFIX-relay-<shape>.pprof).
 	HubCPUProfile string
 }
 
 func defaultPeerConfig() PeerConfig {
-	return PeerConfig{Pairs: 100, Windows: []int{1, 32}, Rate: 1000, RateWriters: 50, Duration: 5 * time.Second}
+	return PeerConfig{Pairs: 100, Windows: []int{1, 32}, Rate: 1000, RateWriters: 50, Duration: 5 * time.Second, Rounds: 1}
 }
 
 // peerFlags registers the -peer flags.
@@ -56,7 +60,8 @@ func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
 	fs.Float64Var(&pc.Rate, "peer-rate", pc.Rate, "with -peer: total writes per second of the open loop shape")
 	fs.IntVar(&pc.RateWriters, "peer-rate-writers", pc.RateWriters, "with -peer: writers of the open loop shape")
 	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server")
-	fs.StringVar(&pc.HubCPUProfile, "hub-cpuprofile", pc.HubCPUProfile, "with -peer: write a CPU profile of the hub instance per shape to PREFIX-<shape>.pprof")
+	fs.IntVar(&pc.Rounds, "peer-rounds", pc.Rounds, "with -peer: run each shape this many times on every server in turn, and report the spread of the ratios")
+	fs.StringVar(&pc.HubCPUProfile, "hub-cpuprofile", pc.HubCPUProfile, "with -peer: write a CPU profile of the hub instance per shape to PREFIX-<shape>.pprof, and of the bare relay to PREFIX-relay-<shape>.pprof")
 }
 
 func (pc *PeerConfig) validate() error {
@@ -67,8 +72,8 @@ func (pc *PeerConfig) validate() error {
 	default:
 		return fmt.Errorf("-peer %q: want %s", pc.Name, peerCentrifugo)
 	}
-	if pc.Pairs < 1 || pc.RateWriters < 1 || pc.Rate <= 0 || pc.Duration <= 0 || len(pc.Windows) == 0 {
-		return errors.New("-peer wants -peer-pairs ≥ 1, -peer-rate-writers ≥ 1, -peer-rate > 0, -peer-duration > 0")
+	if pc.Pairs < 1 || pc.RateWriters < 1 || pc.Rate <= 0 || pc.Duration <= 0 || len(pc.Windows) == 0 || pc.Rounds < 1 {
+		return errors.New("-peer wants -peer-pairs ≥ 1, -peer-rate-writers ≥ 1, -peer-rate > 0, -peer-duration > 0, -peer-rounds ≥ 1")
 	}
 	return nil
 }
@@ -84,12 +89,21 @@ type PeerReport struct {
 	PeerIdle *Memory `json:"peer_idle,omitempty"`
 }
 
-// PeerShape is one load shape on both servers.
+// PeerShape is one load shape on both servers: its first round, and with
+// PeerConfig.Rounds above 1 every round.
 type PeerShape struct {
-	Name    string      `json:"name"`
-	Pairs   int         `json:"pairs"`
-	Window  int         `json:"window,omitempty"`     // closed loop: most unanswered per writer
-	Rate    float64     `json:"rate_total,omitempty"` // open loop: writes/s over all writers
+	Name      string  `json:"name"`
+	Pairs     int     `json:"pairs"`
+	Window    int     `json:"window,omitempty"`     // closed loop: most unanswered per writer
+	Rate      float64 `json:"rate_total,omitempty"` // open loop: writes/s over all writers
+	PeerRound         // the first round
+	// Rounds are every round, the first included, when the run had more
+	// than one.
+	Rounds []PeerRound `json:"rounds,omitempty"`
+}
+
+// PeerRound is one shape once on each server, one after the other.
+type PeerRound struct {
 	Hub     ShapeResult `json:"sessionhub"`
 	PeerRes ShapeResult `json:"peer"`
 	// PeerSubscribed is the closed-loop shapes once more on the peer,
@@ -645,7 +659,7 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	relay, err := startRelay(self, topo.natsURL, topo.nats.pid(), topo.dir)
+	relay, err := startRelay(self, topo.natsURL, topo.nats.pid(), topo.dir, pc.HubCPUProfile)
 	if err != nil {
 		return nil, fmt.Errorf("bare relay: %w", err)
 	}
@@ -661,33 +675,42 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	var hubPairs []*pair
 	for _, spec := range peerShapes(pc) {
 		ps := PeerShape{Name: spec.name, Pairs: spec.pairs, Window: spec.window, Rate: spec.rate}
-		res, pairs, err := runShape(ctx, hub, spec, next, pr)
-		if err != nil {
-			return nil, err
-		}
-		next += spec.pairs
-		hubPairs = append(hubPairs, pairs...)
-		ps.Hub = res
-		if ps.PeerRes, _, err = runShape(ctx, peer, spec, next, pr); err != nil {
-			return nil, err
-		}
-		next += spec.pairs
-		if closedLoopShape(spec) {
-			peer.writerSubscribed = true
-			sub, _, err := runShape(ctx, peer, spec, next, pr)
-			peer.writerSubscribed = false
+		for round := range pc.Rounds {
+			var r PeerRound
+			res, pairs, err := runShape(ctx, hub, spec, next, pr)
 			if err != nil {
 				return nil, err
 			}
 			next += spec.pairs
-			ps.PeerSubscribed = &sub
+			hubPairs = append(hubPairs, pairs...)
+			r.Hub = res
+			if r.PeerRes, _, err = runShape(ctx, peer, spec, next, pr); err != nil {
+				return nil, err
+			}
+			next += spec.pairs
+			if closedLoopShape(spec) {
+				peer.writerSubscribed = true
+				sub, _, err := runShape(ctx, peer, spec, next, pr)
+				peer.writerSubscribed = false
+				if err != nil {
+					return nil, err
+				}
+				next += spec.pairs
+				r.PeerSubscribed = &sub
+			}
+			rel, _, err := runShape(ctx, relay, spec, next, pr)
+			if err != nil {
+				return nil, err
+			}
+			next += spec.pairs
+			r.Relay = &rel
+			if round == 0 {
+				ps.PeerRound = r
+			}
+			if pc.Rounds > 1 {
+				ps.Rounds = append(ps.Rounds, r)
+			}
 		}
-		rel, _, err := runShape(ctx, relay, spec, next, pr)
-		if err != nil {
-			return nil, err
-		}
-		next += spec.pairs
-		ps.Relay = &rel
 		pre.Shapes = append(pre.Shapes, ps)
 	}
 
@@ -733,10 +756,7 @@ func peerTargets(r *Report) []Target {
 	}
 	if s := shape("sequential"); s != nil {
 		t := Target{Name: "sequential delivery p50", Goal: "≤ peer delivery p50 + JetStream publish p50"}
-		js := 0.0
-		if r.Baselines != nil {
-			js = r.Baselines.JSPublish.P50
-		}
+		js := r.jsPublishP50()
 		bar := s.PeerRes.Delivery.P50 + js
 		t.Measured = fmt.Sprintf("%.3f ms vs %.3f + %.3f ms", s.Hub.Delivery.P50, s.PeerRes.Delivery.P50, js)
 		if bar > 0 {

@@ -3,6 +3,8 @@ package loadtest
 import (
 	"fmt"
 	"html"
+	"math"
+	"sort"
 	"strings"
 	"text/tabwriter"
 )
@@ -103,6 +105,97 @@ func (r floorRow) cells() (relay, hub, peer, hubRatio, relayRatio string) {
 	return cell(r.relay), cell(r.hub), cell(r.peer), ratio(r.hub, r.relay), ratio(r.relay, r.peer)
 }
 
+// spreadRow is one ratio over the rounds of a shape (PeerConfig.Rounds):
+// its median, lowest and highest.
+type spreadRow struct {
+	shape, figure string
+	ratios        []float64 // per round, sorted; rounds without the figure left out
+}
+
+func (r spreadRow) median() float64 {
+	n := len(r.ratios)
+	if n%2 == 1 {
+		return r.ratios[n/2]
+	}
+	return (r.ratios[n/2-1] + r.ratios[n/2]) / 2
+}
+
+// spreadRows returns the ratios of every shape over its rounds; nil for
+// a run of one round. jsP50 is the run's JetStream publish p50 (ms), a
+// part of the sequential delivery's bar.
+func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
+	var out []spreadRow
+	for _, s := range pre.Shapes {
+		if len(s.Rounds) < 2 {
+			continue
+		}
+		add := func(figure string, ratio func(r PeerRound) float64) {
+			row := spreadRow{shape: s.Name, figure: figure}
+			for _, r := range s.Rounds {
+				if v := ratio(r); v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) {
+					row.ratios = append(row.ratios, v)
+				}
+			}
+			if len(row.ratios) > 0 {
+				sort.Float64s(row.ratios)
+				out = append(out, row)
+			}
+		}
+		subscribed := func(r PeerRound) *ShapeResult {
+			if r.PeerSubscribed != nil {
+				return r.PeerSubscribed
+			}
+			return &r.PeerRes
+		}
+		relayAlone := func(r PeerRound) float64 {
+			if r.Relay == nil {
+				return 0
+			}
+			return cpuPerOp(r.Relay.CPU, "relay")
+		}
+		add("writes answered/s, sessionhub / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.AckedPerSec / r.PeerRes.AckedPerSec })
+		add("server CPU per write, sessionhub (with nats-server) / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
+		add("CPU per write, hub alone / "+pre.Peer, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.PeerRes.ServerCPUPerOpUS })
+		if s.PeerSubscribed != nil {
+			add("CPU per write, hub alone / "+pre.Peer+" with its writers subscribed", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / subscribed(r).ServerCPUPerOpUS })
+		}
+		add("CPU per write, hub alone / relay alone", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / relayAlone(r) })
+		add("CPU per write, relay alone / "+pre.Peer+peerAs(s), func(r PeerRound) float64 { return relayAlone(r) / subscribed(r).ServerCPUPerOpUS })
+		if s.Name == "sequential" && jsP50 > 0 {
+			bar := func(r PeerRound) float64 { return r.PeerRes.Delivery.P50 + jsP50 }
+			add("delivery p50, sessionhub / its bar", func(r PeerRound) float64 { return r.Hub.Delivery.P50 / bar(r) })
+			add("delivery p50, relay / the bar", func(r PeerRound) float64 {
+				if r.Relay == nil {
+					return 0
+				}
+				return r.Relay.Delivery.P50 / bar(r)
+			})
+		}
+		if s.Rate > 0 {
+			add("answer p50, sessionhub / "+pre.Peer+"'s delivery p50", func(r PeerRound) float64 { return r.Hub.Ack.P50 / r.PeerRes.Delivery.P50 })
+		}
+	}
+	return out
+}
+
+// jsPublishP50 is the run's JetStream publish p50 (ms), 0 without
+// baselines.
+func (r *Report) jsPublishP50() float64 {
+	if r.Baselines == nil {
+		return 0
+	}
+	return r.Baselines.JSPublish.P50
+}
+
+// peerAs names the peer's run the relay is held to: with its writers
+// subscribed where the shape ran so.
+func peerAs(s PeerShape) string {
+	if s.PeerSubscribed != nil {
+		return " with its writers subscribed"
+	}
+	return ""
+}
+
 // floorTitle heads the floor table.
 const floorTitle = "floor: the bare relay (coder/websocket + nats.go, each write staged in the same nats-server, no sessions, cookies, limits or slow-client guard) vs sessionhub and %s with its writers subscribed"
 
@@ -182,6 +275,21 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 			}
 		}
 	}
+	if rows := pre.spreadRows(r.jsPublishP50()); len(rows) > 0 {
+		fmt.Fprintf(sb, "\nratios over the rounds (each shape run on every server in turn, %d times): median, lowest, highest\n", len(pre.Shapes[0].Rounds))
+		t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(t, "  shape\tratio\tmedian\tlowest\thighest\t\n")
+		last := ""
+		for _, row := range rows {
+			shape := row.shape
+			if shape == last {
+				shape = ""
+			}
+			last = row.shape
+			fmt.Fprintf(t, "  %s\t%s\t%.2fx\t%.2fx\t%.2fx\t\n", shape, row.figure, row.median(), row.ratios[0], row.ratios[len(row.ratios)-1])
+		}
+		t.Flush()
+	}
 	for _, m := range []*Memory{pre.HubIdle, pre.PeerIdle} {
 		if m != nil {
 			fmt.Fprintf(sb, "  idle on %s: %d held of %d (%d failed); RSS %s -> %s; per connection %.1f KiB RSS, %.1f KiB Go heap\n",
@@ -212,6 +320,15 @@ func (r *Report) peerHTML() string {
 			rel, h, p, hr, rr := row.cells()
 			fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td><td align=right>%s</td></tr>\n",
 				html.EscapeString(row.shape), html.EscapeString(row.figure), rel, h, p, hr, rr)
+		}
+		sb.WriteString("</table>\n")
+	}
+	if rows := pre.spreadRows(r.jsPublishP50()); len(rows) > 0 {
+		fmt.Fprintf(&sb, "<p>ratios over the rounds (each shape run on every server in turn, %d times)</p>\n<table border=1 cellpadding=4 style=\"border-collapse:collapse\">\n", len(pre.Shapes[0].Rounds))
+		sb.WriteString("<tr><th>shape</th><th>ratio</th><th>median</th><th>lowest</th><th>highest</th></tr>\n")
+		for _, row := range rows {
+			fmt.Fprintf(&sb, "<tr><td>%s</td><td>%s</td><td align=right>%.2fx</td><td align=right>%.2fx</td><td align=right>%.2fx</td></tr>\n",
+				html.EscapeString(row.shape), html.EscapeString(row.figure), row.median(), row.ratios[0], row.ratios[len(row.ratios)-1])
 		}
 		sb.WriteString("</table>\n")
 	}

@@ -74,11 +74,11 @@ func TestProcCounts(t *testing.T) {
 
 func TestPeerReportText(t *testing.T) {
 	shape := func(name string, window int, hubRate, peerRate float64) PeerShape {
-		return PeerShape{Name: name, Pairs: 100, Window: window,
+		return PeerShape{Name: name, Pairs: 100, Window: window, PeerRound: PeerRound{
 			Hub: ShapeResult{AckedPerSec: hubRate, Acked: 10, Sent: 10, Delivered: 10, Frames: 25, ServerCPUPerOpUS: 30,
 				CPU: []ProcCPU{{Name: "hub0", PerOpUS: 20, SyscallsPerOp: 4.5, SwitchesPerOp: 6}, {Name: "nats-server", PerOpUS: 10}}},
 			PeerRes: ShapeResult{AckedPerSec: peerRate, Acked: 8, Frames: 16, ServerCPUPerOpUS: 15, Delivery: Latency{P50: 0.2},
-				CPU: []ProcCPU{{Name: "centrifugo", PerOpUS: 15, SyscallsPerOp: 3, SwitchesPerOp: -1}}}}
+				CPU: []ProcCPU{{Name: "centrifugo", PerOpUS: 15, SyscallsPerOp: 3, SwitchesPerOp: -1}}}}}
 	}
 	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Version: "v6.9.1", Shapes: []PeerShape{
 		shape("sequential", 1, 0, 0), shape("window 1", 1, 5000, 10000), shape("window 32", 32, 30000, 20000),
@@ -423,5 +423,47 @@ func TestPairCountsSnapshotFolds(t *testing.T) {
 	defer q.mu.Unlock()
 	if r := q.reachedLocked(&q.ops[0]); r&2 != 0 {
 		t.Fatalf("op 0 counted as reaching the reader: %b", r)
+	}
+}
+
+// A run of several rounds reports each shape's ratios over them: median,
+// lowest, highest; a round without a figure is left out of it.
+func TestPeerReportSpread(t *testing.T) {
+	round := func(hubCPU, peerCPU, relayCPU, hubDel float64) PeerRound {
+		return PeerRound{
+			Hub: ShapeResult{AckedPerSec: 100, Delivery: Latency{P50: hubDel}, ServerCPUPerOpUS: hubCPU + 10,
+				CPU: []ProcCPU{{Name: "hub0", PerOpUS: hubCPU}, {Name: "nats-server", PerOpUS: 10}}},
+			PeerRes: ShapeResult{AckedPerSec: 200, Delivery: Latency{P50: 0.1}, ServerCPUPerOpUS: peerCPU},
+			Relay:   &ShapeResult{CPU: []ProcCPU{{Name: "relay", PerOpUS: relayCPU}}, Delivery: Latency{P50: 0.2}},
+		}
+	}
+	rounds := []PeerRound{round(20, 20, 10, 0.3), round(40, 20, 20, 0.6), round(30, 20, 0, 0.45)}
+	seq := PeerShape{Name: "sequential", Pairs: 1, Window: 1, PeerRound: rounds[0], Rounds: rounds}
+	one := PeerShape{Name: "window 32", Pairs: 100, Window: 32, PeerRound: rounds[0]} // one round: no spread
+	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Shapes: []PeerShape{seq, one}}, Baselines: &Baselines{JSPublish: Latency{P50: 0.2}}}
+	var sb strings.Builder
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	text := sb.String()
+	for _, row := range []string{
+		`ratios over the rounds \(each shape run on every server in turn, 3 times\)`,
+		`\n\s+sequential\s+writes answered/s, sessionhub / centrifugo\s+0\.50x\s+0\.50x\s+0\.50x`,
+		`\n\s+CPU per write, hub alone / centrifugo\s+1\.50x\s+1\.00x\s+2\.00x`,
+		`\n\s+server CPU per write, sessionhub \(with nats-server\) / centrifugo\s+2\.00x\s+1\.50x\s+2\.50x`,
+		`\n\s+CPU per write, hub alone / relay alone\s+2\.00x\s+2\.00x\s+2\.00x`, // the relay-less round left out
+		`\n\s+CPU per write, relay alone / centrifugo\s+0\.75x\s+0\.50x\s+1\.00x`,
+		`\n\s+delivery p50, sessionhub / its bar\s+1\.50x\s+1\.00x\s+2\.00x`,
+		`\n\s+delivery p50, relay / the bar\s+0\.67x\s+0\.67x\s+0\.67x`,
+	} {
+		if !regexp.MustCompile(row).MatchString(text) {
+			t.Errorf("text lacks a row matching %s:\n%s", row, text)
+		}
+	}
+	if strings.Contains(text, "window 32  writes answered/s, sessionhub") {
+		t.Errorf("a shape of one round has a spread:\n%s", text)
+	}
+	if h := r.peerHTML(); !strings.Contains(h, "<td>CPU per write, hub alone / centrifugo</td><td align=right>1.50x</td><td align=right>1.00x</td><td align=right>2.00x</td>") {
+		t.Errorf("HTML spread table: %s", h)
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -122,6 +124,7 @@ func serveRelay(args []string, stdout, stderr io.Writer) error {
 	defer func() { close(stop); <-done }()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", r.serveWS)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile) // -hub-cpuprofile profiles the relay too
 	return serve(*addr, mux, "relay", stdout, nil)
 }
 
@@ -332,14 +335,24 @@ func relayAckSeq(data []byte) (uint64, error) {
 // relayTarget drives the bare relay in the shapes: a pair is one session
 // of two sockets, as on the hub.
 type relayTarget struct {
-	p    *proc
-	url  string // ws://127.0.0.1:port/ws
-	nats int    // the run's nats-server's PID
+	p       *proc
+	url     string // ws://127.0.0.1:port/ws
+	port    int
+	nats    int    // the run's nats-server's PID
+	profile string // PeerConfig.HubCPUProfile: path prefix of a profile per shape
+}
+
+func (t *relayTarget) profiler(shape string) (int, string) {
+	if t.profile == "" {
+		return 0, ""
+	}
+	return t.port, t.profile + "-relay-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
 }
 
 // startRelay starts the bare relay (this binary, serve-relay) against
-// natsURL; its log goes into dir.
-func startRelay(self, natsURL string, natsPID int, dir string) (*relayTarget, error) {
+// natsURL; its log goes into dir. With profile, each shape's CPU profile
+// of the relay goes to profile-relay-<shape>.pprof.
+func startRelay(self, natsURL string, natsPID int, dir, profile string) (*relayTarget, error) {
 	p := &proc{name: "relay", argv: []string{self, serveRelayCmd, "-addr", "127.0.0.1:0", "-nats", natsURL}, logPath: filepath.Join(dir, "relay.log")}
 	if err := p.start(); err != nil {
 		return nil, err
@@ -349,7 +362,17 @@ func startRelay(self, natsURL string, natsPID int, dir string) (*relayTarget, er
 		_ = p.stop()
 		return nil, err
 	}
-	return &relayTarget{p: p, url: "ws://" + addr + "/ws", nats: natsPID}, nil
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		_ = p.stop()
+		return nil, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		_ = p.stop()
+		return nil, err
+	}
+	return &relayTarget{p: p, url: "ws://" + addr + "/ws", port: port, nats: natsPID, profile: profile}, nil
 }
 
 func (t *relayTarget) close() { _ = t.p.stop() }

@@ -27,7 +27,7 @@ func startTestRelay(t *testing.T) *relayTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := startRelay(self, ns.ClientURL(), os.Getpid(), t.TempDir())
+	rel, err := startRelay(self, ns.ClientURL(), os.Getpid(), t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
