@@ -84,7 +84,9 @@
 // keeps no session state and has no cookie, budget, limit, resume or
 // slow-client guard, so the hub cannot spend less per write than it does:
 // its CPU per write against the peer's tells what staging costs on these
-// libraries, against the hub's what the hub adds.
+// libraries, against the hub's what the hub adds. With PeerConfig.Rounds
+// above 1 every shape runs that many times on each server in turn, and
+// the report gives each ratio's median and spread over the rounds.
 //
 // # Zero-loss verdict
 //

@@ -178,6 +178,15 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 	return out
 }
 
+// firstOf says, in a run of several rounds, that the tables show the
+// first.
+func (pre *PeerReport) firstOf() string {
+	if len(pre.Shapes) == 0 || len(pre.Shapes[0].Rounds) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (the first of %d rounds; every round's ratios after the tables)", len(pre.Shapes[0].Rounds))
+}
+
 // jsPublishP50 is the run's JetStream publish p50 (ms), 0 without
 // baselines.
 func (r *Report) jsPublishP50() float64 {
@@ -228,8 +237,8 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	if pre == nil {
 		return
 	}
-	fmt.Fprintf(sb, "\nside by side: sessionhub (1 hub instance + nats-server, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s\n",
-		r.Setup.Durability, pre.Peer, pre.Version, pre.Peer)
+	fmt.Fprintf(sb, "\nside by side: sessionhub (1 hub instance + nats-server, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s%s\n",
+		r.Setup.Durability, pre.Peer, pre.Version, pre.Peer, pre.firstOf())
 	t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
 	fmt.Fprintf(t, "  shape\tfigure\tsessionhub\t%s\tratio\t\n", pre.Peer)
 	last := ""

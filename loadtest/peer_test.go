@@ -448,6 +448,7 @@ func TestPeerReportSpread(t *testing.T) {
 	text := sb.String()
 	for _, row := range []string{
 		`ratios over the rounds \(each shape run on every server in turn, 3 times\)`,
+		`ratio = sessionhub / centrifugo \(the first of 3 rounds; every round's ratios after the tables\)`,
 		`\n\s+sequential\s+writes answered/s, sessionhub / centrifugo\s+0\.50x\s+0\.50x\s+0\.50x`,
 		`\n\s+CPU per write, hub alone / centrifugo\s+1\.50x\s+1\.00x\s+2\.00x`,
 		`\n\s+server CPU per write, sessionhub \(with nats-server\) / centrifugo\s+2\.00x\s+1\.50x\s+2\.50x`,
@@ -465,5 +466,33 @@ func TestPeerReportSpread(t *testing.T) {
 	}
 	if h := r.peerHTML(); !strings.Contains(h, "<td>CPU per write, hub alone / centrifugo</td><td align=right>1.50x</td><td align=right>1.00x</td><td align=right>2.00x</td>") {
 		t.Errorf("HTML spread table: %s", h)
+	}
+}
+
+// With rounds, a target is judged on its median round, and says so; the
+// out-of-order count is every round's.
+func TestPeerTargetsOnTheMedianRound(t *testing.T) {
+	round := func(hubRate float64, ooo int64) PeerRound {
+		return PeerRound{Hub: ShapeResult{AckedPerSec: hubRate, OutOfOrder: ooo}, PeerRes: ShapeResult{AckedPerSec: 200}}
+	}
+	rounds := []PeerRound{round(100, 0), round(300, 0), round(150, 2)}
+	r := &Report{Peer: &PeerReport{Peer: "centrifugo", Shapes: []PeerShape{
+		{Name: "window 1", Pairs: 100, Window: 1, PeerRound: rounds[0], Rounds: rounds},
+	}}}
+	var ops, loss Target
+	for _, tg := range peerTargets(r) {
+		switch tg.Name {
+		case "ops/s, window 1":
+			ops = tg
+		case "zero loss":
+			loss = tg
+		}
+	}
+	if ops.Measured != "150/s vs 200/s" || ops.Ratio != 0.75 || ops.Status != StatusNotMet ||
+		ops.Note != "median of 3 rounds (round 3); lowest 0.50x, highest 1.50x" {
+		t.Errorf("ops/s target: %+v", ops)
+	}
+	if !strings.Contains(loss.Measured, "2 out of order") || loss.Status == StatusMet {
+		t.Errorf("zero loss target: %+v", loss)
 	}
 }
