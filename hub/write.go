@@ -84,7 +84,8 @@ func (o *outbox) push(msgs ...[]byte) bool {
 	return true
 }
 
-// written accounts for a taken message that went out (or never will).
+// written accounts for n bytes of taken messages that went out (or never
+// will).
 func (o *outbox) written(n int) {
 	o.mu.Lock()
 	o.bytes -= n

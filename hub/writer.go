@@ -64,9 +64,11 @@ func (c *conn) writeMsgs(msgs [][]byte, stopOnClose bool) (int, error) {
 		var j int
 		*bp, j = appendBatch((*bp)[:0], msgs, i)
 		err := c.write(*bp)
+		n := 0
 		for _, m := range msgs[i:j] {
-			c.out.written(len(m))
+			n += len(m)
 		}
+		c.out.written(n) // the frame's messages in one hold of the lock
 		if err != nil {
 			return i, err
 		}
