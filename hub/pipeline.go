@@ -124,11 +124,13 @@ type ownWrite struct {
 // pipeline is a socket's appends in flight. The zero value is ready: an
 // idle socket holds no goroutine and no buffer for it.
 type pipeline struct {
-	mu      sync.Mutex
-	q       []pending
-	space   chan struct{} // signalled when an answer leaves the queue
-	drained chan struct{} // closed when the queue empties; nil when empty
-	acker   chan struct{} // closed when the running acker exits; nil when none ran
+	mu     sync.Mutex
+	q      []pending
+	space  chan struct{} // signalled when an answer leaves the queue
+	acking bool          // an acker runs (ack): answers are owed
+	// idle is closed when the running acker exits, the queue empty; made
+	// only by what waits for that (idleLocked), not for every acker.
+	idle chan struct{}
 
 	// open is the socket's last batch, which later writes may join while
 	// it is not closed: set by the socket's read loop, dropped by the
@@ -533,21 +535,16 @@ func (c *conn) push(p pending) {
 	pl := &c.pipe
 	pl.mu.Lock()
 	pl.q = append(pl.q, p)
-	start := pl.drained == nil
-	if start {
-		pl.drained = make(chan struct{})
-		pl.acker = make(chan struct{})
-	}
-	acker := pl.acker
+	start := !pl.acking
+	pl.acking = true
 	pl.mu.Unlock()
 	if start {
-		c.h.run.run(func() { c.ack(acker) })
+		c.h.run.run(c.ack)
 	}
 }
 
 // ack answers the queue in order until it is empty or the socket closes.
-func (c *conn) ack(done chan struct{}) {
-	defer close(done)
+func (c *conn) ack() {
 	pl := &c.pipe
 	unsent := false // an answer enqueued, for which no writer was started
 	for {
@@ -562,8 +559,11 @@ func (c *conn) ack(done chan struct{}) {
 			continue
 		}
 		if len(pl.q) == 0 {
-			close(pl.drained)
-			pl.drained = nil
+			pl.acking = false
+			if pl.idle != nil {
+				close(pl.idle)
+				pl.idle = nil
+			}
 			pl.mu.Unlock()
 			return
 		}
@@ -853,13 +853,13 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 // closed first.
 func (pl *pipeline) wait(ctx context.Context) bool {
 	pl.mu.Lock()
-	drained := pl.drained
+	idle := pl.idleLocked()
 	pl.mu.Unlock()
-	if drained == nil {
+	if idle == nil {
 		return true
 	}
 	select {
-	case <-drained:
+	case <-idle:
 		return true
 	case <-ctx.Done():
 		return false
@@ -869,11 +869,23 @@ func (pl *pipeline) wait(ctx context.Context) bool {
 // stopped waits for the acker to exit; the socket's context is done.
 func (pl *pipeline) stopped() {
 	pl.mu.Lock()
-	acker := pl.acker
+	idle := pl.idleLocked()
 	pl.mu.Unlock()
-	if acker != nil {
-		<-acker
+	if idle != nil {
+		<-idle
 	}
+}
+
+// idleLocked returns a channel closed once the running acker exits, nil
+// when none runs. Called with pl.mu held.
+func (pl *pipeline) idleLocked() chan struct{} {
+	if !pl.acking {
+		return nil
+	}
+	if pl.idle == nil {
+		pl.idle = make(chan struct{})
+	}
+	return pl.idle
 }
 
 // budgetLocked folds into z the session as the cookie budget of a
