@@ -56,9 +56,15 @@ type conn struct {
 	writing atomic.Bool
 	pinging atomic.Bool
 
-	// The writer's frame timer (write.go, conn.write): made by the first
-	// write, used by the writer only.
-	wtimer *time.Timer
+	// The writer's frame deadline (write.go, conn.write): wstart is when
+	// the frame being written began (monoNow; 0 between frames), wtimer
+	// the timer that checks it, made by the first write and armed
+	// (warmed) from a frame's start until it finds no frame in progress,
+	// wexpired set once a frame outlived WriteWait.
+	wstart   atomic.Int64
+	wtimer   atomic.Pointer[time.Timer]
+	warmed   atomic.Bool
+	wexpired atomic.Bool
 
 	mu   sync.Mutex
 	snap session.Snapshot // the session as this socket knows it: folded up to snap.Seq

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -153,6 +154,7 @@ func (c *conn) drainOn(here bool) {
 				return
 			}
 			c.finish()
+			c.stopWriteTimer()
 			_ = c.ws.CloseNow() // closed by now; the read loop ends with it
 			c.cancel()
 			close(c.finished)
@@ -219,26 +221,80 @@ var errWriteTimeout = errors.New("hub: frame write timed out")
 // closing the connection ends the write, and the read loop, woken by
 // that, must find the code set (its own close would say 1000).
 //
-// The timer is the socket's, made by its first write and reset for each
-// one: only the socket's writer writes (drain, one at a time), and a
-// timed-out write leaves the socket closing, its connection closed under
-// its later writes. A timer that fires as its write completes closes the
-// connection all the same: the client then sees 1006, not 4200.
+// A frame's deadline costs a clock read and two stores, not a timer's reset
+// and stop: write notes when the frame began (wstart), and the socket's
+// timer, armed by the first frame after it went quiet, checks that note
+// when it fires. A frame still in progress past WriteWait times the
+// socket out; one younger re-arms the timer for the rest of its time;
+// none disarms it, so a quiet socket's timer fires at most once more.
+// Only the socket's writer writes (drain, one at a time). A timeout that
+// comes as its frame completes closes the connection all the same: the
+// client then sees 1006, not 4200.
 //
 // The write's context has no cancellation: with one, coder/websocket
 // would register and remove a cancellation hook on every frame.
 func (c *conn) write(msg []byte) error {
-	if c.wtimer == nil {
-		c.wtimer = time.AfterFunc(c.h.opts.WriteWait, c.writeTimedOut)
-	} else {
-		c.wtimer.Reset(c.h.opts.WriteWait)
+	c.wstart.Store(monoNow())
+	if c.warmed.CompareAndSwap(false, true) {
+		c.armWriteTimer(c.h.opts.WriteWait)
 	}
 	err := c.ws.Write(context.Background(), websocket.MessageText, msg)
-	if !c.wtimer.Stop() && err != nil {
+	c.wstart.Store(0)
+	if err != nil && c.wexpired.Load() {
 		return fmt.Errorf("%w: %w", errWriteTimeout, err)
 	}
 	return err
 }
+
+// armWriteTimer arms the socket's frame timer to fire in d, making it the
+// first time: made idle, then stored, then armed, so that it never fires
+// before the socket holds it.
+func (c *conn) armWriteTimer(d time.Duration) {
+	t := c.wtimer.Load()
+	if t == nil {
+		t = time.AfterFunc(time.Duration(math.MaxInt64), c.checkWrite)
+		c.wtimer.Store(t)
+	}
+	t.Reset(d)
+}
+
+// checkWrite is the frame timer's: it times out a frame in progress past
+// WriteWait, re-arms the timer for a younger one, and disarms it when no
+// frame is in progress (a frame that began meanwhile and found it armed
+// has it armed again).
+func (c *conn) checkWrite() {
+	for {
+		began := c.wstart.Load()
+		if began == 0 {
+			c.warmed.Store(false)
+			if c.wstart.Load() == 0 || !c.warmed.CompareAndSwap(false, true) {
+				return
+			}
+			continue // a frame began as the timer went idle
+		}
+		if left := began + int64(c.h.opts.WriteWait) - monoNow(); left > 0 {
+			c.armWriteTimer(time.Duration(left))
+			return
+		}
+		c.wexpired.Store(true)
+		c.writeTimedOut()
+		return
+	}
+}
+
+// stopWriteTimer stops the socket's frame timer once it wrote its last
+// frame: a closed socket is not held until the timer fires.
+func (c *conn) stopWriteTimer() {
+	if t := c.wtimer.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// monoStart is the origin of monoNow.
+var monoStart = time.Now()
+
+// monoNow is the monotonic clock in nanoseconds, never 0.
+func monoNow() int64 { return int64(time.Since(monoStart)) + 1 }
 
 // writeTimedOut closes the socket whose frame was not written within
 // WriteWait, then its connection, which ends the write.

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -231,7 +232,7 @@ func TestFrameWriteAllocatesNothing(t *testing.T) {
 			}
 		})
 		close(measured)
-		c.wtimer.Stop()
+		c.stopWriteTimer()
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 	}))
 	defer srv.Close()
@@ -434,4 +435,54 @@ func TestWriteHereHandsOnWhatCameMeanwhile(t *testing.T) {
 		t.Errorf("after the second frame: %v, want the close", err)
 	}
 	<-done
+}
+
+// A frame's deadline holds from the frame's own start, whatever frame
+// armed the socket's timer: a frame begun late in the timer's period
+// times out WriteWait after it began, not when the timer first fires. A
+// quiet socket's timer fires once more and disarms.
+func TestFrameDeadline(t *testing.T) {
+	const wait = 150 * time.Millisecond
+	type result struct {
+		quiet   bool          // the timer disarmed after a frame, the socket quiet
+		elapsed time.Duration // the stalled frame's write
+		err     error
+	}
+	res := make(chan result, 1)
+	ws, done := connServer(t, nil, wait, 64<<20, func(c *conn) {
+		var r result
+		if err := c.write([]byte(`{"type":"ack","id":1,"seq":1}`)); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(wait + wait/2) // the timer fires, finds no frame: disarmed
+		r.quiet = !c.warmed.Load()
+		if err := c.write([]byte(`{"type":"ack","id":2,"seq":2}`)); err != nil { // arms it again
+			t.Error(err)
+		}
+		time.Sleep(wait * 2 / 3)
+		// The client reads nothing: a frame far larger than the kernel's
+		// buffers stalls until its deadline.
+		start := time.Now()
+		r.err = c.write(bytes.Repeat([]byte("x"), 32<<20))
+		r.elapsed = time.Since(start)
+		res <- r
+	})
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(20 * wait):
+		ws.CloseNow() // ends the stalled write
+		t.Fatal("the stalled frame did not time out")
+	}
+	<-done
+	t.Logf("the stalled frame timed out after %v", r.elapsed)
+	if !r.quiet {
+		t.Error("a quiet socket's frame timer stayed armed")
+	}
+	if !errors.Is(r.err, errWriteTimeout) {
+		t.Fatalf("the stalled frame: %v, want errWriteTimeout", r.err)
+	}
+	if r.elapsed < wait-10*time.Millisecond || r.elapsed > 3*wait {
+		t.Errorf("the stalled frame timed out after %v; WriteWait %v", r.elapsed, wait)
+	}
 }
