@@ -10,15 +10,18 @@ import (
 // every run (coder/websocket's write path and the acker's wait are
 // deeper than a fresh stack): a sequential write paid 11.6% of the hub's
 // CPU copying stacks. The runner keeps the goroutines of finished jobs,
-// idle, for the next ones instead.
+// idle, for the next ones instead: a busy socket's next job finds a stack
+// already grown (the runtime may shrink an idle one at a GC, so the gain
+// is between collections).
 
 // maxIdleRunners is how many idle goroutines the runner keeps; a job
 // that ends with that many idle ends its goroutine too.
 const maxIdleRunners = 256
 
 // runner runs jobs on kept goroutines. Its idle goroutines end when the
-// hub closes, and once a janitor pass found that none of them was needed
-// since the last one (trim).
+// hub closes, and, those waiting for a job, at a janitor pass (every
+// quarter of ViewIdle) that found none of them needed since the last one
+// (trim).
 type runner struct {
 	jobs chan func() // unbuffered: a send goes through only to an idle goroutine
 	idle atomic.Int32
@@ -32,11 +35,20 @@ func newRunner(stop chan struct{}) *runner {
 
 // run runs f on an idle goroutine, or on a new one.
 func (r *runner) run(f func()) {
+	if !r.give(f) {
+		go r.work(f)
+	}
+}
+
+// give hands f to a goroutine waiting for a job, if one is: an idle one
+// about to wait (counted, not yet receiving) is missed.
+func (r *runner) give(f func()) bool {
 	select {
 	case r.jobs <- f:
 		r.used.Store(true)
+		return true
 	default:
-		go r.work(f)
+		return false
 	}
 }
 

@@ -221,10 +221,10 @@ var errWriteTimeout = errors.New("hub: frame write timed out")
 // closing the connection ends the write, and the read loop, woken by
 // that, must find the code set (its own close would say 1000).
 //
-// A frame's deadline costs a clock read and two stores, not a timer's reset
-// and stop: write notes when the frame began (wstart), and the socket's
-// timer, armed by the first frame after it went quiet, checks that note
-// when it fires. A frame still in progress past WriteWait times the
+// A frame's deadline costs a clock read, two stores and a
+// compare-and-swap, not a timer's reset and stop: write notes when the
+// frame began (wstart), and the socket's timer, armed by the first frame
+// after it went quiet, checks that note when it fires. A frame still in progress past WriteWait times the
 // socket out; one younger re-arms the timer for the rest of its time;
 // none disarms it, so a quiet socket's timer fires at most once more.
 // Only the socket's writer writes (drain, one at a time). A timeout that
@@ -283,7 +283,8 @@ func (c *conn) checkWrite() {
 }
 
 // stopWriteTimer stops the socket's frame timer once it wrote its last
-// frame: a closed socket is not held until the timer fires.
+// frame: a closed socket is held by it at most one WriteWait more (a
+// check that read the last frame's start re-arms it once).
 func (c *conn) stopWriteTimer() {
 	if t := c.wtimer.Load(); t != nil {
 		t.Stop()
