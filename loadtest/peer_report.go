@@ -231,6 +231,23 @@ func (r peerRow) cells() (hub, peer, ratio string) {
 	return hub, peer, ratio
 }
 
+// writeShapeTable writes a table of rows whose first cell is a shape,
+// aligned, each shape named on its first row only.
+func writeShapeTable(sb *strings.Builder, header []string, rows [][]string) {
+	t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(t, "  %s\t\n", strings.Join(header, "\t"))
+	last := ""
+	for _, row := range rows {
+		shape := row[0]
+		if shape == last {
+			row[0] = ""
+		}
+		last = shape
+		fmt.Fprintf(t, "  %s\t\n", strings.Join(row, "\t"))
+	}
+	t.Flush()
+}
+
 // writePeerText writes the side-by-side table of a -peer run.
 func (r *Report) writePeerText(sb *strings.Builder) {
 	pre := r.Peer
@@ -239,19 +256,12 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	}
 	fmt.Fprintf(sb, "\nside by side: sessionhub (1 hub instance + nats-server, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s%s\n",
 		r.Setup.Durability, pre.Peer, pre.Version, pre.Peer, pre.firstOf())
-	t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(t, "  shape\tfigure\tsessionhub\t%s\tratio\t\n", pre.Peer)
-	last := ""
+	var cells [][]string
 	for _, row := range pre.rows() {
-		shape := row.shape
-		if shape == last {
-			shape = ""
-		}
-		last = row.shape
 		h, p, ratio := row.cells()
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t\n", shape, row.figure, h, p, ratio)
+		cells = append(cells, []string{row.shape, row.figure, h, p, ratio})
 	}
-	t.Flush()
+	writeShapeTable(sb, []string{"shape", "figure", "sessionhub", pre.Peer, "ratio"}, cells)
 	for _, s := range pre.Shapes {
 		fmt.Fprintf(sb, "  %s (%d pairs): sessionhub %d sent, %d acknowledged, %d failed %s, %d skipped, %d delivered (%d of them folded into a snapshot change), %d undelivered, %d out of order; CPU %s\n",
 			s.Name, s.Pairs, s.Hub.Sent, s.Hub.Acked, s.Hub.Failed, errorList(s.Hub.Errors), s.Hub.Skipped, s.Hub.Delivered+s.Hub.Folded, s.Hub.Folded, s.Hub.Undelivered, s.Hub.OutOfOrder, cpuText(s.Hub.CPU))
@@ -264,19 +274,12 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	}
 	if rows := pre.floorRows(); len(rows) > 0 {
 		fmt.Fprintf(sb, "\n"+floorTitle+"\n", pre.Peer)
-		t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
-		fmt.Fprintf(t, "  shape\tfigure\trelay\tsessionhub\t%s\tsessionhub / relay\trelay / %s\t\n", pre.Peer, pre.Peer)
-		last := ""
+		var cells [][]string
 		for _, row := range rows {
-			shape := row.shape
-			if shape == last {
-				shape = ""
-			}
-			last = row.shape
 			rel, h, p, hr, rr := row.cells()
-			fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", shape, row.figure, rel, h, p, hr, rr)
+			cells = append(cells, []string{row.shape, row.figure, rel, h, p, hr, rr})
 		}
-		t.Flush()
+		writeShapeTable(sb, []string{"shape", "figure", "relay", "sessionhub", pre.Peer, "sessionhub / relay", "relay / " + pre.Peer}, cells)
 		for _, s := range pre.Shapes {
 			if rel := s.Relay; rel != nil {
 				fmt.Fprintf(sb, "  %s (%d pairs): relay %d sent, %d answered, %d failed %s, %d delivered, %d undelivered, %d out of order; CPU %s\n",
@@ -286,18 +289,12 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	}
 	if rows := pre.spreadRows(r.jsPublishP50()); len(rows) > 0 {
 		fmt.Fprintf(sb, "\nratios over the rounds (each shape run on every server in turn, %d times): median, lowest, highest\n", len(pre.Shapes[0].Rounds))
-		t := tabwriter.NewWriter(sb, 2, 8, 2, ' ', 0)
-		fmt.Fprintf(t, "  shape\tratio\tmedian\tlowest\thighest\t\n")
-		last := ""
+		var cells [][]string
 		for _, row := range rows {
-			shape := row.shape
-			if shape == last {
-				shape = ""
-			}
-			last = row.shape
-			fmt.Fprintf(t, "  %s\t%s\t%.2fx\t%.2fx\t%.2fx\t\n", shape, row.figure, row.median(), row.ratios[0], row.ratios[len(row.ratios)-1])
+			cells = append(cells, []string{row.shape, row.figure,
+				fmt.Sprintf("%.2fx", row.median()), fmt.Sprintf("%.2fx", row.ratios[0]), fmt.Sprintf("%.2fx", row.ratios[len(row.ratios)-1])})
 		}
-		t.Flush()
+		writeShapeTable(sb, []string{"shape", "ratio", "median", "lowest", "highest"}, cells)
 	}
 	for _, m := range []*Memory{pre.HubIdle, pre.PeerIdle} {
 		if m != nil {

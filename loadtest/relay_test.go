@@ -42,6 +42,7 @@ func TestShapesOnRelay(t *testing.T) {
 	pc := defaultPeerConfig()
 	pc.Pairs, pc.RateWriters, pc.Rate, pc.Duration = 4, 4, 200, 300*time.Millisecond
 	next := 0
+	var cpu float64 // the relay's, over the shapes: /proc counts it in 10 ms ticks
 	for _, spec := range peerShapes(&pc) {
 		r, _, err := runShape(context.Background(), rel, spec, next, newProgress(nil))
 		if err != nil {
@@ -49,9 +50,14 @@ func TestShapesOnRelay(t *testing.T) {
 		}
 		next += spec.pairs
 		checkShape(t, spec.name, r)
-		if r.CPU == nil || cpuPerOp(r.CPU, "relay") <= 0 {
-			t.Errorf("%s: no CPU per write for the relay: %+v", spec.name, r.CPU)
+		p := procOf(r.CPU, "relay")
+		if p.PID != rel.p.pid() || p.Ops != r.Acked {
+			t.Errorf("%s: the relay's process not measured: %+v", spec.name, r.CPU)
 		}
+		cpu += p.CPUSeconds
+	}
+	if cpu <= 0 {
+		t.Error("the relay's CPU was not measured in any shape")
 	}
 }
 
