@@ -35,7 +35,7 @@ type conn struct {
 	out     outbox
 	pipe    pipeline  // set and delete appends in flight (pipeline.go)
 	batch   bool      // negotiated protocol.Subprotocol: several messages per frame
-	held    *ownWrite // whose change waits for its first ack (view.echoLocked); guarded by the view's lock
+	held    *ownWrite // whose change waits for its first ack (ownWrite.echoable); guarded by the view's lock
 	// The socket's last measure of the cookie budget (conn.sizeLocked): n
 	// bytes on view sizedIn when its growth was sizedAt. Guarded by that
 	// view's lock.
@@ -76,7 +76,7 @@ type conn struct {
 func (c *conn) deliver(e entry, msg []byte) { c.deliverHolding(e, msg, nil) }
 
 // deliverHolding is deliver, holding the change for the first ack of the
-// socket's own write w instead of queueing it (view.echoLocked) when w is
+// socket's own write w instead of queueing it (ownWrite.echoable) when w is
 // not nil. A change held before goes first. Called with the view's lock
 // held, or for a socket not among the view's yet (lazy.go), which holds
 // nothing.

@@ -33,7 +33,7 @@ func shardOf(id string) int {
 // nats.go's reader puts them in these channels in that order: the live
 // entries waiting when an acknowledgement is taken go first. So the view
 // holds a socket's own entry when the socket's acker learns its
-// sequence, and the entry's change goes with the ack (view.echoLocked).
+// sequence, and the entry's change goes with the ack (ownWrite.echoable).
 // It never waits on JetStream: a view that finds a gap repairs it on a
 // goroutine of its own (view.repairLocked).
 func (h *Hub) dispatch(live, acked chan *nats.Msg) {

@@ -14,7 +14,7 @@ import (
 // An acknowledgement taken by a dispatcher is routed only once the live
 // entries waiting with it are in their views: nats-server sent them
 // first, and the acker that learns its sequence then finds its own entry
-// held (view.echoLocked), to go in one frame with the ack.
+// held (ownWrite.echoable), to go in one frame with the ack.
 func TestDispatchTakesTheEntriesBeforeAnAck(t *testing.T) {
 	t.Parallel()
 	h := internalHub(t)

@@ -113,7 +113,7 @@ type ownWrite struct {
 	owing     bool   // its ops count in view.owed
 
 	// A pipelined append's socket, and its change to that socket, held
-	// for its first ack (view.echoLocked): landed once the view took its
+	// for its first ack (ownWrite.echoable): landed once the view took its
 	// entry in.
 	c      *conn
 	landed bool
@@ -665,7 +665,7 @@ func (b *batch) abandon(acks *asyncAcks) {
 // WriteTimeout of its publish is answered unavailable (asyncAcks.expire):
 // appends published together and never acknowledged are answered
 // together, not one timeout after the other. The batch's change to this
-// socket, if the view held it for the answer (view.echoLocked), goes out
+// socket, if the view held it for the answer (ownWrite.echoable), goes out
 // now, with the ack of the batch's first write (id) when it succeeded:
 // sent.
 func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
@@ -741,28 +741,32 @@ func (c *conn) flushHeldLocked() {
 	}
 }
 
-// echoLocked finds the pipelined append of this instance that entry e
+// ownOfLocked finds the pipelined append of this instance that entry e
 // is, if e is one: the oldest one appended, unanswered and not landed yet
 // (a session's appends from one instance land in the order they were
-// published), when its ops are e's. It is marked landed; it is returned
-// when its socket can take its change with its first ack in one frame
-// (protocol.Subprotocol) and holds no other: nats-server sends the
-// republished entry before the PubAck, and the socket's writer would
-// otherwise send the change and the ack in two frames. Called with the
-// view's lock held.
-func (v *view) echoLocked(e entry) *ownWrite {
+// published, nextOwnLocked), when its ops are e's. Called with the view's
+// lock held.
+func (v *view) ownOfLocked(e entry) *ownWrite {
 	if e.Source != SourceWS || e.Covers != 0 {
 		return nil
 	}
-	first := v.nextOwnLocked()
-	if first == nil || !sameOps(first.ops, e.Ops) {
-		return nil // another writer's entry
+	if first := v.nextOwnLocked(); first != nil && sameOps(first.ops, e.Ops) {
+		return first
 	}
-	first.landed = true
-	if first.c == nil || !first.c.batch || first.c.held != nil {
+	return nil // another writer's entry
+}
+
+// echoable reports w (nil: not an own append) when its socket can take
+// its change with its first ack in one frame (protocol.Subprotocol) and
+// holds no other: nats-server sends the republished entry before the
+// PubAck, and the socket's writer would otherwise send the change and
+// the ack in two frames (view.appendLocked holds it, settle sends it).
+// Called with the view's lock held.
+func (w *ownWrite) echoable() *ownWrite {
+	if w == nil || w.c == nil || !w.c.batch || w.c.held != nil {
 		return nil
 	}
-	return first
+	return w
 }
 
 // nextOwnLocked returns the pipelined append of this instance whose

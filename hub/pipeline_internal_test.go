@@ -296,7 +296,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		v.publishedLocked(own, nil)
 		seq := v.last + 1
 		e := entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(value)}}}
-		v.appendLocked(e, time.Now())
+		v.takeInLocked(e, time.Now())
 		fut := &pubAck{done: make(chan struct{}), seq: seq}
 		close(fut.done) // answered
 		return &batch{own: own, n: 1, fut: fut, start: time.Now(), closed: true, appended: true}, seq
@@ -359,7 +359,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	v.publishedLocked(mine, nil)
 	v.publishedLocked(taken, nil)
 	seq = v.last + 1
-	v.appendLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`6`)}}}, time.Now())
+	v.takeInLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`6`)}}}, time.Now())
 	v.mu.Unlock()
 	if got := types(c.out.take()); len(got) != 0 {
 		t.Fatalf("c's write published before the batch taken in before it: c was sent %v; want its change held", got)
@@ -402,7 +402,7 @@ func TestAckedWriteStaysOwedUntilTheViewHoldsIt(t *testing.T) {
 	if v.owed != len(ops) {
 		t.Fatalf("acknowledged, not in the view: %d ops owed, want %d", v.owed, len(ops))
 	}
-	v.appendLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{
+	v.takeInLocked(entry{Seq: seq, Source: SourceWS, Ops: []session.Op{
 		{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`1`)},
 		{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(`2`)},
 	}}, now)
@@ -456,7 +456,7 @@ func TestBudgetMeasureSkippedFarFromTheBudget(t *testing.T) {
 	}
 	// Another writer's entry, in the view: it grows the bound.
 	before := v.growth
-	v.appendLocked(entry{Seq: v.last + 1, Ops: set(1500), Source: SourceHTTP}, time.Now())
+	v.takeInLocked(entry{Seq: v.last + 1, Ops: set(1500), Source: SourceHTTP}, time.Now())
 	if v.growth <= before+1500 {
 		t.Fatalf("growth %d after a 1500-byte value, from %d", v.growth, before)
 	}

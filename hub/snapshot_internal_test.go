@@ -175,7 +175,7 @@ func TestViewRetainedLog(t *testing.T) {
 		}
 		retained = append(retained, e)
 		v.mu.Lock()
-		v.appendLocked(e, time.Now())
+		v.takeInLocked(e, time.Now())
 		ops, last, ok := v.retainedLocked()
 		v.mu.Unlock()
 		if !ok || last != seq {
@@ -200,13 +200,13 @@ func TestViewRetainedLogNeedsTheStart(t *testing.T) {
 	set := session.Op{Seq: 8, Type: session.OpSet, Key: "a", Value: json.RawMessage(`1`)}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.appendLocked(entry{Seq: 8, Ops: []session.Op{set}}, time.Now())
+	v.takeInLocked(entry{Seq: 8, Ops: []session.Op{set}}, time.Now())
 	if _, _, ok := v.retainedLocked(); ok {
 		t.Fatal("a view loaded after seq 7 claims to hold the whole retained log")
 	}
 	snap := set
 	snap.Seq = 9
-	v.appendLocked(entry{Seq: 9, Ops: []session.Op{snap}, Covers: 8}, time.Now())
+	v.takeInLocked(entry{Seq: 9, Ops: []session.Op{snap}, Covers: 8}, time.Now())
 	if ops, last, ok := v.retainedLocked(); !ok || last != 9 || len(ops) != 1 {
 		t.Fatalf("after a snapshot: ops %v, last %d, ok %v; want the snapshot alone", ops, last, ok)
 	}
@@ -259,7 +259,7 @@ func TestViewRetainedLogAfterReconnect(t *testing.T) {
 	defer v.release()
 	set := session.Op{Seq: 1, Type: session.OpSet, Key: "a", Value: json.RawMessage(`1`)}
 	v.mu.Lock()
-	v.appendLocked(entry{Seq: 1, Ops: []session.Op{set}}, time.Now())
+	v.takeInLocked(entry{Seq: 1, Ops: []session.Op{set}}, time.Now())
 	_, _, ok := v.retainedLocked()
 	v.mu.Unlock()
 	if !ok {
@@ -275,7 +275,7 @@ func TestViewRetainedLogAfterReconnect(t *testing.T) {
 	}
 	snap := set
 	snap.Seq = 2
-	v.appendLocked(entry{Seq: 2, Ops: []session.Op{snap}, Covers: 1}, time.Now())
+	v.takeInLocked(entry{Seq: 2, Ops: []session.Op{snap}, Covers: 1}, time.Now())
 	if _, last, ok := v.retainedLocked(); !ok || last != 2 {
 		t.Fatalf("after a snapshot: last %d, ok %v", last, ok)
 	}

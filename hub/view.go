@@ -51,7 +51,7 @@ type view struct {
 	owing []*ownWrite
 	owed  int
 	// publishes numbers this instance's pipelined appends of the session
-	// in the order they were published (view.echoLocked).
+	// in the order they were published (ownWrite.echoable).
 	publishes uint64
 	// growth sums session.GrowthBound over every op the view took in and
 	// every write of this instance measured (an own entry counts twice):
@@ -291,7 +291,7 @@ func (v *view) applyLocked(m *nats.Msg) {
 	if err != nil || seq <= v.last {
 		return
 	}
-	e, err := v.entryLocked(m, seq)
+	e, own, err := v.entryLocked(m, seq)
 	if err != nil {
 		v.h.opts.Logger.Error("session view: bad log entry", "session", v.id, "seq", seq, "err", err)
 		return
@@ -307,23 +307,26 @@ func (v *view) applyLocked(m *nats.Msg) {
 	}
 	now := time.Now()
 	v.fresh = now
-	v.appendLocked(e, now)
+	v.appendLocked(e, own, now)
 }
 
-// entryLocked is entryOf for a republished entry m at seq, without
-// decoding one whose payload is that of this instance's next own append
-// (nextOwnLocked): its ops are at hand, as published.
-func (v *view) entryLocked(m *nats.Msg, seq uint64) (entry, error) {
+// entryLocked is entryOf for a republished entry m at seq, and the
+// pipelined append of this instance that it is, if it is one: one whose
+// payload is that of the next own append (nextOwnLocked) is not decoded,
+// its ops are at hand as published; any other is not one of them (a
+// republished entry carries its published payload).
+func (v *view) entryLocked(m *nats.Msg, seq uint64) (entry, *ownWrite, error) {
 	w := v.nextOwnLocked()
 	if w == nil || !bytes.Equal(w.data, m.Data) || m.Header.Get(hdrSnapshot) != "" {
-		return entryOf(m, seq)
+		e, err := entryOf(m, seq)
+		return e, nil, err
 	}
 	ops := make([]session.Op, len(w.ops))
 	for i, op := range w.ops {
 		op.Seq = seq
 		ops[i] = op
 	}
-	return entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}, nil
+	return entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}, w, nil
 }
 
 // repairLocked marks the view stale (reads go to JetStream meanwhile) and
@@ -391,11 +394,20 @@ func (v *view) repair() {
 	}
 }
 
+// takeInLocked is appendLocked for an entry read from JetStream: the own
+// append it may be is found by its ops (ownOfLocked).
+func (v *view) takeInLocked(c entry, now time.Time) { v.appendLocked(c, v.ownOfLocked(c), now) }
+
 // appendLocked adds an entry above last to the tail and delivers it to
-// every socket of the session on this instance.
-func (v *view) appendLocked(c entry, now time.Time) {
+// every socket of the session on this instance; own is the pipelined
+// append of this instance that it is (entryLocked, ownOfLocked), nil for
+// any other entry.
+func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 	if c.Seq <= v.last || v.closed {
 		return // a closed view holds nothing any more
+	}
+	if own != nil {
+		own.landed = true
 	}
 	v.last = c.Seq
 	if v.moved != nil {
@@ -426,7 +438,7 @@ func (v *view) appendLocked(c entry, now time.Time) {
 		return
 	}
 	msg := v.h.changeMessage(c)
-	echo := v.echoLocked(c)
+	echo := own.echoable()
 	for cn := range v.conns {
 		if echo != nil && cn == echo.c {
 			cn.deliverHolding(c, msg, echo)
@@ -600,7 +612,7 @@ func (v *view) fetchDroppingLock(ctx context.Context) error {
 	}
 	now := time.Now()
 	for _, c := range changes {
-		v.appendLocked(c, now)
+		v.takeInLocked(c, now)
 	}
 	return nil
 }
