@@ -77,20 +77,12 @@ var errStalled = errors.New("hub: too many appends awaiting their acknowledgemen
 // start subscribes the acknowledgements of lane i to lanes[i], whose
 // reader hands them to route; each lane has room for max of them
 // (Options.asyncMaxPending, defaulted there).
-// Without lanes, nats.go routes them all, on a goroutine of its own.
 func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes []chan *nats.Msg) error {
 	a.nc = nc
 	a.timeout = timeout
 	a.prefix = nc.NewInbox() + "."
 	a.slots = make(chan struct{}, max)
 	a.waiting = map[uint64]*pubAck{}
-	if len(lanes) == 0 {
-		sub, err := nc.Subscribe(a.prefix+"*.*", a.route)
-		if err != nil {
-			return err
-		}
-		a.subs = append(a.subs, sub)
-	}
 	for i, ch := range lanes {
 		sub, err := nc.ChanSubscribe(a.prefix+strconv.Itoa(i)+".*", ch)
 		if err != nil {

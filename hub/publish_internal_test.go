@@ -39,10 +39,24 @@ func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 func startAcks(t *testing.T, nc *nats.Conn, max, n int) (*asyncAcks, chan *nats.Msg) {
 	t.Helper()
 	a := new(asyncAcks)
-	if err := a.start(nc, max, time.Minute, nil); err != nil {
+	// One lane, routed as a dispatcher routes its shard's (Hub.dispatch).
+	lane := make(chan *nats.Msg, max)
+	if err := a.start(nc, max, time.Minute, []chan *nats.Msg{lane}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.stop)
+	stop, routed := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(routed)
+		for {
+			select {
+			case m := <-lane:
+				a.route(m)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-routed; a.stop() })
 	got := make(chan *nats.Msg, n)
 	sub, err := nc.ChanSubscribe("log.ops", got)
 	if err != nil {
