@@ -224,9 +224,10 @@ var errWriteTimeout = errors.New("hub: frame write timed out")
 // A frame's deadline costs a clock read, two stores and a
 // compare-and-swap, not a timer's reset and stop: write notes when the
 // frame began (wstart), and the socket's timer, armed by the first frame
-// after it went quiet, checks that note when it fires. A frame still in progress past WriteWait times the
-// socket out; one younger re-arms the timer for the rest of its time;
-// none disarms it, so a quiet socket's timer fires at most once more.
+// after it went quiet, checks that note when it fires. A frame still in
+// progress past WriteWait times the socket out; one younger re-arms the
+// timer for the rest of its time; none disarms it, so a quiet socket's
+// timer fires at most once more.
 // Only the socket's writer writes (drain, one at a time). A timeout that
 // comes as its frame completes closes the connection all the same: the
 // client then sees 1006, not 4200.
