@@ -676,34 +676,36 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	var hubPairs []*pair
 	for _, spec := range peerShapes(pc) {
 		ps := PeerShape{Name: spec.name, Pairs: spec.pairs, Window: spec.window, Rate: spec.rate}
+		// run runs the shape on target, its pairs numbered after the last.
+		run := func(target pairTarget) (ShapeResult, []*pair, error) {
+			res, pairs, err := runShape(ctx, target, spec, next, pr)
+			next += spec.pairs
+			return res, pairs, err
+		}
 		for round := range pc.Rounds {
 			var r PeerRound
-			res, pairs, err := runShape(ctx, hub, spec, next, pr)
-			if err != nil {
+			var pairs []*pair
+			var err error
+			if r.Hub, pairs, err = run(hub); err != nil {
 				return nil, err
 			}
-			next += spec.pairs
 			hubPairs = append(hubPairs, pairs...)
-			r.Hub = res
-			if r.PeerRes, _, err = runShape(ctx, peer, spec, next, pr); err != nil {
+			if r.PeerRes, _, err = run(peer); err != nil {
 				return nil, err
 			}
-			next += spec.pairs
 			if closedLoopShape(spec) {
 				peer.writerSubscribed = true
-				sub, _, err := runShape(ctx, peer, spec, next, pr)
+				sub, _, err := run(peer)
 				peer.writerSubscribed = false
 				if err != nil {
 					return nil, err
 				}
-				next += spec.pairs
 				r.PeerSubscribed = &sub
 			}
-			rel, _, err := runShape(ctx, relay, spec, next, pr)
+			rel, _, err := run(relay)
 			if err != nil {
 				return nil, err
 			}
-			next += spec.pairs
 			r.Relay = &rel
 			if round == 0 {
 				ps.PeerRound = r

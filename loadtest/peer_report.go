@@ -62,14 +62,21 @@ type floorRow struct {
 	format           string
 }
 
+// peerAlike is the peer's run with the hub's deliveries per write: its
+// writers subscribed where the shape ran so, else as it ran (the open
+// loop and sequential, whose writers get nothing back but answers).
+func (r *PeerRound) peerAlike() *ShapeResult {
+	if r.PeerSubscribed != nil {
+		return r.PeerSubscribed
+	}
+	return &r.PeerRes
+}
+
 // floorRows returns the floor table; nil without relay runs.
 func (pre *PeerReport) floorRows() []floorRow {
 	var out []floorRow
 	for _, s := range pre.Shapes {
-		rel, peer := s.Relay, s.PeerSubscribed
-		if peer == nil {
-			peer = &s.PeerRes // the open loop: its writers get nothing back but answers
-		}
+		rel, peer := s.Relay, s.peerAlike()
 		if rel == nil {
 			continue
 		}
@@ -141,12 +148,6 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 				out = append(out, row)
 			}
 		}
-		subscribed := func(r PeerRound) *ShapeResult {
-			if r.PeerSubscribed != nil {
-				return r.PeerSubscribed
-			}
-			return &r.PeerRes
-		}
 		relayAlone := func(r PeerRound) float64 {
 			if r.Relay == nil {
 				return 0
@@ -157,10 +158,10 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 		add("server CPU per write, sessionhub (with nats-server) / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
 		add("CPU per write, hub alone / "+pre.Peer, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.PeerRes.ServerCPUPerOpUS })
 		if s.PeerSubscribed != nil {
-			add("CPU per write, hub alone / "+pre.Peer+" with its writers subscribed", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / subscribed(r).ServerCPUPerOpUS })
+			add("CPU per write, hub alone / "+pre.Peer+" with its writers subscribed", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.peerAlike().ServerCPUPerOpUS })
 		}
 		add("CPU per write, hub alone / relay alone", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / relayAlone(r) })
-		add("CPU per write, relay alone / "+pre.Peer+peerAs(s), func(r PeerRound) float64 { return relayAlone(r) / subscribed(r).ServerCPUPerOpUS })
+		add("CPU per write, relay alone / "+pre.Peer+peerAs(s), func(r PeerRound) float64 { return relayAlone(r) / r.peerAlike().ServerCPUPerOpUS })
 		if s.Name == "sequential" && jsP50 > 0 {
 			bar := func(r PeerRound) float64 { return r.PeerRes.Delivery.P50 + jsP50 }
 			add("delivery p50, sessionhub / its bar", func(r PeerRound) float64 { return r.Hub.Delivery.P50 / bar(r) })
