@@ -198,7 +198,7 @@ func (r *relay) serveWS(w http.ResponseWriter, req *http.Request) {
 func (r *relay) publish(room *relayRoom, ws *websocket.Conn, subject string, m protocol.ClientMessage) error {
 	data := make([]byte, 0, 40+len(m.Key)+len(m.Value))
 	data = append(data, `[{"type":"set","key":`...)
-	data = strconv.AppendQuote(data, m.Key)
+	data = protocol.AppendString(data, m.Key)
 	data = append(data, `,"value":`...)
 	data = append(data, m.Value...)
 	data = append(data, "}]"...)
