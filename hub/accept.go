@@ -195,9 +195,9 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.kick() // the welcome
 	go func() {
 		defer finish()
-		c.readLoop()     // ends with c.close
-		<-c.finished     // the close frame went out (bounded by WriteWait and the close handshake)
-		c.pipe.stopped() // the acker saw the socket's context end
+		c.readLoop() // ends with c.close
+		<-c.finished // the close frame went out (bounded by WriteWait and the close handshake)
+		c.stopped()  // the queue's driver saw the socket's context end
 		_ = c.ws.CloseNow()
 	}()
 }

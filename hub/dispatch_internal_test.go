@@ -45,7 +45,7 @@ func TestDispatchTakesTheEntriesBeforeAnAck(t *testing.T) {
 			live <- liveMsg(h, id, from+i+1, from+i, set(fmt.Sprint("k", i)))
 		}
 		acks := &h.log.acks
-		f := &pubAck{done: make(chan struct{}), deadline: time.Now().Add(time.Minute)}
+		f := &pubAck{deadline: time.Now().Add(time.Minute)}
 		acks.slots <- struct{}{}
 		acks.mu.Lock()
 		acks.n++
@@ -58,9 +58,7 @@ func TestDispatchTakesTheEntriesBeforeAnAck(t *testing.T) {
 
 		h.workers.Add(1)
 		go h.dispatch(live, acked) // until the hub closes
-		select {
-		case <-f.done:
-		case <-time.After(5 * time.Second):
+		if !settledWithin(f, 5*time.Second) {
 			t.Fatal("the acknowledgement was not routed")
 		}
 		v.mu.Lock()

@@ -127,9 +127,10 @@ type pipeline struct {
 	mu     sync.Mutex
 	q      []pending
 	space  chan struct{} // signalled when an answer leaves the queue
-	acking bool          // an acker runs (ack): answers are owed
-	// idle is closed when the running acker exits, the queue empty; made
-	// only by what waits for that (idleLocked), not for every acker.
+	acking bool          // the queue has a driver (drive): answers are owed
+	parked *pubAck       // the driver is the publish the head waits for (pubAck.park)
+	// idle is closed when the driver finds the queue empty; made only by
+	// what waits for that (idleLocked), not for every answer.
 	idle chan struct{}
 
 	// open is the socket's last batch, which later writes may join while
@@ -251,7 +252,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// the append it refuses compacts the log first (Hub.stage), in
 		// order. Once this instance's appends of the session are
 		// acknowledged, one at a time, as the log says.
-		settled := v.settled
+		settled := v.settledLocked()
 		v.mu.Unlock()
 		if c.pipe.wait(c.ctx) && waitClosed(c.ctx, settled) {
 			c.stageOne(m.ID, ops)
@@ -324,10 +325,20 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 func (v *view) publishedLocked(w *ownWrite, data []byte) {
 	v.publishes++
 	w.published, w.order, w.data = true, v.publishes, data
+	v.unacked++
+}
+
+// settledLocked returns a channel closed once none of the view's
+// pipelined appends is unanswered, nil when none is: made only for what
+// waits for it, not for every append. Called with the view's lock held.
+func (v *view) settledLocked() chan struct{} {
+	if v.unacked == 0 {
+		return nil
+	}
 	if v.settled == nil {
 		v.settled = make(chan struct{})
 	}
-	v.unacked++
+	return v.settled
 }
 
 // waitClosed waits for ch to close (nil: at once); false when ctx ended
@@ -358,7 +369,7 @@ func (v *view) settleLocked(w *ownWrite, seq uint64) {
 		return
 	}
 	w.published = false
-	if v.unacked--; v.unacked == 0 {
+	if v.unacked--; v.unacked == 0 && v.settled != nil {
 		close(v.settled)
 		v.settled = nil
 	}
@@ -522,7 +533,7 @@ func (c *conn) room() (ok, waited bool) {
 }
 
 // push adds an answer to the queue, waiting while pipelineDepth are owed,
-// and starts the acker unless one runs.
+// and drives the queue (answer) unless something does.
 func (c *conn) push(p pending) {
 	if ok, _ := c.room(); !ok {
 		// The socket closed: nobody waits for the answer, and the budget
@@ -539,17 +550,59 @@ func (c *conn) push(p pending) {
 	pl.acking = true
 	pl.mu.Unlock()
 	if start {
-		c.h.run.run(c.ack)
+		c.answerReady()
 	}
 }
 
-// ack answers the queue in order until it is empty or the socket closes.
-func (c *conn) ack() {
+// The queue has one driver at a time while answers are owed (acking):
+// the acker goroutine (ack), which may wait, or, between answers, the
+// publish the queue's head waits for (pubAck.park): whoever settles that
+// publish (the shard's dispatcher, as it routes the acknowledgement)
+// answers what is ready then on its own goroutine (answerReady), which
+// waits for nothing, and hands anything that would wait to the acker.
+// So a write answered one at a time costs no goroutine of its own: its
+// ack is queued by the dispatcher that routed JetStream's.
+
+// ack answers the queue in order until it is empty or the socket
+// closes, or parks it on the publish its head waits for.
+func (c *conn) ack() { c.drive(false) }
+
+// answerReady is ack on a goroutine that must not wait: it answers what
+// is ready, parks the queue on the publish its head waits for, or starts
+// the acker for what would wait (an append to make, a compaction, a
+// closed socket's answers).
+func (c *conn) answerReady() { c.drive(true) }
+
+// resumeAnswers drives the queue parked on f, now settled; called by whoever
+// settled it.
+func (c *conn) resumeAnswers(f *pubAck) {
+	pl := &c.pipe
+	pl.mu.Lock()
+	if pl.parked != f {
+		pl.mu.Unlock()
+		return // unparked by the socket's end (stopped)
+	}
+	pl.parked = nil
+	pl.mu.Unlock()
+	c.answerReady()
+}
+
+// drive is ack (inline false) or answerReady (inline true).
+func (c *conn) drive(inline bool) {
 	pl := &c.pipe
 	unsent := false // an answer enqueued, for which no writer was started
+	handOff := func() {
+		// What comes next waits: the acker goroutine takes the queue
+		// over (acking stays set).
+		pl.mu.Unlock()
+		if unsent {
+			c.kick()
+		}
+		c.h.run.run(c.ack)
+	}
 	for {
 		pl.mu.Lock()
-		if len(pl.q) == 0 && unsent {
+		if len(pl.q) == 0 && unsent && !inline {
 			// The last answers: written here, then the queue is looked
 			// at again (an answer pushed meanwhile finds the acker
 			// running).
@@ -565,15 +618,22 @@ func (c *conn) ack() {
 				pl.idle = nil
 			}
 			pl.mu.Unlock()
+			if unsent {
+				c.kick()
+			}
 			return
 		}
-		if unsent {
+		if unsent && !inline {
 			// A writer goroutine writes it while the acker goes on to
 			// the next answer; the last one it writes itself.
 			c.kick()
 			unsent = false
 		}
 		if c.ctx.Err() != nil {
+			if inline {
+				handOff()
+				return
+			}
 			rest := pl.q
 			pl.q = nil
 			pl.mu.Unlock()
@@ -581,6 +641,28 @@ func (c *conn) ack() {
 			continue
 		}
 		p := pl.q[0]
+		if b := p.b; b != nil && !b.answered {
+			if inline && b.waits() {
+				handOff()
+				return
+			}
+			if !b.appended {
+				// The acker is its first to reach it: every answer
+				// before it went.
+				pl.mu.Unlock()
+				c.publishBatch(c.ctx, b) // false: the socket closed, seen above
+				continue
+			}
+			if f := b.fut; f != nil && f.park(c) {
+				// Not answered yet: its settling resumes the queue.
+				pl.parked = f
+				pl.mu.Unlock()
+				if unsent {
+					c.kick()
+				}
+				return
+			}
+		}
 		pl.mu.Unlock()
 
 		err := p.err
@@ -588,10 +670,7 @@ func (c *conn) ack() {
 		sent := false // the ack went with the batch's change (settle)
 		if b := p.b; b != nil {
 			if !b.answered {
-				var ok bool
-				if ok, sent = c.settle(p.id, b); !ok {
-					continue // the socket closed
-				}
+				sent = c.settle(p.id, b)
 			}
 			seq, err = b.seq, b.err
 		}
@@ -617,6 +696,18 @@ func (c *conn) ack() {
 		}
 		pl.mu.Unlock()
 	}
+}
+
+// waits reports whether answering b, not answered yet, would wait for
+// more than its publish's acknowledgement: it is not appended yet
+// (publishBatch), or its log was full (settle compacts it and appends
+// again).
+func (b *batch) waits() bool {
+	if !b.appended {
+		return true
+	}
+	f := b.fut
+	return f != nil && f.settled() && f.err != nil && errors.Is(classifyPublish(f.err), ErrTooManyPending)
 }
 
 // orphan handles the answers still owed once the socket closed: nobody
@@ -659,26 +750,18 @@ func (b *batch) abandon(acks *asyncAcks) {
 	v.finishLocked(b, 0)
 }
 
-// settle appends batch b if the acker is its first to reach it, waits
-// for JetStream's answer, and records it in b and in the view; false
-// when the socket closed first. An append not acknowledged within
-// WriteTimeout of its publish is answered unavailable (asyncAcks.expire):
-// appends published together and never acknowledged are answered
-// together, not one timeout after the other. The batch's change to this
-// socket, if the view held it for the answer (ownWrite.echoable), goes out
-// now, with the ack of the batch's first write (id) when it succeeded:
-// sent.
-func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
-	if !b.appended && !c.publishBatch(c.ctx, b) {
-		return false, false
-	}
+// settle records the answer of batch b, appended and its publish settled
+// (or staged on its own), in b and in the view; it waits only when the
+// log was full, to compact it and append again. An append not
+// acknowledged within WriteTimeout of its publish is answered
+// unavailable (asyncAcks.expire): appends published together and never
+// acknowledged are answered together, not one timeout after the other.
+// The batch's change to this socket, if the view held it for the answer
+// (ownWrite.echoable), goes out now, with the ack of the batch's first
+// write (id) when it succeeded: sent.
+func (c *conn) settle(id uint64, b *batch) (sent bool) {
 	seq, err := b.seq, b.err // staged, or not appended
 	if b.fut != nil {
-		select {
-		case <-b.fut.done:
-		case <-c.ctx.Done():
-			return false, false
-		}
 		if seq, err = b.fut.seq, b.fut.err; err != nil {
 			err = classifyPublish(err)
 		}
@@ -717,7 +800,7 @@ func (c *conn) settle(id uint64, b *batch) (ok, sent bool) {
 	if err == nil {
 		c.h.snapshotLaterView(v)
 	}
-	return true, sent
+	return sent
 }
 
 // takeEchoLocked returns w's change if this socket holds it for w's
@@ -870,9 +953,19 @@ func (pl *pipeline) wait(ctx context.Context) bool {
 	}
 }
 
-// stopped waits for the acker to exit; the socket's context is done.
-func (pl *pipeline) stopped() {
+// stopped waits for the queue's driver to finish; the socket's context is
+// done. A queue parked on a publish (pubAck.park) is taken back and handed to
+// the acker, which answers it as a closed socket's: the publish may
+// never be settled (its waiter gave up, asyncAcks.forget).
+func (c *conn) stopped() {
+	pl := &c.pipe
 	pl.mu.Lock()
+	if f := pl.parked; f != nil && f.unpark() {
+		pl.parked = nil
+		pl.mu.Unlock()
+		c.ack()
+		return
+	}
 	idle := pl.idleLocked()
 	pl.mu.Unlock()
 	if idle != nil {

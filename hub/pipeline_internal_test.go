@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -198,9 +200,10 @@ func TestStalledBatchIsStagedOnItsOwn(t *testing.T) {
 	if _, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond); err != nil { // the one slot
 		t.Fatal(err)
 	}
-	if ok, _ := c.settle(1, b); !ok {
-		t.Fatal("settle: the socket closed")
+	if !c.publishBatch(ctx, b) {
+		t.Fatal("publishBatch: the socket closed")
 	}
+	c.settle(1, b)
 	if b.err != nil || b.seq == 0 || b.fut != nil || h.stalls.Load() != 1 {
 		t.Fatalf("batch answered %d, %v (published: %v), %d stalls; want staged on its own", b.seq, b.err, b.fut != nil, h.stalls.Load())
 	}
@@ -297,8 +300,8 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		seq := v.last + 1
 		e := entry{Seq: seq, Source: SourceWS, Ops: []session.Op{{Seq: seq, Type: session.OpSet, Key: "k", Value: []byte(value)}}}
 		v.takeInLocked(e, time.Now())
-		fut := &pubAck{done: make(chan struct{}), seq: seq}
-		close(fut.done) // answered
+		fut := &pubAck{seq: seq}
+		fut.state.Store(futureSettled) // answered
 		return &batch{own: own, n: 1, fut: fut, start: time.Now(), closed: true, appended: true}, seq
 	}
 	types := func(msgs [][]byte) []string {
@@ -323,8 +326,8 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got := types(plain.out.take()); fmt.Sprint(got) != fmt.Sprint([]string{fmt.Sprint("change", seq)}) {
 		t.Fatalf("the other socket was sent %v, want the change at once", got)
 	}
-	if ok, sent := c.settle(7, b); !ok || !sent {
-		t.Fatalf("settle: %v, %v; want the ack sent with the change", ok, sent)
+	if sent := c.settle(7, b); !sent {
+		t.Fatal("settle: the ack not sent with the change")
 	}
 	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("ack", seq)}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("with the ack, one take got %v, want %v", got, want)
@@ -336,8 +339,8 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 	if got, want := types(c.out.take()), []string{fmt.Sprint("change", seq), fmt.Sprint("change", later)}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("a later change: the socket got %v, want %v", got, want)
 	}
-	if ok, sent := c.settle(8, b); !ok || sent {
-		t.Fatalf("settle: %v, %v; want the ack alone (the change went)", ok, sent)
+	if sent := c.settle(8, b); sent {
+		t.Fatal("settle: the ack sent with a change; want it alone (the change went)")
 	}
 
 	// Without the subprotocol, the change goes at once.
@@ -497,5 +500,103 @@ func TestBudgetMeasureSkippedFarFromTheBudget(t *testing.T) {
 	v.stale = false
 	if c.sizedIn != nil {
 		t.Fatal("a measure on a stale view was kept as the socket's last")
+	}
+}
+
+// parkedWrite pushes a pipelined write of c whose publish nobody answers
+// (the test settles it): the queue parks on its future, with no goroutine
+// of its own.
+func parkedWrite(t *testing.T, h *Hub, c *conn, v *view) (*batch, *pubAck) {
+	t.Helper()
+	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}}
+	own := &ownWrite{v: v, ops: ops, c: c}
+	f, err := h.log.acks.publish(nats.NewMsg("silent.log"), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	v.inflight = append(v.inflight, own)
+	v.oweLocked(own)
+	v.publishedLocked(own, nil)
+	v.mu.Unlock()
+	b := &batch{own: own, n: 1, fut: f, start: time.Now(), closed: true, appended: true}
+	c.push(pending{id: 1, b: b, start: time.Now()})
+	c.pipe.mu.Lock()
+	parked, acking := c.pipe.parked, c.pipe.acking
+	c.pipe.mu.Unlock()
+	if parked != f || !acking {
+		t.Fatalf("after the push: parked on the write's publish %v, answers owed %v; want both", parked == f, acking)
+	}
+	return b, f
+}
+
+// TestSettlingAnswersAParkedQueue: a socket's queue waiting for its
+// head's publish parks on the publish's future; whoever settles it (the
+// dispatcher routing JetStream's acknowledgement) queues the answer
+// before it returns, and the queue has no driver left once empty.
+func TestSettlingAnswersAParkedQueue(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = -1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id, v := writtenView(t, h)
+	c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
+	c.writing.Store(true) // no writer: what is queued stays, to be taken here
+	c.v.Store(v)
+	_, f := parkedWrite(t, h, c, v)
+	if got := c.out.take(); len(got) != 0 {
+		t.Fatalf("before the publish is settled: %q queued, want nothing", got)
+	}
+	if !h.log.acks.forget(f) { // the test answers it, not JetStream
+		t.Fatal("the publish was settled by someone else")
+	}
+	v.mu.Lock()
+	seq := v.last + 1
+	v.mu.Unlock()
+	h.log.acks.settle(f, seq, nil)
+	if got, want := c.out.take(), protocol.AppendAck(nil, 1, seq, nil); len(got) != 1 || !bytes.Equal(got[0], want) {
+		t.Fatalf("once settled: %q queued, want %q", got, want)
+	}
+	c.pipe.mu.Lock()
+	defer c.pipe.mu.Unlock()
+	if c.pipe.acking || c.pipe.parked != nil || len(c.pipe.q) != 0 {
+		t.Fatalf("after the answer: driver %v, parked %v, %d owed; want none", c.pipe.acking, c.pipe.parked != nil, len(c.pipe.q))
+	}
+}
+
+// TestStoppedTakesBackAParkedQueue: a socket that closes while its queue
+// is parked on a publish never settled is not held by it: stopped
+// answers the queue as a closed socket's (the write no longer counted in
+// flight by either budget), and a late settling answers nothing.
+func TestStoppedTakesBackAParkedQueue(t *testing.T) {
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = -1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	id, v := writtenView(t, h)
+	c := &conn{h: h, id: id, ctx: ctx, cancel: cancel, out: newOutbox(64, 1<<20)}
+	c.writing.Store(true)
+	c.v.Store(v)
+	b, f := parkedWrite(t, h, c, v)
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		c.stopped()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stopped still waits for the parked queue 10s later")
+	}
+	v.mu.Lock()
+	finished, owed, inflight := b.finished, v.owed, slices.Contains(v.inflight, b.own)
+	v.mu.Unlock()
+	if !finished || owed != 0 || inflight {
+		t.Fatalf("after stopped: batch finished %v, %d ops owed, counted in flight %v; want finished, none", finished, owed, inflight)
+	}
+	if h.log.acks.forget(f) {
+		t.Fatal("the abandoned publish is still awaited")
+	}
+	h.log.acks.settle(f, 99, nil) // late: the queue is no longer parked on it
+	if got := c.out.take(); len(got) != 0 {
+		t.Fatalf("a late settling queued %q, want nothing", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,15 +52,45 @@ type asyncAcks struct {
 	order []*pubAck
 }
 
-// pubAck is the future of one asynchronous append: done is closed once
-// seq (the entry's sequence) or err is known.
+// pubAck is the future of one asynchronous append: once seq (the entry's
+// sequence) or err is known it is settled, and a socket's answer queue
+// parked on it (park) is resumed (conn.resumeAnswers). Nothing else waits
+// for it: it is one allocation, without a channel.
 type pubAck struct {
 	token    uint64
-	done     chan struct{}
 	seq      uint64
 	err      error
 	deadline time.Time // of its acknowledgement
+
+	state  atomic.Int32 // futurePending, futureParked or futureSettled
+	waiter *conn        // the socket whose queue is parked on it
 }
+
+const (
+	futurePending = iota
+	futureParked
+	futureSettled
+)
+
+// park makes c's answer queue wait for f: settling f resumes it
+// (conn.resumeAnswers). It reports false when f is settled already, or another
+// queue waits.
+func (f *pubAck) park(c *conn) bool {
+	if f.state.Load() != futurePending {
+		return false
+	}
+	f.waiter = c
+	return f.state.CompareAndSwap(futurePending, futureParked)
+}
+
+// unpark takes back the queue parked on f; false when f's settling has
+// begun (it resumes the queue).
+func (f *pubAck) unpark() bool {
+	return f.state.CompareAndSwap(futureParked, futurePending)
+}
+
+// settled reports whether seq or err is known.
+func (f *pubAck) settled() bool { return f.state.Load() == futureSettled }
 
 // expireEvery is how often, in fractions of the timeout, the publishes
 // past their deadline are failed: at most a fiftieth of it late.
@@ -213,7 +244,7 @@ func (a *asyncAcks) release() { <-a.slots }
 // slot reserve took, and returns its future: on error the slot is free
 // again.
 func (a *asyncAcks) publishReserved(m *nats.Msg, lane int) (*pubAck, error) {
-	f := &pubAck{done: make(chan struct{}), deadline: time.Now().Add(a.timeout)}
+	f := &pubAck{deadline: time.Now().Add(a.timeout)}
 	a.mu.Lock()
 	a.n++
 	f.token = a.n
@@ -236,7 +267,7 @@ func (a *asyncAcks) pending() int { return len(a.slots) }
 
 // forget stops waiting for f's acknowledgement (its publish failed, or
 // its waiter gave up): its slot is free again. It reports false when f
-// was no longer waiting: it is answered, or about to be (f.done closes).
+// was no longer waiting: it is answered, or about to be (it is being settled).
 func (a *asyncAcks) forget(f *pubAck) bool {
 	a.mu.Lock()
 	_, ok := a.waiting[f.token]
@@ -272,7 +303,9 @@ func (a *asyncAcks) route(m *nats.Msg) {
 
 func (a *asyncAcks) settle(f *pubAck, seq uint64, err error) {
 	f.seq, f.err = seq, err
-	close(f.done)
+	if f.state.Swap(futureSettled) == futureParked {
+		f.waiter.resumeAnswers(f)
+	}
 }
 
 // parsePubAck reads JetStream's acknowledgement of a publish: the entry's

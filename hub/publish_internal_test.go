@@ -15,13 +15,20 @@ import (
 // await returns f's outcome, failing the test when it takes a second.
 func await(t *testing.T, f *pubAck) (uint64, error) {
 	t.Helper()
-	select {
-	case <-f.done:
-		return f.seq, f.err
-	case <-time.After(time.Second):
+	if !settledWithin(f, time.Second) {
 		t.Fatal("no acknowledgement")
-		return 0, nil
 	}
+	return f.seq, f.err
+}
+
+// settledWithin reports whether f is settled within d.
+func settledWithin(f *pubAck, d time.Duration) bool {
+	for deadline := time.Now().Add(d); !f.settled(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // publish reserves a slot within stall (errStalled otherwise) and
@@ -176,13 +183,11 @@ func TestAsyncAcksReconnect(t *testing.T) {
 	if err := nc.ForceReconnect(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-f.done:
-		if !errors.Is(f.err, nats.ErrDisconnected) {
-			t.Fatalf("after a reconnect: %v, want disconnected", f.err)
-		}
-	case <-time.After(10 * time.Second):
+	if !settledWithin(f, 10*time.Second) {
 		t.Fatal("an append published before the reconnect still awaits its acknowledgement 10s later")
+	}
+	if !errors.Is(f.err, nats.ErrDisconnected) {
+		t.Fatalf("after a reconnect: %v, want disconnected", f.err)
 	}
 	if n := a.pending(); n != 0 {
 		t.Fatalf("%d awaiting after the reconnect, want 0", n)

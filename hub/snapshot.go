@@ -360,7 +360,7 @@ func (v *view) compactGated(ctx context.Context) (snapshotResult, error) {
 	gate := make(chan struct{})
 	v.mu.Lock()
 	v.gate = gate
-	settled := v.settled
+	settled := v.settledLocked()
 	v.mu.Unlock()
 	defer func() {
 		v.mu.Lock()

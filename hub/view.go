@@ -42,7 +42,7 @@ type view struct {
 
 	// This instance's pipelined appends of the session (pipeline.go):
 	// counted by the cookie budget until the view holds them; settled is
-	// closed once none is unanswered.
+	// closed once none is unanswered (settledLocked).
 	inflight []*ownWrite
 	unacked  int
 	settled  chan struct{}
