@@ -129,6 +129,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h:        h,
 		ws:       ws,
 		raw:      sw.conn,
+		rawc:     rawConn(sw.conn),
 		id:       id,
 		joined:   make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(h.opts.RateLimit), h.opts.RateBurst),

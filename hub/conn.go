@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,6 +25,12 @@ type conn struct {
 	h   *Hub
 	ws  *websocket.Conn
 	raw net.Conn // the connection under ws (under its TLS, if any): closing it ends any read or write of ws
+	// rawc is raw's file descriptor, when it has one: what writeSoon asks
+	// the kernel about (sendRoom). sendRoom is the room it last told, less
+	// what was written since (sendCost); only the socket's writer (who
+	// holds writing) reads or writes it.
+	rawc     syscall.RawConn
+	sendRoom int
 	// v is the session's view; nil while the socket is lazy (lazy.go),
 	// until joined is closed.
 	v       atomic.Pointer[view]
@@ -73,20 +80,25 @@ type conn struct {
 // deliver folds a change into the socket's snapshot and queues its
 // message. It never blocks: a socket whose buffer is full is closed with
 // CloseTooSlow, everyone else keeps receiving. Called under the view's lock.
-func (c *conn) deliver(e entry, msg []byte) { c.deliverHolding(e, msg, nil) }
+func (c *conn) deliver(e entry, msg []byte) {
+	if c.deliverHolding(e, msg, nil) {
+		c.kick()
+	}
+}
 
 // deliverHolding is deliver, holding the change for the first ack of the
 // socket's own write w instead of queueing it (ownWrite.echoable) when w is
-// not nil. A change held before goes first. Called with the view's lock
-// held, or for a socket not among the view's yet (lazy.go), which holds
-// nothing.
-func (c *conn) deliverHolding(e entry, msg []byte, w *ownWrite) {
+// not nil, and leaving the writer to the caller: it reports whether it
+// queued a message (view.wakeLocked starts the writer). A change held
+// before goes first. Called with the view's lock held, or for a socket
+// not among the view's yet (lazy.go), which holds nothing.
+func (c *conn) deliverHolding(e entry, msg []byte, w *ownWrite) (queued bool) {
 	c.mu.Lock()
 	if e.Seq <= c.snap.Seq {
 		// The socket has it already (its handshake read it from
 		// JetStream): sending an older change would step the client back.
 		c.mu.Unlock()
-		return
+		return false
 	}
 	// A snapshot of what the socket holds already changes none of its
 	// values: it only advances the version, and the client is not sent
@@ -100,17 +112,21 @@ func (c *conn) deliverHolding(e entry, msg []byte, w *ownWrite) {
 	switch {
 	case msg == nil || quiet:
 	case w != nil:
-		c.flushHeldLocked()
+		if c.held != nil {
+			queued = c.enqueue(c.takeEchoLocked(c.held))
+		}
 		w.echo, c.held = msg, w
+	case c.held != nil:
+		queued = c.enqueue(c.takeEchoLocked(c.held), msg)
 	default:
-		c.flushHeldLocked()
-		c.queue(msg)
+		queued = c.enqueue(msg)
 	}
 	for _, op := range e.Ops {
 		if op.Type == session.OpEnd {
 			c.close(CloseSessionEnded, "session ended")
 		}
 	}
+	return queued
 }
 
 // readLoop reads and handles client messages until the socket closes.

@@ -39,11 +39,17 @@ func shardOf(id string) int {
 func (h *Hub) dispatch(live, acked chan *nats.Msg) {
 	defer h.workers.Done()
 	prefix := h.opts.Subject + ".live."
+	var woken []*conn
 	onLive := func(m *nats.Msg) {
 		id := strings.TrimPrefix(m.Subject, prefix)
 		if v := h.lookup(id); v != nil {
-			v.onLive(m)
+			v.onLive(m, &woken)
 		}
+		for i, c := range woken {
+			c.writeSoon()
+			woken[i] = nil
+		}
+		woken = woken[:0]
 	}
 	for {
 		select {

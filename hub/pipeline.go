@@ -591,13 +591,23 @@ func (c *conn) resumeAnswers(f *pubAck) {
 func (c *conn) drive(inline bool) {
 	pl := &c.pipe
 	unsent := false // an answer enqueued, for which no writer was started
+	// flush starts the writer for what was enqueued, as the queue's
+	// driver leaves: the acker writes it itself, a goroutine that must
+	// not wait only when the kernel takes it at once (writeSoon).
+	flush := func() {
+		switch {
+		case !unsent:
+		case inline:
+			c.writeSoon()
+		default:
+			c.writeHere()
+		}
+	}
 	handOff := func() {
 		// What comes next waits: the acker goroutine takes the queue
 		// over (acking stays set).
 		pl.mu.Unlock()
-		if unsent {
-			c.kick()
-		}
+		flush()
 		c.h.run.run(c.ack)
 	}
 	for {
@@ -618,9 +628,7 @@ func (c *conn) drive(inline bool) {
 				pl.idle = nil
 			}
 			pl.mu.Unlock()
-			if unsent {
-				c.kick()
-			}
+			flush()
 			return
 		}
 		if unsent && !inline {
@@ -657,9 +665,7 @@ func (c *conn) drive(inline bool) {
 				// Not answered yet: its settling resumes the queue.
 				pl.parked = f
 				pl.mu.Unlock()
-				if unsent {
-					c.kick()
-				}
+				flush()
 				return
 			}
 		}

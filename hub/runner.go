@@ -4,12 +4,13 @@ import (
 	"sync/atomic"
 )
 
-// A socket's acker and writer are short jobs: one runs per answer or per
-// batch of frames, then ends, so an idle socket holds no goroutine. A
-// goroutine made for each would start on a small stack and grow it on
-// every run (coder/websocket's write path and the acker's wait are
-// deeper than a fresh stack): a sequential write paid 11.6% of the hub's
-// CPU copying stacks. The runner keeps the goroutines of finished jobs,
+// A socket's acker and writer are short jobs: one runs per batch of
+// frames that cannot go straight to the kernel (conn.writeSoon), or
+// while answers wait for more than an acknowledgement (pipeline.go), then
+// ends, so an idle socket holds no goroutine. A goroutine made for each
+// would start on a small stack and grow it on every run
+// (coder/websocket's write path is deeper than a fresh stack): a
+// sequential write paid 11.6% of the hub's CPU copying stacks. The runner keeps the goroutines of finished jobs,
 // idle, for the next ones instead: a busy socket's next job finds a stack
 // already grown (the runtime may shrink an idle one at a GC, so the gain
 // is between collections).

@@ -299,6 +299,65 @@ func TestNonReadingSocketClosed(t *testing.T) {
 	reader.set("colour", "red")
 }
 
+// TestStalledSocketHoldsNoDispatcher: the dispatcher that delivers a
+// session's changes writes a socket's frames itself only while the
+// kernel takes them at once: a socket of the same session whose client
+// stopped reading, its kernel buffers full and a frame write waiting out
+// WriteWait, does not hold the delivery to the session's other sockets.
+// Each change reaches the reading socket well within WriteWait of its
+// write, until the stalled one is closed.
+func TestStalledSocketHoldsNoDispatcher(t *testing.T) {
+	t.Parallel()
+	ns := startNATS(t)
+	m := &counting{}
+	const wait = 4 * time.Second
+	in := newInstance(t, ns, func(o *hub.Options) {
+		o.Metrics = m
+		// The close comes from the frame that waits out WriteWait, not
+		// from the send buffer.
+		o.SendBuffer, o.SendBufferBytes = 1<<20, 1<<30
+		o.WriteWait = wait
+		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
+	})
+	c := newClient(t)
+	reader := c.dial(in)
+	reader.expect("welcome")
+	id := sessionID(t, in.store, c.cookie(in))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(in.srv.URL, "http")+"/hub/ws", &websocket.DialOptions{HTTPClient: c.http(in)})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stalled.CloseNow() })
+
+	big := `"` + strings.Repeat("x", 16<<10) + `"`
+	start := time.Now()
+	var slowest time.Duration
+	writes := 0
+	for ; m.closedWith(int(hub.CloseTooSlow)) == 0; writes++ {
+		if writes >= 5000 || time.Since(start) > 40*time.Second {
+			t.Fatalf("the stalled socket was not closed with %d after %d writes of 16 KiB, %v", hub.CloseTooSlow, writes, time.Since(start))
+		}
+		at := time.Now()
+		if _, err := in.hub.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(big)}); err != nil {
+			t.Fatal(err)
+		}
+		reader.expect("change")
+		slowest = max(slowest, time.Since(at))
+		if writes >= 800 {
+			// The stalled client's buffers are long full (12.5 MiB
+			// sent): its frame waits out WriteWait; write slowly
+			// meanwhile.
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("stalled socket closed after %d writes of 16 KiB, %v; slowest change to the reader %v", writes, time.Since(start), slowest)
+	if slowest > wait/2 {
+		t.Fatalf("a change reached the reading socket %v after its write (WriteWait %v): the stalled socket held its delivery", slowest, wait)
+	}
+}
+
 // TestInvalidFramesRateLimited: frames that do not decode count against
 // the socket's rate limit like any other, and another session's socket is
 // answered meanwhile.

@@ -46,6 +46,9 @@ type view struct {
 	inflight []*ownWrite
 	unacked  int
 	settled  chan struct{}
+	// woken collects the sockets whose writers the dispatcher starts
+	// after onLive (wakeLocked); nil otherwise.
+	woken *[]*conn
 	// For the write budget: the writes taken in and neither failed nor in
 	// the view yet (where their entry takes its tokens), and their ops.
 	owing []*ownWrite
@@ -266,8 +269,10 @@ func (v *view) markRevokedLocked(revoked bool) {
 }
 
 // onLive receives a republished log entry, from the dispatcher goroutine
-// of the view's shard, one message at a time.
-func (v *view) onLive(m *nats.Msg) {
+// of the view's shard, one message at a time. The sockets a change was
+// queued for are added to woken, for the dispatcher to start their
+// writers once the view's lock is let go (conn.writeSoon).
+func (v *view) onLive(m *nats.Msg, woken *[]*conn) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
@@ -277,7 +282,9 @@ func (v *view) onLive(m *nats.Msg) {
 		v.early = append(v.early, m)
 		return
 	}
+	v.woken = woken
 	v.applyLocked(m)
+	v.woken = nil
 }
 
 // applyLocked merges one republished entry: duplicates are dropped; an
@@ -440,13 +447,27 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 	msg := v.h.changeMessage(c)
 	echo := own.echoable()
 	for cn := range v.conns {
-		if echo != nil && cn == echo.c {
-			cn.deliverHolding(c, msg, echo)
-		} else {
-			cn.deliver(c, msg)
+		w := echo
+		if echo != nil && cn != echo.c {
+			w = nil
+		}
+		if cn.deliverHolding(c, msg, w) {
+			v.wakeLocked(cn)
 		}
 	}
 	v.h.opts.Metrics.Delivered(len(v.conns))
+}
+
+// wakeLocked starts the writer of c, which a change was queued for: at
+// once, or, while the shard's dispatcher holds the view's lock (onLive),
+// once it lets go of it (conn.writeSoon). Called with the view's lock
+// held.
+func (v *view) wakeLocked(c *conn) {
+	if v.woken != nil {
+		*v.woken = append(*v.woken, c)
+		return
+	}
+	c.kick()
 }
 
 // countLocked counts an entry towards the next snapshot.

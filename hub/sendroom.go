@@ -1,0 +1,26 @@
+package hub
+
+import (
+	"net"
+	"syscall"
+)
+
+// rawConn returns c's file descriptor for sendRoom, nil when c has none
+// (a connection of a custom listener, a pipe in a test).
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// sendCost bounds what a write of n bytes takes of the room sendRoom
+// measures: twice n (TLS adds a few bytes per record) and a buffer's
+// overhead (struct sk_buff and its shared info, for a write that cannot
+// join the last one's).
+func sendCost(n int) int { return 2*n + 2<<10 }
