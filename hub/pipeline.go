@@ -169,11 +169,12 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	start := time.Now() // read again below when the write waits for room
-	if !v.withinBudget(ops, start) {
+	within, written := v.admits(ops, start)
+	if !within {
 		c.answer(m.ID, c.h.errSessionBudget())
 		return
 	}
-	if !v.written(start) {
+	if !written {
 		// The log may be empty: the session's first write wakes the lazy
 		// sockets of every instance once acknowledged (Hub.stage).
 		if c.pipe.wait(c.ctx) {
@@ -783,13 +784,15 @@ func (c *conn) settle(id uint64, b *batch) (sent bool) {
 		seq = 0
 	}
 	// Settled, and on success recorded as the view's freshest write and
-	// as one reads through this instance wait for (Hub.acked), in one
-	// hold of the view's lock.
+	// as one reads through this instance wait for (Hub.acked), and a
+	// compaction started if it is time (snapshotLater), in one hold of
+	// the view's lock.
 	v := b.own.v
 	v.mu.Lock()
 	v.finishLocked(b, seq)
 	if err == nil {
 		v.ackedLocked(b.start, seq)
+		c.h.snapshotLaterLocked(v)
 	}
 	if echo := c.takeEchoLocked(b.own); echo != nil {
 		// Queued in this hold of the view's lock: no later change to the
@@ -803,9 +806,6 @@ func (c *conn) settle(id uint64, b *batch) (sent bool) {
 	}
 	v.mu.Unlock()
 	b.answered, b.seq, b.err = true, seq, err
-	if err == nil {
-		c.h.snapshotLaterView(v)
-	}
 	return sent
 }
 

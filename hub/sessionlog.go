@@ -17,10 +17,10 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	}
 	v := h.lookup(id)
 	start := time.Now()
-	if !v.withinBudget(ops, start) {
+	within, written := v.admits(ops, start)
+	if !within {
 		return 0, h.errSessionBudget()
 	}
-	written := v.written(start)
 	seq, err := h.appendCompacting(ctx, id, source, expect, ops)
 	if err != nil {
 		return 0, err
@@ -34,34 +34,27 @@ func (h *Hub) stage(ctx context.Context, id, source string, expect *uint64, ops 
 	return seq, nil
 }
 
-// withinBudget reports whether the session may append another entry: its
-// view on this instance (every socket and request of it has one) holds a
-// token of the session's write budget. An end op always may; a session
-// without a view here (Hub.Write from server code) is not metered.
-func (v *view) withinBudget(ops []session.Op, now time.Time) bool {
+// admits reports, in one hold of the view's lock, whether the session
+// may append another entry (within): its view on this instance (every
+// socket and request of it has one) holds a token of the session's
+// write budget; an end op always may; a session without a view here
+// (Hub.Write from server code) is not metered. And whether the session's
+// log is known to hold an entry at now (written), so that no socket of
+// it can be lazy (lazy.go) and an append needs no wake: the view saw an
+// entry written less than Retention/2 ago.
+func (v *view) admits(ops []session.Op, now time.Time) (within, written bool) {
 	if v == nil {
-		return true
+		return true, false
 	}
+	end := false
 	for _, op := range ops {
-		if op.Type == session.OpEnd {
-			return true
-		}
+		end = end || op.Type == session.OpEnd
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.budget.TokensAt(now) >= 1
-}
-
-// written reports whether the session's log is known to hold an entry at
-// now, so that no socket of it can be lazy (lazy.go) and an append needs
-// no wake: the view saw an entry written less than Retention/2 ago.
-func (v *view) written(now time.Time) bool {
-	if v == nil {
-		return false
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
+	within = end || v.budget.TokensAt(now) >= 1
+	written = !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
+	return within, written
 }
 
 // ackedLocked records an entry of the session this instance appended at

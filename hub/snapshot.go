@@ -204,6 +204,14 @@ func (h *Hub) snapshotLaterView(v *view) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	h.snapshotLaterLocked(v)
+}
+
+// snapshotLaterLocked is snapshotLaterView with the view's lock held.
+func (h *Hub) snapshotLaterLocked(v *view) {
+	if h.opts.SnapshotEvery <= 0 {
+		return
+	}
 	if v.closed || v.compacting || v.ended || h.closing.Load() || (v.counted && v.sinceSnap < h.opts.SnapshotEvery) {
 		return
 	}

@@ -425,7 +425,7 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 	if c.Covers == 0 {
 		// Into debt if need be: the entry is written. A reservation past
 		// the burst would take nothing.
-		v.budget.ReserveN(now, min(entryWrites(c), v.budget.Burst()))
+		v.budget.ReserveN(now, min(entryWrites(c), v.h.opts.SessionWriteBurst))
 	}
 	v.growth += growthOf(c.Ops)
 	v.tail = append(v.tail, c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -91,6 +92,7 @@ func (c *conn) writeSoon() {
 type outbox struct {
 	mu       sync.Mutex
 	q        [][]byte
+	n        atomic.Int32 // len(q), set under mu, read without it (backlogged, waitBelow)
 	max      int
 	bytes    int // queued, and taken but not yet written
 	maxBytes int
@@ -115,6 +117,7 @@ func (o *outbox) push(msgs ...[]byte) bool {
 		return false
 	}
 	o.q = append(o.q, msgs...)
+	o.n.Store(int32(len(o.q)))
 	o.bytes += n
 	return true
 }
@@ -148,6 +151,7 @@ func (o *outbox) unshift(msgs [][]byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.q = append(append([][]byte(nil), msgs...), o.q...)
+	o.n.Store(int32(len(o.q)))
 }
 
 // empty reports whether no message waits.
@@ -157,12 +161,37 @@ func (o *outbox) empty() bool {
 	return len(o.q) == 0
 }
 
+// takeOrIdle is take for the socket's writer, who holds writing: with
+// no message waiting it lets writing go in the same hold of the lock (a
+// message pushed after it finds no writer and starts one), and with
+// leave, it takes none and reports left when some wait (drainOn's here).
+func (o *outbox) takeOrIdle(leave bool, writing *atomic.Bool) (msgs [][]byte, left bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch {
+	case len(o.q) == 0:
+		writing.Store(false)
+		return nil, false
+	case leave:
+		return nil, true
+	}
+	msgs = o.q
+	o.q = nil
+	o.n.Store(0)
+	if o.taken != nil {
+		close(o.taken)
+		o.taken = nil
+	}
+	return msgs, false
+}
+
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	q := o.q
 	o.q = nil
+	o.n.Store(0)
 	if o.taken != nil {
 		close(o.taken)
 		o.taken = nil
@@ -190,7 +219,7 @@ func (c *conn) drain() { c.drainOn(false) }
 // does not keep its acker from its next answers.
 func (c *conn) drainOn(here bool) {
 	for wrote := false; ; wrote = true {
-		if c.closing.Load() || (here && wrote && !c.out.empty()) {
+		if c.closing.Load() {
 			if here {
 				c.h.run.run(c.drain) // writing stays set: the role passes to it
 				return
@@ -202,12 +231,16 @@ func (c *conn) drainOn(here bool) {
 			close(c.finished)
 			return // writing stays set: no writer after the close
 		}
-		msgs := c.out.take()
-		if len(msgs) == 0 {
-			c.writing.Store(false)
-			// A message or a close that came after take found a writer
-			// still running and did not start one: take the role back.
-			if (c.out.empty() && !c.closing.Load()) || !c.writing.CompareAndSwap(false, true) {
+		msgs, left := c.out.takeOrIdle(here && wrote, &c.writing)
+		if left {
+			c.h.run.run(c.drain) // writing stays set: the role passes to it
+			return
+		}
+		if msgs == nil {
+			// The role went with the queue found empty (a message queued
+			// after it starts a writer); a close that came meanwhile
+			// found it still held and did not: take it back.
+			if !c.closing.Load() || !c.writing.CompareAndSwap(false, true) {
 				return
 			}
 			continue
