@@ -113,10 +113,19 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 
 	sw := &sndbufWriter{ResponseWriter: w, size: h.opts.SocketKernelBuffer}
+	// c is set below, before the socket's read loop starts: the read
+	// loop is where coder/websocket calls OnPingReceived.
+	var c *conn
 	ws, err := websocket.Accept(sw, r, &websocket.AcceptOptions{
 		// The origin was checked above, by scheme, host and port.
 		InsecureSkipVerify: true,
 		Subprotocols:       []string{protocol.Subprotocol},
+		// The pong coder/websocket writes takes room in the kernel's
+		// send buffer too (conn.writeSoon).
+		OnPingReceived: func(context.Context, []byte) bool {
+			c.ctrl.Add(controlCost)
+			return true
+		},
 	})
 	if err != nil {
 		unreserve(true)
@@ -125,7 +134,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(h.opts.ReadLimit)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{
+	c = &conn{
 		h:        h,
 		ws:       ws,
 		raw:      sw.conn,

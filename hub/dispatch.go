@@ -32,10 +32,12 @@ func shardOf(id string) int {
 // republished entry before the acknowledgement of its append, and
 // nats.go's reader puts them in these channels in that order: the live
 // entries waiting when an acknowledgement is taken go first. So the view
-// holds a socket's own entry when the socket's acker learns its
-// sequence, and the entry's change goes with the ack (ownWrite.echoable).
-// It never waits on JetStream: a view that finds a gap repairs it on a
-// goroutine of its own (view.repairLocked).
+// holds a socket's own entry when the socket's answer queue learns its
+// sequence (most often here: conn.resumeAnswers), and the entry's change
+// goes with the ack (ownWrite.echoable). It never waits on JetStream: a
+// view that finds a gap repairs it on a goroutine of its own
+// (view.repairLocked); nor on a client: it writes a socket's frame only
+// when the kernel takes it at once (conn.writeSoon).
 func (h *Hub) dispatch(live, acked chan *nats.Msg) {
 	defer h.workers.Done()
 	prefix := h.opts.Subject + ".live."

@@ -651,11 +651,11 @@ func (c *conn) drive(inline bool) {
 		}
 		p := pl.q[0]
 		if b := p.b; b != nil && !b.answered {
-			if inline && b.waits() {
-				handOff()
-				return
-			}
 			if !b.appended {
+				if inline {
+					handOff()
+					return
+				}
 				// The acker is its first to reach it: every answer
 				// before it went.
 				pl.mu.Unlock()
@@ -667,6 +667,12 @@ func (c *conn) drive(inline bool) {
 				pl.parked = f
 				pl.mu.Unlock()
 				flush()
+				return
+			}
+			// Settled (park found it so): what it answered may need a
+			// wait still.
+			if inline && b.fullLog() {
+				handOff()
 				return
 			}
 		}
@@ -705,14 +711,9 @@ func (c *conn) drive(inline bool) {
 	}
 }
 
-// waits reports whether answering b, not answered yet, would wait for
-// more than its publish's acknowledgement: it is not appended yet
-// (publishBatch), or its log was full (settle compacts it and appends
-// again).
-func (b *batch) waits() bool {
-	if !b.appended {
-		return true
-	}
+// fullLog reports whether b's publish, settled, found its log full:
+// settle compacts the log and appends again, which waits.
+func (b *batch) fullLog() bool {
 	f := b.fut
 	return f != nil && f.settled() && f.err != nil && errors.Is(classifyPublish(f.err), ErrTooManyPending)
 }
@@ -960,8 +961,8 @@ func (pl *pipeline) wait(ctx context.Context) bool {
 }
 
 // stopped waits for the queue's driver to finish; the socket's context is
-// done. A queue parked on a publish (pubAck.park) is taken back and handed to
-// the acker, which answers it as a closed socket's: the publish may
+// done. A queue parked on a publish (pubAck.park) is taken back and
+// answered here, as a closed socket's (ack, orphan): the publish may
 // never be settled (its waiter gave up, asyncAcks.forget).
 func (c *conn) stopped() {
 	pl := &c.pipe
@@ -979,8 +980,9 @@ func (c *conn) stopped() {
 	}
 }
 
-// idleLocked returns a channel closed once the running acker exits, nil
-// when none runs. Called with pl.mu held.
+// idleLocked returns a channel closed once the queue's driver finds it
+// empty (a running acker, or a publish it is parked on), nil when it has
+// none. Called with pl.mu held.
 func (pl *pipeline) idleLocked() chan struct{} {
 	if !pl.acking {
 		return nil

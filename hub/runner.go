@@ -4,10 +4,11 @@ import (
 	"sync/atomic"
 )
 
-// A socket's acker and writer are short jobs: one runs per batch of
-// frames that cannot go straight to the kernel (conn.writeSoon), or
-// while answers wait for more than an acknowledgement (pipeline.go), then
-// ends, so an idle socket holds no goroutine. A goroutine made for each
+// A socket's acker and writer are short jobs: a writer runs per batch of
+// frames that the dispatcher does not write itself (conn.writeSoon: a
+// frame the kernel would not take at once, or one queued elsewhere), an
+// acker while answers wait for more than an acknowledgement
+// (pipeline.go); each then ends, so an idle socket holds no goroutine. A goroutine made for each
 // would start on a small stack and grow it on every run
 // (coder/websocket's write path is deeper than a fresh stack): a
 // sequential write paid 11.6% of the hub's CPU copying stacks. The runner keeps the goroutines of finished jobs,

@@ -24,3 +24,13 @@ func rawConn(c net.Conn) syscall.RawConn {
 // overhead (struct sk_buff and its shared info, for a write that cannot
 // join the last one's).
 func sendCost(n int) int { return 2*n + 2<<10 }
+
+// controlCost is sendCost of a control frame (a payload of at most 125
+// bytes), and controlReserve the room writeSoon leaves for the control
+// frames that may be on their way to the kernel while it measures: the
+// read loop's pong, the pinger's ping and a close's echo, one of each at
+// most.
+const (
+	controlCost    = 2*(2+4+125) + 2<<10
+	controlReserve = 3 * controlCost
+)

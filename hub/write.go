@@ -58,8 +58,9 @@ func (c *conn) kick() {
 // otherwise. A write cannot wait when no writer runs and the kernel's
 // send buffer of the connection has room for what is queued (sendRoom):
 // the frame goes straight to the kernel. The room is measured once, then
-// counted down by every write (sendCost) until it runs short: the client
-// only ever frees some, by reading. A client that stops reading
+// counted down by every frame written on the connection (sendCost: the
+// writer's, and the control frames others write, conn.ctrl) until it
+// runs short: the client only ever frees some, by reading. A client that stops reading
 // fills that buffer, and its frames then go to a writer goroutine, which
 // waits for it as long as WriteWait. (A message queued between the
 // measure and the write, past its margin, or a system short of TCP
@@ -73,9 +74,16 @@ func (c *conn) writeSoon() {
 	if !c.writing.CompareAndSwap(false, true) {
 		return // the running writer takes it
 	}
-	need := sendCost(c.out.unsent())
+	// The control frames written on the connection since took room too.
+	ctrl := c.ctrl.Load()
+	c.sendRoom -= int(ctrl - c.ctrlSeen)
+	c.ctrlSeen = ctrl
+	need := sendCost(c.out.unsent()) + controlReserve
 	if c.sendRoom < need && c.rawc != nil {
 		if room, ok := sendRoom(c.rawc); ok {
+			// ctrl was read before the measure: a control frame counted
+			// after it is taken off again, whether the measure saw it or
+			// not.
 			c.sendRoom = room
 		}
 	}
@@ -264,6 +272,7 @@ func (c *conn) drainOn(here bool) {
 // ping checks that the client answers; the hub's pinger calls it.
 func (c *conn) ping() {
 	defer c.pinging.Store(false)
+	c.ctrl.Add(controlCost) // room it takes in the kernel's send buffer (writeSoon)
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.PingTimeout)
 	defer cancel()
 	if err := c.ws.Ping(ctx); err != nil && c.ctx.Err() == nil {
