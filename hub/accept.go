@@ -121,8 +121,12 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: true,
 		Subprotocols:       []string{protocol.Subprotocol},
 		// The pong coder/websocket writes takes room in the kernel's
-		// send buffer too (conn.writeSoon).
+		// send buffer too (conn.writeSoon), and is written only while
+		// half of it is free.
 		OnPingReceived: func(context.Context, []byte) bool {
+			if !c.pongFits() {
+				return false
+			}
 			c.ctrl.Add(controlCost)
 			return true
 		},

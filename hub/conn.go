@@ -28,12 +28,13 @@ type conn struct {
 	// rawc is raw's file descriptor, when it has one: what writeSoon asks
 	// the kernel about (sendRoom). sendRoom is the room it last told, less
 	// what was written since (sendCost); only the socket's writer (who
-	// holds writing) reads or writes it, and ctrlSeen. ctrl counts the
+	// holds writing) reads or writes it, sendSize and ctrlSeen. ctrl counts the
 	// control frames others write on the connection (the read loop's
 	// pongs, the pinger's pings), in sendCost; ctrlSeen is how much of it
 	// sendRoom takes into account.
 	rawc     syscall.RawConn
 	sendRoom int
+	sendSize int // the send buffer's size, as last measured
 	ctrl     atomic.Int64
 	ctrlSeen int64
 	// v is the session's view; nil while the socket is lazy (lazy.go),

@@ -96,3 +96,21 @@ func TestPingFloodHoldsNoDispatcher(t *testing.T) {
 		t.Fatalf("a change reached the reading socket %v after its write (WriteWait %v): the flooding socket held its delivery", slowest, wait)
 	}
 }
+
+// TestClientPingsAnswered: a client that reads gets the pong of every
+// ping it sends (pongFits holds back only those of a client whose
+// buffers are half full).
+func TestClientPingsAnswered(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, startNATS(t), nil)
+	s := newClient(t).dial(in)
+	s.expect("welcome")
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.ws.Ping(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+	}
+}

@@ -16,21 +16,23 @@ const (
 )
 
 // sendRoom returns how much the kernel takes on rc's socket without a
-// write waiting for the client, in the units of sendCost: a TCP write
-// waits once the memory its send buffer holds (sk_wmem_queued: bytes
-// unsent or not yet acknowledged by the client, with their buffers'
-// overhead) reaches the buffer's size (sk_sndbuf). ok is false when the
-// kernel does not tell. One getsockopt system call, which never blocks.
-func sendRoom(rc syscall.RawConn) (room int, ok bool) {
+// write waiting for the client, in the units of sendCost, and the send
+// buffer's size: a TCP write waits once the memory its send buffer holds
+// (sk_wmem_queued: bytes unsent or not yet acknowledged by the client,
+// with their buffers' overhead) reaches the buffer's size (sk_sndbuf). ok
+// is false when the kernel does not tell. One getsockopt system call,
+// which never blocks.
+func sendRoom(rc syscall.RawConn) (room, size int, ok bool) {
 	var info [skMeminfoVars]uint32
-	size := uint32(unsafe.Sizeof(info))
+	n := uint32(unsafe.Sizeof(info))
 	var errno syscall.Errno
 	err := rc.Control(func(fd uintptr) {
 		_, _, errno = syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
+			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&n)), 0)
 	})
-	if err != nil || errno != 0 || size < 4*(skMeminfoWmemQueued+1) {
-		return 0, false
+	if err != nil || errno != 0 || n < 4*(skMeminfoWmemQueued+1) {
+		return 0, 0, false
 	}
-	return int(info[skMeminfoSndbuf]) - int(info[skMeminfoWmemQueued]), true
+	size = int(info[skMeminfoSndbuf])
+	return size - int(info[skMeminfoWmemQueued]), size, true
 }

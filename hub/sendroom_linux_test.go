@@ -41,8 +41,8 @@ func TestSendRoom(t *testing.T) {
 	}
 	room := func() int {
 		t.Helper()
-		n, ok := sendRoom(rc)
-		if !ok {
+		n, size, ok := sendRoom(rc)
+		if !ok || size < n {
 			t.Fatal("the kernel does not tell the send buffer's room")
 		}
 		return n

@@ -78,16 +78,18 @@ func (c *conn) writeSoon() {
 	ctrl := c.ctrl.Load()
 	c.sendRoom -= int(ctrl - c.ctrlSeen)
 	c.ctrlSeen = ctrl
-	need := sendCost(c.out.unsent()) + controlReserve
+	need := framesCost(c.out.unsent()) + controlReserve
 	if c.sendRoom < need && c.rawc != nil {
-		if room, ok := sendRoom(c.rawc); ok {
+		if room, size, ok := sendRoom(c.rawc); ok {
 			// ctrl was read before the measure: a control frame counted
 			// after it is taken off again, whether the measure saw it or
 			// not.
-			c.sendRoom = room
+			c.sendRoom, c.sendSize = room, size
 		}
 	}
-	if c.sendRoom < need || c.closing.Load() {
+	// Pongs are written while half the buffer is free (pongFits): past
+	// what was measured, they leave that half to this write.
+	if c.sendRoom < need || need > c.sendSize/2 || c.closing.Load() {
 		c.h.run.run(c.drain)
 		return
 	}
@@ -138,12 +140,12 @@ func (o *outbox) written(n int) {
 	o.mu.Unlock()
 }
 
-// unsent is the bytes of the messages queued and of those taken but not
-// yet written.
-func (o *outbox) unsent() int {
+// unsent is how many messages are queued, and the bytes of those and of
+// the ones taken but not yet written.
+func (o *outbox) unsent() (msgs, size int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.bytes
+	return len(o.q), o.bytes
 }
 
 // room reports whether n more messages fit now.
