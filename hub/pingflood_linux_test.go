@@ -32,10 +32,7 @@ func TestPingFloodHoldsNoDispatcher(t *testing.T) {
 		o.WriteWait = wait
 		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
 	})
-	c := newClient(t)
-	reader := c.dial(in)
-	reader.expect("welcome")
-	id := sessionID(t, in.store, c.cookie(in))
+	c, reader, id := sessionReader(t, in)
 	write := func(value string) time.Duration {
 		t.Helper()
 		at := time.Now()

@@ -239,6 +239,30 @@ func TestSocketsPerAddrCapped(t *testing.T) {
 	open[0].set("colour", "red")
 }
 
+// sessionReader opens a socket of a new session on in that reads
+// everything (its welcome taken), and returns its client and the
+// session's ID.
+func sessionReader(t *testing.T, in *instance) (*client, *sock, string) {
+	t.Helper()
+	c := newClient(t)
+	reader := c.dial(in)
+	reader.expect("welcome")
+	return c, reader, sessionID(t, in.store, c.cookie(in))
+}
+
+// dialStalled opens a socket of c's session on in that never reads after
+// its handshake, closed with the test.
+func dialStalled(t *testing.T, in *instance, c *client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(in.srv.URL, "http")+"/hub/ws", &websocket.DialOptions{HTTPClient: c.http(in)})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stalled.CloseNow() })
+}
+
 // TestNonReadingSocketClosed: a client that stops reading is closed with
 // CloseTooSlow once its unsent bytes pass SendBufferBytes or a frame write
 // takes longer than WriteWait, within a bounded time, while a reading
@@ -255,19 +279,10 @@ func TestNonReadingSocketClosed(t *testing.T) {
 		// not meet the session's write budget first.
 		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
 	})
-	c := newClient(t)
-	reader := c.dial(in)
-	reader.expect("welcome")
-	id := sessionID(t, in.store, c.cookie(in))
+	c, reader, id := sessionReader(t, in)
 	// The stalled client: a socket of the same session that never reads
 	// after its handshake.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(in.srv.URL, "http")+"/hub/ws", &websocket.DialOptions{HTTPClient: c.http(in)})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stalled.CloseNow() })
+	dialStalled(t, in, c)
 	other := newClient(t).dial(in)
 	other.expect("welcome")
 
@@ -319,17 +334,8 @@ func TestStalledSocketHoldsNoDispatcher(t *testing.T) {
 		o.WriteWait = wait
 		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
 	})
-	c := newClient(t)
-	reader := c.dial(in)
-	reader.expect("welcome")
-	id := sessionID(t, in.store, c.cookie(in))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	stalled, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(in.srv.URL, "http")+"/hub/ws", &websocket.DialOptions{HTTPClient: c.http(in)})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stalled.CloseNow() })
+	c, reader, id := sessionReader(t, in)
+	dialStalled(t, in, c)
 
 	big := `"` + strings.Repeat("x", 16<<10) + `"`
 	start := time.Now()
