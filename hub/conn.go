@@ -27,11 +27,11 @@ type conn struct {
 	raw net.Conn // the connection under ws (under its TLS, if any): closing it ends any read or write of ws
 	// rawc is raw's file descriptor, when it has one: what writeSoon asks
 	// the kernel about (sendRoom). sendRoom is the room it last told, less
-	// what was written since (sendCost); only the socket's writer (who
-	// holds writing) reads or writes it, sendSize and ctrlSeen. ctrl counts the
-	// control frames others write on the connection (the read loop's
-	// pongs, the pinger's pings), in sendCost; ctrlSeen is how much of it
-	// sendRoom takes into account.
+	// what was written since (sendCost). ctrl counts the control frames
+	// others write on the connection (the read loop's pongs, the
+	// pinger's pings), in sendCost; ctrlSeen is how much of it sendRoom
+	// takes into account. Only the socket's writer (who holds writing)
+	// reads or writes sendRoom, sendSize and ctrlSeen.
 	rawc     syscall.RawConn
 	sendRoom int
 	sendSize int // the send buffer's size, as last measured

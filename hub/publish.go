@@ -73,8 +73,8 @@ const (
 )
 
 // park makes c's answer queue wait for f: settling f resumes it
-// (conn.resumeAnswers). It reports false when f is settled already, or another
-// queue waits.
+// (conn.resumeAnswers). It reports false when f is settled already, or
+// another queue waits.
 func (f *pubAck) park(c *conn) bool {
 	if f.state.Load() != futurePending {
 		return false
@@ -267,7 +267,7 @@ func (a *asyncAcks) pending() int { return len(a.slots) }
 
 // forget stops waiting for f's acknowledgement (its publish failed, or
 // its waiter gave up): its slot is free again. It reports false when f
-// was no longer waiting: it is answered, or about to be (it is being settled).
+// was no longer waiting: it is settled, or being settled.
 func (a *asyncAcks) forget(f *pubAck) bool {
 	a.mu.Lock()
 	_, ok := a.waiting[f.token]

@@ -8,13 +8,14 @@ import (
 // frames that the dispatcher does not write itself (conn.writeSoon: a
 // frame the kernel would not take at once, or one queued elsewhere), an
 // acker while answers wait for more than an acknowledgement
-// (pipeline.go); each then ends, so an idle socket holds no goroutine. A goroutine made for each
-// would start on a small stack and grow it on every run
-// (coder/websocket's write path is deeper than a fresh stack): a
-// sequential write paid 11.6% of the hub's CPU copying stacks. The runner keeps the goroutines of finished jobs,
-// idle, for the next ones instead: a busy socket's next job finds a stack
-// already grown (the runtime may shrink an idle one at a GC, so the gain
-// is between collections).
+// (pipeline.go); each then ends, so an idle socket holds no goroutine. A
+// goroutine made for each would start on a small stack and grow it on
+// every run (coder/websocket's write path is deeper than a fresh stack):
+// a sequential write paid 11.6% of the hub's CPU copying stacks. The
+// runner keeps the goroutines of finished jobs, idle, for the next ones
+// instead: a busy socket's next job finds a stack already grown (the
+// runtime may shrink an idle one at a GC, so the gain is between
+// collections).
 
 // maxIdleRunners is how many idle goroutines the runner keeps; a job
 // that ends with that many idle ends its goroutine too.

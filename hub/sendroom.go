@@ -46,9 +46,9 @@ const (
 // kernel's send buffer of the connection has half of it free, or cannot
 // tell. A client that sends pings and reads nothing could otherwise fill
 // the buffer with pongs, written on the read loop past what the
-// dispatcher measured (conn.writeSoon), which writes only while it leaves
-// them the other half. Only the latest of pings not yet answered needs a
-// pong (RFC 6455, 5.5.3): a client that reads gets them all.
+// dispatcher measured (conn.writeSoon), which writes only what fits in
+// the half they leave free. Only the latest of pings not yet answered
+// needs a pong (RFC 6455, 5.5.3): a client that reads gets them all.
 func (c *conn) pongFits() bool {
 	if c.rawc == nil {
 		return true

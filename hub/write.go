@@ -60,16 +60,16 @@ func (c *conn) kick() {
 // the frame goes straight to the kernel. The room is measured once, then
 // counted down by every frame written on the connection (sendCost: the
 // writer's, and the control frames others write, conn.ctrl) until it
-// runs short: the client only ever frees some, by reading. A client that stops reading
-// fills that buffer, and its frames then go to a writer goroutine, which
-// waits for it as long as WriteWait. (A message queued between the
-// measure and the write, past its margin, or a system short of TCP
-// memory, could still make the write wait: as long as WriteWait at most,
-// the frame deadline of every write.) Called with no lock held.
+// runs short: the client only ever frees some, by reading. A client that
+// stops reading fills that buffer, and its frames then go to a writer
+// goroutine, which waits for it as long as WriteWait. (A message queued
+// between the measure and the write past its margin, or a system short
+// of TCP memory, could still make the write wait: as long as WriteWait at
+// most, the frame deadline of every write.) Called with no lock held.
 //
-// A change delivered, or an ack, costs no goroutine hand-off then: a
-// write answered one at a time paid a third of the hub's CPU per write in
-// the scheduler and the writers' wake-ups.
+// A change delivered, or an ack, costs no goroutine hand-off then: at
+// window 1, about a twentieth of the hub's CPU per write (BENCHMARKS.md,
+// eighth round).
 func (c *conn) writeSoon() {
 	if !c.writing.CompareAndSwap(false, true) {
 		return // the running writer takes it
