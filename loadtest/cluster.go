@@ -154,15 +154,11 @@ func (t *topology) startCluster(natsBin string) error {
 // deleted, so that the hubs' stream creation does not meet "no suitable
 // peers".
 func (t *topology) waitPlacement(replicas int, timeout time.Duration) error {
-	nc, err := nats.Connect(t.natsURL, nats.Timeout(2*time.Second))
+	nc, js, err := connectJetStream(t.natsURL, nats.Timeout(2*time.Second))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -201,15 +197,11 @@ func (t *topology) waitNode(node *natsNode, timeout time.Duration) error {
 // streamPeers returns the node leading the hub's stream and its
 // followers, from the stream info.
 func (t *topology) streamPeers(ctx context.Context) (leader *natsNode, followers []*natsNode, err error) {
-	nc, err := nats.Connect(t.natsURL, nats.Timeout(2*time.Second))
+	nc, js, err := connectJetStream(t.natsURL, nats.Timeout(2*time.Second))
 	if err != nil {
 		return nil, nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, hub.DefaultStream)

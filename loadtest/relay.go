@@ -85,15 +85,11 @@ func serveRelay(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("loadtest relay"))
+	nc, js, err := connectJetStream(*natsURL, nats.Name("loadtest relay"))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateOrUpdateStream(ctx, relayStreamConfig()); err != nil {

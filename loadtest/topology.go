@@ -248,16 +248,27 @@ func (t *topology) startNATS() error {
 	}
 }
 
+// connectJetStream connects to the nats-server at url and opens its
+// JetStream API; the caller closes the connection.
+func connectJetStream(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
 func pingJetStream(url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second))
+	nc, js, err := connectJetStream(url, nats.Timeout(time.Second))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = js.AccountInfo(ctx)
