@@ -10,9 +10,10 @@ import (
 )
 
 // TestSendRoom: the kernel's send buffer of a fresh connection has room
-// for a frame, and not for more than the buffer; once a client that does
-// not read let it fill, a write waits and it has no room for one; once
-// the client read it all, it has room again.
+// for a frame, and not for more than the buffer, and a ping is answered;
+// once a client that does not read let it fill, a write waits, it has no
+// room for one and no pong is written; once the client read it all, it
+// has room again.
 func TestSendRoom(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,6 +51,10 @@ func TestSendRoom(t *testing.T) {
 	if n := room(); n < sendCost(1<<10) || n >= sendCost(1<<20) {
 		t.Fatalf("a fresh connection with a 64 KiB send buffer: room %d; want some for 1 KiB, none for 1 MiB", n)
 	}
+	c := &conn{rawc: rc}
+	if !c.pongFits() {
+		t.Fatal("a fresh connection: no pong answered")
+	}
 
 	// Fill it: the client reads nothing, and a write finally waits.
 	chunk := make([]byte, 4<<10)
@@ -70,6 +75,9 @@ func TestSendRoom(t *testing.T) {
 	}
 	if n := room(); n >= sendCost(100) {
 		t.Fatalf("after %d bytes to a client that does not read, a write waited; sendRoom still reports room %d", written, n)
+	}
+	if c.pongFits() {
+		t.Fatal("a full send buffer: a pong still answered")
 	}
 
 	// The client reads it all: room again.

@@ -164,13 +164,6 @@ func (o *outbox) unshift(msgs [][]byte) {
 	o.n.Store(int32(len(o.q)))
 }
 
-// empty reports whether no message waits.
-func (o *outbox) empty() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.q) == 0
-}
-
 // takeOrIdle is take for the socket's writer, who holds writing: with
 // no message waiting it lets writing go in the same hold of the lock (a
 // message pushed after it finds no writer and starts one), and with

@@ -346,14 +346,14 @@ func TestWriteHere(t *testing.T) {
 	ws, done := connServer(t, []string{protocol.Subprotocol}, 5*time.Second, 1<<20, func(c *conn) {
 		c.enqueue([]byte(`{"type":"ack","id":1,"seq":5}`), []byte(`{"type":"ack","id":2,"seq":6}`))
 		c.writeHere()
-		if !c.out.empty() || c.out.bytes != 0 || c.writing.Load() {
-			t.Errorf("after writeHere: empty %v, %d bytes unsent, writing %v; want everything written and no writer", c.out.empty(), c.out.bytes, c.writing.Load())
+		if msgs, size := c.out.unsent(); msgs != 0 || size != 0 || c.writing.Load() {
+			t.Errorf("after writeHere: %d messages waiting, %d bytes unsent, writing %v; want everything written and no writer", msgs, size, c.writing.Load())
 		}
 
 		c.writing.Store(true) // a writer runs
 		c.enqueue([]byte(`{"type":"ack","id":3,"seq":7}`))
 		c.writeHere()
-		if c.out.empty() {
+		if msgs, _ := c.out.unsent(); msgs == 0 {
 			t.Error("writeHere wrote while a writer ran")
 		}
 		c.writing.Store(false)
