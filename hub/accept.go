@@ -250,14 +250,17 @@ func (h *Hub) handshakeSession(ctx context.Context, s *session.Session) (id stri
 		// entries come from JetStream.
 		v.mu.Lock()
 		v.waitAckedDroppingLock(ctx)
+		// The tail's entries are read under the view's lock: the
+		// dispatcher clears the ones the tail lets go of in place.
 		entries, ok := v.sinceLocked(s.Seq())
+		ops := flatten(entries)
 		v.mu.Unlock()
 		if !ok {
 			if fetched, err := h.log.fetch(ctx, id, s.Seq(), 0); err == nil {
-				entries = fetched
+				ops = flatten(fetched)
 			}
 		}
-		s.Fold(flatten(entries))
+		s.Fold(ops)
 	}
 	if s.Ended() {
 		// The cookie names a session that was logged out: start a new one,

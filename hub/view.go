@@ -435,7 +435,12 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 		for _, e := range v.tail[:drop] {
 			v.baseLocked(e)
 		}
-		clear(v.tail[:drop]) // the dropped entries' ops are not kept alive
+		// The dropped entries' ops are not kept alive. One by one, not
+		// with clear: the race detector sees these writes, and so any
+		// reader of the tail's entries that let go of the view's lock.
+		for i := range drop {
+			v.tail[i] = entry{}
+		}
 		v.tail = v.tail[drop:]
 		if cap(v.tail) > 2*max {
 			v.tail = append(make([]entry, 0, 2*max), v.tail...) // bounded: compact now and then

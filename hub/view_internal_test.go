@@ -207,3 +207,68 @@ func TestOwnEntryNotDecoded(t *testing.T) {
 		t.Fatalf("another writer's entry taken in as %+v", e)
 	}
 }
+
+// A socket's handshake folds the entries the view's tail holds after the
+// cookie's version while it holds the view's lock: the tail's array is
+// the view's, and the dispatcher, taking the next entry in, clears the
+// one it lets go of in place. Folded after the lock was let go, an entry
+// could be read as the dispatcher cleared it, and the socket's welcome,
+// and the cookie written with it, would miss its ops. The race detector
+// sees it whenever the dispatcher clears an entry between the
+// handshake's read and its next hold of the lock (the sleep widens that
+// window); without it, a cleared entry folds to nothing and the fold
+// falls short of what the view held.
+func TestHandshakeFoldsTheTailUnderTheViewLock(t *testing.T) {
+	t.Parallel()
+	h := internalHubWith(t, func(o *Options) {
+		o.ViewTail, o.SessionWriteRate, o.SessionWriteBurst = 4, 1e6, 1e6
+	})
+	ctx := context.Background()
+	id := session.NewID()
+	set := func(n int) session.Op {
+		return session.Op{Type: session.OpSet, Key: "k", Value: []byte(strconv.Itoa(n))}
+	}
+	first, err := h.Write(ctx, id, set(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := h.acquire(ctx, id, first)
+	defer v.release()
+
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 1; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := h.Write(ctx, id, set(n)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline) && i < 400; i++ {
+		v.mu.Lock()
+		from, last := v.from, v.last
+		v.mu.Unlock()
+		if from == 0 {
+			time.Sleep(time.Millisecond) // the tail has not let go of an entry yet
+			continue
+		}
+		s := session.FromSnapshot(session.Snapshot{ID: id, Seq: from})
+		_, hv, _ := h.handshakeSession(ctx, s)
+		time.Sleep(100 * time.Microsecond)
+		if hv != nil {
+			hv.release()
+		}
+		if s.Seq() < last {
+			t.Fatalf("handshake at %d folded up to %d; the view held %d", from, s.Seq(), last)
+		}
+	}
+}
