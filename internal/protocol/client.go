@@ -50,17 +50,10 @@ func invalid(id uint64, format string, args ...any) *DecodeError {
 func DecodeClientMessage(b []byte) (ClientMessage, error) {
 	m, ok := fastClientMessage(b)
 	if !ok {
-		m = ClientMessage{}
-	}
-	if !ok && json.Unmarshal(b, &m) != nil {
-		// Tell a malformed message from one with trailing data.
-		m = ClientMessage{}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		if err := dec.Decode(&m); err != nil {
-			id := salvageID(b)
-			return ClientMessage{ID: id}, invalid(id, "malformed JSON message")
+		var err error
+		if m, err = slowClientMessage(b); err != nil {
+			return m, err
 		}
-		return ClientMessage{ID: m.ID}, invalid(m.ID, "trailing data after the JSON message")
 	}
 	if m.ID == 0 {
 		return m, invalid(0, "missing id")
@@ -101,6 +94,24 @@ func DecodeClientMessage(b []byte) (ClientMessage, error) {
 		return m, invalid(m.ID, "unknown type %q", Truncate(m.Type, 32))
 	}
 	return m, nil
+}
+
+// slowClientMessage decodes with encoding/json a frame that
+// fastClientMessage does not take: its own message escapes to the heap
+// (json.Unmarshal takes its address), the fast path's does not.
+func slowClientMessage(b []byte) (ClientMessage, error) {
+	var m ClientMessage
+	if json.Unmarshal(b, &m) == nil {
+		return m, nil
+	}
+	// Tell a malformed message from one with trailing data.
+	m = ClientMessage{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&m); err != nil {
+		id := salvageID(b)
+		return ClientMessage{ID: id}, invalid(id, "malformed JSON message")
+	}
+	return ClientMessage{ID: m.ID}, invalid(m.ID, "trailing data after the JSON message")
 }
 
 func checkKey(id uint64, key string) error {

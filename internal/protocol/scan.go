@@ -386,7 +386,9 @@ func fastClientMessage(b []byte) (m ClientMessage, ok bool) {
 			m.ID, i, ok = plainUint(b, i)
 		case "type":
 			bit = 2
-			str(&m.Type)
+			var t []byte
+			t, i, ok = plainString(b, i)
+			m.Type = clientType(t)
 		case "key":
 			bit = 4
 			str(&m.Key)
@@ -448,4 +450,20 @@ func foldsToField(name []byte) bool {
 		}
 	}
 	return false
+}
+
+// clientType is string(t) without an allocation for the client message
+// types (a frame's type is one of them but for a bad frame).
+func clientType(t []byte) string {
+	switch string(t) {
+	case TypeSet:
+		return TypeSet
+	case TypeDelete:
+		return TypeDelete
+	case TypeEvent:
+		return TypeEvent
+	case TypeResume:
+		return TypeResume
+	}
+	return string(t)
 }

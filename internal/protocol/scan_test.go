@@ -180,3 +180,24 @@ func BenchmarkDecodeClientSet(b *testing.B) {
 		}
 	})
 }
+
+// TestDecodeClientSetAllocatesTheKeyOnly holds the socket's read path to
+// one allocation per set, its key: the message itself stays on the
+// caller's stack (encoding/json's fallback has a message of its own), a
+// type is one of the constants, and the value is a slice of the frame.
+func TestDecodeClientSetAllocatesTheKeyOnly(t *testing.T) {
+	frame := []byte(`{"id":12345,"type":"set","key":"language","value":"x-s12-w0-n12345"}`)
+	var m ClientMessage
+	n := testing.AllocsPerRun(100, func() {
+		var err error
+		if m, err = DecodeClientMessage(frame); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 1 {
+		t.Errorf("DecodeClientMessage allocated %v times per set, want 1", n)
+	}
+	if m.Type != TypeSet || m.Key != "language" || string(m.Value) != `"x-s12-w0-n12345"` {
+		t.Errorf("decoded %+v", m)
+	}
+}
