@@ -32,6 +32,7 @@ type view struct {
 	from   uint64  // every entry of the session above from is in tail
 	last   uint64  // the highest sequence seen
 	tail   []entry // ascending, all above from
+	ring   []entry // the tail's array once it holds ViewTail entries (appendLocked)
 	early  []*nats.Msg
 	conns  map[*conn]struct{}
 	want   uint64        // the highest sequence this instance acknowledged
@@ -442,8 +443,21 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 			v.tail[i] = entry{}
 		}
 		v.tail = v.tail[drop:]
-		if cap(v.tail) > 2*max {
-			v.tail = append(make([]entry, 0, 2*max), v.tail...) // bounded: compact now and then
+		if cap(v.tail) == len(v.tail) || cap(v.tail) > 2*max {
+			// The next entry would not fit behind the tail (or its array
+			// is larger than a tail needs): the tail moves to the front of
+			// the view's own array of twice ViewTail, which takes as many
+			// entries again before the next move, so that a busy view's
+			// tail costs no allocation. (Every reader of the tail holds
+			// the view's lock.)
+			if len(v.ring) != 2*max {
+				v.ring = make([]entry, 2*max)
+			}
+			n := copy(v.ring, v.tail)
+			for i := n; i < len(v.ring); i++ {
+				v.ring[i] = entry{} // what was moved is not kept twice
+			}
+			v.tail = v.ring[:n]
 		}
 	}
 	if len(v.conns) == 0 {
@@ -659,5 +673,5 @@ func (v *view) close() {
 	if v.sub != nil {
 		_ = v.sub.Unsubscribe()
 	}
-	v.tail = nil
+	v.tail, v.ring = nil, nil
 }

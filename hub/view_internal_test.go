@@ -272,3 +272,57 @@ func TestHandshakeFoldsTheTailUnderTheViewLock(t *testing.T) {
 		}
 	}
 }
+
+// A busy view's tail keeps its array: the entries it lets go of leave
+// room that the tail moves back into, so taking an entry in costs no
+// allocation, and what the tail let go of or moved is not kept alive.
+func TestViewTailReusesItsArray(t *testing.T) {
+	const max = 4
+	h := internalHubWith(t, func(o *Options) { o.ViewTail = max })
+	ctx := context.Background()
+	id := session.NewID()
+	v := h.acquire(ctx, id, 0)
+	defer v.release()
+	entries := make([]entry, 3*max+400)
+	for i := range entries {
+		entries[i] = entry{Seq: uint64(i + 1), Source: SourceWS,
+			Ops: []session.Op{{Type: session.OpSet, Key: "k" + strconv.Itoa(i%8), Value: []byte(strconv.Itoa(i)), Seq: uint64(i + 1)}}}
+	}
+	now := time.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	next := 0
+	for ; next < 3*max; next++ { // the tail fills and its array is made
+		v.appendLocked(entries[next], nil, now)
+	}
+	// One run of 200 entries, so that an allocation made now and then
+	// is not averaged away.
+	if n := testing.AllocsPerRun(1, func() {
+		for range 200 {
+			v.appendLocked(entries[next], nil, now)
+			next++
+		}
+	}); n != 0 {
+		t.Errorf("taking 200 entries in allocated %v times", n)
+	}
+	last := uint64(next)
+	if v.last != last || v.from != last-max || len(v.tail) != max {
+		t.Fatalf("last %d from %d, %d entries; want %d, %d, %d", v.last, v.from, len(v.tail), last, last-max, max)
+	}
+	for i, e := range v.tail {
+		if want := last - max + 1 + uint64(i); e.Seq != want || len(e.Ops) != 1 || e.Ops[0].Seq != want {
+			t.Fatalf("tail[%d] = %+v, want entry %d", i, e, want)
+		}
+	}
+	// Behind the tail, the array holds nothing: neither the entries let
+	// go of nor copies of the ones moved.
+	held := 0
+	for _, e := range v.ring[:cap(v.ring)] {
+		if e.Ops != nil {
+			held++
+		}
+	}
+	if held != max {
+		t.Errorf("the tail's array holds %d entries' ops, want the tail's %d", held, max)
+	}
+}
