@@ -604,7 +604,9 @@ func (v *view) waitAckedDroppingLock(ctx context.Context) {
 }
 
 // sinceLocked returns the entries above after that the tail holds, and whether
-// the tail covers everything above after.
+// the tail covers everything above after. They are the tail's own: read
+// them before letting go of the view's lock, which the dispatcher takes
+// to clear and move them (appendLocked).
 func (v *view) sinceLocked(after uint64) ([]entry, bool) {
 	if !v.loaded || v.stale || after < v.from {
 		return nil, false
