@@ -8,6 +8,7 @@ import (
 	"flag"
 	"net/http"
 	"regexp"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,6 +156,7 @@ var listening = regexp.MustCompile(regexp.QuoteMeta(server.ListeningMessage) + `
 // SIGTERM: sockets are closed with 1001 and run returns nil, in time.
 // Not parallel: it signals the test process (run catches the signal).
 func TestRunGracefulShutdown(t *testing.T) {
+	gcBefore := gogc()
 	var logs syncBuffer
 	done := make(chan error, 1)
 	args := []string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-shutdown-timeout", "10s"}
@@ -201,6 +203,11 @@ func TestRunGracefulShutdown(t *testing.T) {
 	if _, msg, err := ws.Read(ctx); err != nil || !strings.Contains(string(msg), `"welcome"`) {
 		t.Fatalf("welcome: %s %v", msg, err)
 	}
+	// This process's heap is far below -gc-headroom's 64 MiB: the
+	// server raised GOGC (gctune.Keep sets it as it starts).
+	if got := gogc(); got <= gcBefore {
+		t.Errorf("GOGC %d while serving, want it above %d", got, gcBefore)
+	}
 
 	start := time.Now()
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
@@ -219,7 +226,17 @@ func TestRunGracefulShutdown(t *testing.T) {
 		t.Fatal("run did not return within 10s of SIGTERM")
 	}
 	t.Logf("stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if got := gogc(); got != gcBefore {
+		t.Errorf("GOGC %d once stopped, want %d back", got, gcBefore)
+	}
 	if !strings.Contains(logs.String(), "sessionhub stopped") {
 		t.Errorf("no stop line:\n%s", logs.String())
 	}
+}
+
+// gogc is the process's GOGC.
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
 }

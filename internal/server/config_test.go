@@ -103,6 +103,18 @@ func TestParseConfig(t *testing.T) {
 			want: func(c *Config) { c.DataDir = "d" },
 			rest: []string{"cookie-value"},
 		},
+		{name: "gc headroom", args: []string{"-gc-headroom", "1048576"}, want: func(c *Config) { c.GCHeadroom = 1 << 20 }},
+		{
+			name: "a GOGC in the environment is the one the process runs with",
+			env:  map[string]string{"GOGC": "200"},
+			want: func(c *Config) { c.GCHeadroom = 0 },
+		},
+		{
+			name: "unless the headroom is set too",
+			env:  map[string]string{"GOGC": "200", "SESSIONHUB_GC_HEADROOM": "1048576"},
+			want: func(c *Config) { c.GCHeadroom = 1 << 20 },
+		},
+		{name: "bad gc headroom", args: []string{"-gc-headroom", "-1"}, wantErr: "-gc-headroom"},
 		{name: "bad samesite", args: []string{"-cookie-samesite", "sometimes"}, wantErr: "want lax, strict or none"},
 		{name: "bad durability", env: map[string]string{"SESSIONHUB_DURABILITY": "paranoid"}, wantErr: "SESSIONHUB_DURABILITY"},
 		{name: "bad env number", env: map[string]string{"SESSIONHUB_READ_LIMIT": "lots"}, wantErr: "SESSIONHUB_READ_LIMIT"},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+
+	"github.com/sessionhub/sessionhub/internal/gctune"
 )
 
 // NewLogger returns the server's logger: text lines, or JSON lines with
@@ -25,6 +27,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // RunApp is Run with app served in place of the demo (see NewApp).
 func RunApp(ctx context.Context, cfg Config, app *App, logger *slog.Logger) error {
+	// The process's garbage collector: Run is the process's server.
+	stopGC := gctune.Keep(uint64(cfg.GCHeadroom))
+	defer stopGC()
 	s := NewApp(cfg, app, logger)
 	if err := s.Start(ctx); err != nil {
 		return err
