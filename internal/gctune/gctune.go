@@ -48,7 +48,8 @@ const minHeap = 4 << 20
 // that the heap has at least headroom bytes to grow by before the next
 // one, until stop is called; stop puts back the GOGC it started from.
 // With headroom 0, or with the garbage collector off (GOGC=off), Keep
-// does nothing.
+// does nothing. GOGC is the process's: one Keep at a time (a second one
+// would take the first one's GOGC for its base).
 //
 // It follows every collection rather than a clock, so that a live heap
 // growing fast (thousands of sockets opening) never runs on a GOGC made
