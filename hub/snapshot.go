@@ -194,20 +194,13 @@ func (h *Hub) snapshotLater(id string) {
 		h.snapshotViewless(id)
 		return
 	}
-	h.snapshotLaterView(v)
-}
-
-// snapshotLaterView is snapshotLater for the session of view v.
-func (h *Hub) snapshotLaterView(v *view) {
-	if h.opts.SnapshotEvery <= 0 {
-		return
-	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	h.snapshotLaterLocked(v)
 }
 
-// snapshotLaterLocked is snapshotLaterView with the view's lock held.
+// snapshotLaterLocked is snapshotLater for the session of view v, with
+// the view's lock held.
 func (h *Hub) snapshotLaterLocked(v *view) {
 	if h.opts.SnapshotEvery <= 0 {
 		return
