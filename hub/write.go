@@ -178,20 +178,18 @@ func (o *outbox) takeOrIdle(leave bool, writing *atomic.Bool) (msgs [][]byte, le
 	case leave:
 		return nil, true
 	}
-	msgs = o.q
-	o.q = nil
-	o.n.Store(0)
-	if o.taken != nil {
-		close(o.taken)
-		o.taken = nil
-	}
-	return msgs, false
+	return o.takeLocked(), false
 }
 
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.takeLocked()
+}
+
+// takeLocked is take with o.mu held.
+func (o *outbox) takeLocked() [][]byte {
 	q := o.q
 	o.q = nil
 	o.n.Store(0)
