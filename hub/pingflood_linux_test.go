@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sessionhub/sessionhub/hub"
-	"github.com/sessionhub/sessionhub/session"
 )
 
 // TestPingFloodHoldsNoDispatcher: a client that never reads and floods
@@ -33,15 +32,7 @@ func TestPingFloodHoldsNoDispatcher(t *testing.T) {
 		o.SessionWriteRate, o.SessionWriteBurst = 1e6, 1e6
 	})
 	c, reader, id := sessionReader(t, in)
-	write := func(value string) time.Duration {
-		t.Helper()
-		at := time.Now()
-		if _, err := in.hub.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(`"` + value + `"`)}); err != nil {
-			t.Fatal(err)
-		}
-		reader.expect("change")
-		return time.Since(at)
-	}
+	write := func(value string) time.Duration { return noteLatency(t, in, id, reader, `"`+value+`"`) }
 	write("a")
 
 	// The flooding client: a socket of the same session on a raw TCP

@@ -250,6 +250,18 @@ func sessionReader(t *testing.T, in *instance) (*client, *sock, string) {
 	return c, reader, sessionID(t, in.store, c.cookie(in))
 }
 
+// noteLatency writes the JSON value to session id's "note" from server
+// code and returns how long its change took to reach reader.
+func noteLatency(t *testing.T, in *instance, id string, reader *sock, value string) time.Duration {
+	t.Helper()
+	at := time.Now()
+	if _, err := in.hub.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(value)}); err != nil {
+		t.Fatal(err)
+	}
+	reader.expect("change")
+	return time.Since(at)
+}
+
 // dialStalled opens a socket of c's session on in that never reads after
 // its handshake, closed with the test.
 func dialStalled(t *testing.T, in *instance, c *client) {
@@ -345,12 +357,7 @@ func TestStalledSocketHoldsNoDispatcher(t *testing.T) {
 		if writes >= 5000 || time.Since(start) > 40*time.Second {
 			t.Fatalf("the stalled socket was not closed with %d after %d writes of 16 KiB, %v", hub.CloseTooSlow, writes, time.Since(start))
 		}
-		at := time.Now()
-		if _, err := in.hub.Write(context.Background(), id, session.Op{Type: session.OpSet, Key: "note", Value: []byte(big)}); err != nil {
-			t.Fatal(err)
-		}
-		reader.expect("change")
-		slowest = max(slowest, time.Since(at))
+		slowest = max(slowest, noteLatency(t, in, id, reader, big))
 		if writes >= 800 {
 			// The stalled client's buffers are long full (12.5 MiB
 			// sent): its frame waits out WriteWait; write slowly
