@@ -73,7 +73,20 @@ func TestReadmeEmbeddingExample(t *testing.T) {
 		}
 	}
 	write("main.go", readmeProgram(t))
-	write("go.mod", "module example.com/app\n\ngo 1.26\n\nrequire github.com/sessionhub/sessionhub v0.0.0\n\nreplace github.com/sessionhub/sessionhub => "+root+"\n")
+	// The app's requirements are this module's, as `go mod tidy` would
+	// list them: its module graph is then this module's, which this
+	// checkout's build has in the module cache. (With sessionhub's alone,
+	// Go would read the go.mod of every version its dependencies name,
+	// which a fresh cache lacks.)
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, reqs, ok := strings.Cut(string(mod), "\n")
+	if !ok {
+		t.Fatal("go.mod has one line")
+	}
+	write("go.mod", "module example.com/app\n"+reqs+"\nrequire github.com/sessionhub/sessionhub v0.0.0\n\nreplace github.com/sessionhub/sessionhub => "+root+"\n")
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
