@@ -172,11 +172,7 @@ func (l *jsLog) publishSnapshot(ctx context.Context, id string, ops []session.Op
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	m.Header.Set(hdrNatsExpected, strconv.FormatUint(last, 10))
 	m.Header.Set(hdrSnapshot, strconv.FormatUint(last, 10))
-	ack, err := l.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
-	if err != nil {
-		return 0, classifyPublish(err)
-	}
-	return ack.Sequence, nil
+	return l.request(ctx, m)
 }
 
 // snapshotLater starts a compaction of session id's log after this

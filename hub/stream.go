@@ -183,11 +183,27 @@ func (l *jsLog) append(ctx context.Context, id, source string, expect *uint64, o
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	ack, err := l.js.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
+	return l.request(ctx, m)
+}
+
+// request appends m and returns its sequence once JetStream acknowledged
+// it, or the hub's error for its refusal (classifyPublish): what the
+// jetstream package's PublishMsg does without retries, its
+// acknowledgement read as the pipeline's are (parsePubAck), not by
+// reflection.
+func (l *jsLog) request(ctx context.Context, m *nats.Msg) (uint64, error) {
+	resp, err := l.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			err = jetstream.ErrNoStreamResponse // no stream takes the subject
+		}
+		return 0, classifyPublish(err)
+	}
+	seq, err := parsePubAck(resp.Data)
 	if err != nil {
 		return 0, classifyPublish(err)
 	}
-	return ack.Sequence, nil
+	return seq, nil
 }
 
 // complete reports whether the log still holds every entry after seq: no
