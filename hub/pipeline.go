@@ -121,8 +121,14 @@ type ownWrite struct {
 	data   []byte // the published payload: its republished copy is not decoded (view.entryLocked)
 }
 
+// keptAnswers bounds the slots of the array a socket's answer queue
+// keeps once empty: a socket that writes one at a time reuses it, one
+// that sent a burst lets its array go.
+const keptAnswers = 4
+
 // pipeline is a socket's appends in flight. The zero value is ready: an
-// idle socket holds no goroutine and no buffer for it.
+// idle socket holds no goroutine for it, and no buffer beyond
+// keptAnswers slots.
 type pipeline struct {
 	mu     sync.Mutex
 	q      []pending
@@ -137,6 +143,23 @@ type pipeline struct {
 	// it is not closed: set by the socket's read loop, dropped by the
 	// acker as it appends it (an idle socket keeps no batch).
 	open atomic.Pointer[batch]
+}
+
+// popLocked drops the queue's head, answered: the rest moves to the
+// front of the array (at most pipelineDepth answers), so that the queue's
+// last answer leaves the whole array for the next ones when it has at
+// most keptAnswers slots. Called with pl.mu held.
+func (pl *pipeline) popLocked() {
+	n := copy(pl.q, pl.q[1:])
+	pl.q[n] = pending{}
+	switch {
+	case n > 0:
+		pl.q = pl.q[:n]
+	case cap(pl.q) <= keptAnswers:
+		pl.q = pl.q[:0] // the next answer takes no allocation
+	default:
+		pl.q = nil // a burst's array is not kept
+	}
 }
 
 // owed reports whether answers are owed.
@@ -699,8 +722,7 @@ func (c *conn) drive(inline bool) {
 			unsent = true
 		}
 		pl.mu.Lock()
-		pl.q[0] = pending{}
-		pl.q = pl.q[1:]
+		pl.popLocked()
 		if pl.space != nil {
 			select {
 			case pl.space <- struct{}{}:

@@ -96,9 +96,11 @@ func (c *conn) writeSoon() {
 	c.drainOn(true)
 }
 
-// outbox is a socket's bounded send queue. An idle socket holds no buffer:
-// the queue's slice is allocated when messages wait and dropped once the
-// writer took them.
+// outbox is a socket's bounded send queue. An idle socket holds no
+// buffer beyond a few slots: the queue's slice is allocated when messages
+// wait and handed to the writer, which gives a small one back once it
+// wrote it (recycle), so that a socket's next messages take no
+// allocation; a larger one is dropped.
 type outbox struct {
 	mu       sync.Mutex
 	q        [][]byte
@@ -181,6 +183,27 @@ func (o *outbox) takeOrIdle(leave bool, writing *atomic.Bool) (msgs [][]byte, le
 	return o.takeLocked(), false
 }
 
+// keptQueue bounds the slots of the array a queue takes back from its
+// writer (recycle): enough for the answers and changes of a socket that
+// writes one at a time, not a burst's.
+const keptQueue = 4
+
+// recycle gives the queue back the array of msgs, which the writer took
+// and wrote, unless it is larger than keptQueue or the queue has one
+// again meanwhile. The messages are dropped from it first: the array does
+// not keep them alive.
+func (o *outbox) recycle(msgs [][]byte) {
+	if cap(msgs) > keptQueue {
+		return
+	}
+	clear(msgs[:cap(msgs)])
+	o.mu.Lock()
+	if o.q == nil {
+		o.q = msgs[:0]
+	}
+	o.mu.Unlock()
+}
+
 // take returns the waiting messages and empties the queue.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()
@@ -258,6 +281,8 @@ func (c *conn) drainOn(here bool) {
 			_ = c.ws.CloseNow()
 		case n < len(msgs):
 			c.out.unshift(msgs[n:]) // closing: finish decides what still goes out
+		default:
+			c.out.recycle(msgs)
 		}
 	}
 }

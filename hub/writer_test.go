@@ -488,3 +488,58 @@ func TestFrameDeadline(t *testing.T) {
 		t.Errorf("the stalled frame timed out after %v; WriteWait %v", r.elapsed, wait)
 	}
 }
+
+// A socket that sends one message at a time, and one that answers one
+// write at a time, reuses its queue's array (outbox.recycle,
+// pipeline.popLocked): no allocation per message or answer, nothing kept
+// alive by the array, and a burst's larger array let go.
+func TestQueuesKeepASmallArray(t *testing.T) {
+	msg := []byte(`{"type":"ack","id":1,"seq":5}`)
+	o := newOutbox(256, 1<<20)
+	cycle := func() {
+		if !o.push(msg, msg) {
+			t.Fatal("push refused")
+		}
+		o.recycle(o.take())
+	}
+	cycle() // the array is made once
+	if n := testing.AllocsPerRun(100, cycle); n != 0 {
+		t.Errorf("a message to the socket allocates %v times", n)
+	}
+	if got := o.q[:cap(o.q)]; got[0] != nil || got[1] != nil {
+		t.Error("the kept array holds written messages")
+	}
+	for range keptQueue + 1 {
+		o.push(msg)
+	}
+	o.recycle(o.take())
+	if o.q != nil {
+		t.Errorf("a burst's array of %d slots is kept", keptQueue+1)
+	}
+
+	var pl pipeline
+	answer := func() {
+		pl.mu.Lock()
+		pl.q = append(pl.q, pending{id: 1, err: errStalled})
+		pl.popLocked()
+		pl.mu.Unlock()
+	}
+	answer()
+	if n := testing.AllocsPerRun(100, answer); n != 0 {
+		t.Errorf("an answer allocates %v times", n)
+	}
+	if p := pl.q[:cap(pl.q)][0]; p.id != 0 || p.err != nil {
+		t.Error("the kept array holds an answer")
+	}
+	pl.mu.Lock()
+	for range keptAnswers + 1 {
+		pl.q = append(pl.q, pending{id: 1})
+	}
+	for len(pl.q) > 0 {
+		pl.popLocked()
+	}
+	pl.mu.Unlock()
+	if pl.q != nil {
+		t.Errorf("a burst's array of %d answers is kept", keptAnswers+1)
+	}
+}
