@@ -52,7 +52,7 @@ func ValidColour(v json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if hexColour.MatchString(s) || colourSet[strings.ToLower(s)] {
+	if hexColour.Match(s) || colourSet[string(bytes.ToLower(s))] {
 		return nil
 	}
 	return errors.New("want a CSS colour name or #rrggbb")
@@ -64,8 +64,10 @@ func ValidTheme(v json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if slices.Contains(themes, s) {
-		return nil
+	for _, t := range themes {
+		if string(s) == t {
+			return nil
+		}
 	}
 	return errors.New("want light, dark or system")
 }
@@ -81,7 +83,7 @@ func ValidLanguage(v json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if len(s) <= MaxLanguageLength && languageTag(s) {
+	if len(s) <= MaxLanguageLength && languageTag(string(s)) {
 		return nil
 	}
 	return errors.New("want a BCP 47 language tag such as en or pt-BR")
@@ -215,13 +217,16 @@ func ValidName(name string) error {
 	return nil
 }
 
-func jsonString(v json.RawMessage) (string, error) {
+// jsonString returns the bytes of the string JSON value v holds: a slice
+// of v when it is plain (protocol.PlainString), so that a validator that
+// keeps nothing of it allocates nothing.
+func jsonString(v json.RawMessage) ([]byte, error) {
 	if s, ok := protocol.PlainString(v); ok {
 		return s, nil
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
-		return "", errors.New("want a string")
+		return nil, errors.New("want a string")
 	}
-	return s, nil
+	return []byte(s), nil
 }

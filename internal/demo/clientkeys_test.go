@@ -93,7 +93,7 @@ func FuzzJSONString(f *testing.F) {
 		got, err := jsonString(b)
 		var want string
 		wantErr := json.Unmarshal(b, &want)
-		if (err != nil) != (wantErr != nil) || got != want {
+		if (err != nil) != (wantErr != nil) || string(got) != want {
 			t.Fatalf("jsonString(%q) = %q, %v; json.Unmarshal: %q, %v", b, got, err, want, wantErr)
 		}
 	})
@@ -165,9 +165,33 @@ func BenchmarkValidLanguage(b *testing.B) {
 	b.Run("regexp", func(b *testing.B) { // the baseline
 		for b.Loop() {
 			s, err := jsonString(v)
-			if err != nil || !languageTagRE.MatchString(s) {
+			if err != nil || !languageTagRE.Match(s) {
 				b.Fatal(s, err)
 			}
 		}
 	})
+}
+
+// The validators of the keys a browser sets read a plain JSON string in
+// place (protocol.PlainString): a write of a language or a theme costs no
+// allocation of the demo's; each took one, the string's copy.
+func TestValidatorsReadInPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		valid func(json.RawMessage) error
+		v     string
+	}{
+		{"language", ValidLanguage, `"pt-BR"`},
+		{"theme", ValidTheme, `"dark"`},
+		{"colour", ValidColour, `"#a0b1c2"`},
+	} {
+		v := json.RawMessage(tc.v)
+		if n := testing.AllocsPerRun(100, func() {
+			if err := tc.valid(v); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%s %s: %v allocations", tc.name, tc.v, n)
+		}
+	}
 }

@@ -235,16 +235,17 @@ func plainString(b []byte, i int) (s []byte, end int, ok bool) {
 	return nil, 0, false
 }
 
-// PlainString returns the string a JSON value holds when the value is
-// exactly a string of printable ASCII without escapes (then its bytes are
-// the string, as encoding/json would decode it); ok is false otherwise,
-// and the caller decodes it with encoding/json.
-func PlainString(v []byte) (s string, ok bool) {
+// PlainString returns the bytes of the string a JSON value holds when
+// the value is exactly a string of printable ASCII without escapes (then
+// they are the string, as encoding/json would decode it): a slice of v,
+// not a copy. ok is false otherwise, and the caller decodes it with
+// encoding/json.
+func PlainString(v []byte) (s []byte, ok bool) {
 	b, end, ok := plainString(v, 0)
 	if !ok || end != len(v) {
-		return "", false
+		return nil, false
 	}
-	return string(b), true
+	return b, true
 }
 
 // plainUint returns the value and end of the unsigned integer at b[i]
