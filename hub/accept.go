@@ -174,7 +174,7 @@ func (h *Hub) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		if cv != nil {
 			cv.mu.Lock()
-			delete(cv.conns, c)
+			cv.removeConnLocked(c)
 			cv.mu.Unlock()
 			cv.release()
 		}
@@ -329,7 +329,7 @@ func (h *Hub) register(c *conn, v *view) (ended, whole bool) {
 		}
 	}
 	c.out.push(protocol.Marshal(protocol.Welcome{Type: protocol.TypeWelcome, Seq: c.snap.Seq, Values: h.ReadableValues(c.snap.Values)}))
-	v.conns[c] = struct{}{}
+	v.addConnLocked(c)
 	return ended, true
 }
 

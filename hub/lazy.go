@@ -176,7 +176,7 @@ func (h *Hub) join(ctx context.Context, c *conn, v *view) {
 			for _, e := range entries {
 				c.deliver(e, h.changeMessage(e))
 			}
-			v.conns[c] = struct{}{}
+			v.addConnLocked(c)
 			c.v.Store(v)
 			h.leaveLazyLocked(c)
 			v.mu.Unlock()

@@ -470,14 +470,14 @@ func (c *conn) waitSessionBacklog() bool {
 		return true // a lazy socket: no other socket of the session in a view
 	}
 	var busy *conn
-	v.mu.Lock()
-	for cn := range v.conns {
-		if cn != c && !cn.closing.Load() && cn.out.backlogged() {
-			busy = cn
-			break
+	if socks := v.socks.Load(); socks != nil {
+		for _, cn := range *socks { // no lock: a socket that just joined or left does not matter here
+			if cn != c && !cn.closing.Load() && cn.out.backlogged() {
+				busy = cn
+				break
+			}
 		}
 	}
-	v.mu.Unlock()
 	if busy == nil {
 		return true
 	}
@@ -1197,7 +1197,7 @@ var wsHeader = nats.Header{hdrSource: {SourceWS}}
 // JetStream's acknowledgement: the future brings it. On error the slot is
 // given back.
 func (l *jsLog) appendReserved(subject string, lane int, data []byte) (*pubAck, error) {
-	if !l.nc.IsConnected() {
+	if !l.acks.connected() {
 		l.acks.release()
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}

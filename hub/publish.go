@@ -32,12 +32,17 @@ import (
 // with jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no
 // timer of its own.
 type asyncAcks struct {
-	nc      *nats.Conn
-	prefix  string        // "<inbox>.", then "<lane>.<token>"
-	slots   chan struct{} // one per publish awaiting its acknowledgement
-	subs    []*nats.Subscription
-	status  chan nats.Status // the connection's RECONNECTING events
-	watched chan struct{}    // closed when watch returns
+	nc     *nats.Conn
+	prefix string        // "<inbox>.", then "<lane>.<token>"
+	slots  chan struct{} // one per publish awaiting its acknowledgement
+	subs   []*nats.Subscription
+	status chan nats.Status // the connection's status events
+	// down is set once the connection's status left CONNECTED (as watch
+	// learnt it), cleared once it is CONNECTED again: only then does an
+	// append ask the connection (connected), whose lock its flusher holds
+	// through every write.
+	down    atomic.Bool
+	watched chan struct{} // closed when watch returns
 	timeout time.Duration
 	stopped chan struct{} // closed by stop: expire returns
 	expired chan struct{} // closed when expire returns
@@ -122,7 +127,8 @@ func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes [
 		}
 		a.subs = append(a.subs, sub)
 	}
-	a.status = nc.StatusChanged(nats.RECONNECTING)
+	a.status = nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
+	a.down.Store(!nc.IsConnected()) // after the subscription: no change is missed
 	a.watched = make(chan struct{})
 	go a.watch()
 	a.stopped, a.expired = make(chan struct{}), make(chan struct{})
@@ -166,13 +172,30 @@ func (a *asyncAcks) expire() {
 	}
 }
 
-// watch fails the publishes awaiting their acknowledgement each time the
-// connection starts reconnecting, until stop.
+// watch follows the connection's status (down), and fails the publishes
+// awaiting their acknowledgement each time the connection starts
+// reconnecting, until stop.
 func (a *asyncAcks) watch() {
 	defer close(a.watched)
-	for range a.status {
-		a.failAll(nats.ErrDisconnected)
+	for s := range a.status {
+		a.down.Store(s != nats.CONNECTED)
+		if s == nats.RECONNECTING {
+			a.failAll(nats.ErrDisconnected)
+		}
 	}
+}
+
+// connected reports whether the connection is up, at the cost of an
+// atomic load while it is: once watch saw it leave CONNECTED, the
+// connection itself answers, until watch sees it back. So a CONNECTED
+// event that nats.go dropped (it drops what a full listener channel
+// cannot take) only costs the connection's lock again. Until watch sees
+// the connection leave (or if that event was dropped), an append goes to
+// nats.go's reconnect buffer, as one published just before the drop
+// does: acknowledged after the reconnect, or failed at WriteTimeout
+// (expire), never acknowledged without JetStream's acknowledgement.
+func (a *asyncAcks) connected() bool {
+	return !a.down.Load() || a.nc.IsConnected()
 }
 
 // stop unsubscribes and fails the publishes still awaiting their

@@ -3,12 +3,14 @@ package hub
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -259,5 +261,54 @@ func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 	}
 	if n := h.log.acks.pending(); n != 0 {
 		t.Fatalf("%d publishes still awaiting, want 0", n)
+	}
+}
+
+// An append asks the connection whether it is up only while the
+// connection's status events say it may not be (asyncAcks.connected):
+// down once its server went away, up again once it reconnected; and a
+// CONNECTED event nats.go dropped leaves the connection itself to answer.
+func TestAsyncAcksFollowTheConnection(t *testing.T) {
+	dir := t.TempDir()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	port := ns.Addr().(*net.TCPAddr).Port
+	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, _ := startAcks(t, nc, defaultAsyncMaxPending, 1)
+	within := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %s within 10s", what)
+			}
+		}
+	}
+	if a.down.Load() || !a.connected() {
+		t.Fatal("a fresh connection is not up")
+	}
+
+	ns.Close()
+	within("down once the server went away", a.down.Load)
+	if a.connected() {
+		t.Fatal("connected while the server is away")
+	}
+
+	again, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Close)
+	within("up once reconnected", func() bool { return !a.down.Load() && a.connected() })
+
+	a.down.Store(true) // as if the CONNECTED event had been dropped
+	if !a.connected() {
+		t.Fatal("a connection that is up, its CONNECTED event missed, counts as down")
 	}
 }

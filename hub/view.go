@@ -3,8 +3,11 @@ package hub
 import (
 	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,7 +37,11 @@ type view struct {
 	tail   []entry // ascending, all above from
 	ring   []entry // the tail's array once it holds ViewTail entries (appendLocked)
 	early  []*nats.Msg
-	conns  map[*conn]struct{}
+	conns  map[*conn]struct{} // changed only by addConnLocked and removeConnLocked
+	// socks holds the sockets of conns, for what reads them without the
+	// lock (waitSessionBacklog, on every socket write): a slice replaced,
+	// never changed, whenever conns changes.
+	socks  atomic.Pointer[[]*conn]
 	want   uint64        // the highest sequence this instance acknowledged
 	moved  chan struct{} // closed when last advances; made by a waiter, nil when none waits
 	refs   int
@@ -475,6 +482,25 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 		}
 	}
 	v.h.opts.Metrics.Delivered(len(v.conns))
+}
+
+// addConnLocked makes c one of the view's sockets. Called with v.mu held.
+func (v *view) addConnLocked(c *conn) {
+	v.conns[c] = struct{}{}
+	v.socksChangedLocked()
+}
+
+// removeConnLocked makes c none of the view's sockets. Called with v.mu
+// held.
+func (v *view) removeConnLocked(c *conn) {
+	delete(v.conns, c)
+	v.socksChangedLocked()
+}
+
+// socksChangedLocked replaces socks with the sockets of conns.
+func (v *view) socksChangedLocked() {
+	socks := slices.Collect(maps.Keys(v.conns))
+	v.socks.Store(&socks)
 }
 
 // wakeLocked starts the writer of c, which a change was queued for: at
