@@ -191,35 +191,22 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.answer(m.ID, wrapErr(ErrUnavailable, errNoView))
 		return
 	}
-	start := time.Now() // read again below when the write waits for room
-	within, written := v.admits(ops, start)
-	if !within {
-		c.answer(m.ID, c.h.errSessionBudget())
-		return
-	}
-	if !written {
-		// The log may be empty: the session's first write wakes the lazy
-		// sockets of every instance once acknowledged (Hub.stage).
-		if c.pipe.wait(c.ctx) {
-			c.stageOne(m.ID, ops)
-		}
-		return
-	}
+	start := time.Now() // read again below when the write waited
 	if err := validateOps(ops); err != nil {
 		c.answer(m.ID, err)
+		return
+	}
+	// Room first: with pipelineDepth answers owed, this append waits
+	// unpublished.
+	ok, waited, owed := c.room()
+	if !ok {
 		return
 	}
 	// Encoded before the view's lock, which the shard's dispatcher waits
 	// on, unless the write is likely to join a batch.
 	var data []byte
-	if !c.pipe.owed() {
+	if !owed {
 		data = encodeValid(ops)
-	}
-	// Room first: with pipelineDepth answers owed, this append waits
-	// unpublished.
-	ok, waited := c.room()
-	if !ok {
-		return
 	}
 	// A write to append at once takes its publish slot before the view's
 	// lock: the dispatchers, which free slots (asyncAcks), wait on it.
@@ -247,6 +234,16 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		// The write budget refilled meanwhile, and the append is made
 		// now.
 		start = time.Now()
+	}
+	if !v.writtenLocked(start) {
+		// The log may be empty: the session's first write wakes the lazy
+		// sockets of every instance once acknowledged (Hub.stage, which
+		// checks the write budget).
+		v.mu.Unlock()
+		if c.pipe.wait(c.ctx) {
+			c.stageOne(m.ID, ops)
+		}
+		return
 	}
 	v.releaseLandedLocked()
 	if v.budget.TokensAt(start) < float64(len(ops)+v.owed) {
@@ -295,7 +292,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		b.n++
 		v.owed += len(ops) // b.own is owing
 		v.mu.Unlock()
-		c.push(pending{id: m.ID, b: b, start: start})
+		c.enter(pending{id: m.ID, b: b, start: start})
 		return
 	}
 	own := &ownWrite{v: v, ops: ops, c: c}
@@ -310,7 +307,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		v.oweLocked(own)
 		v.mu.Unlock()
 		c.pipe.open.Store(b)
-		c.push(pending{id: m.ID, b: b, start: start})
+		c.enter(pending{id: m.ID, b: b, start: start})
 		return
 	}
 	var fut *pubAck
@@ -341,7 +338,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	v.publishedLocked(own, data)
 	v.mu.Unlock()
 	c.pipe.open.Store(nil)
-	c.push(pending{id: m.ID, b: b, start: start})
+	c.enter(pending{id: m.ID, b: b, start: start})
 }
 
 // publishedLocked counts w, just appended with payload data, among the
@@ -533,8 +530,9 @@ func (c *conn) answer(id uint64, err error) {
 
 // room waits while pipelineDepth answers are owed; false when the socket
 // closed first. Only the socket's read loop adds answers, so the room it
-// found is still there when it pushes. waited reports that it waited.
-func (c *conn) room() (ok, waited bool) {
+// found is still there when it pushes. waited reports that it waited,
+// owed that answers were owed still when it found room.
+func (c *conn) room() (ok, waited, owed bool) {
 	pl := &c.pipe
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -549,17 +547,17 @@ func (c *conn) room() (ok, waited bool) {
 		case <-space:
 		case <-c.ctx.Done():
 			pl.mu.Lock()
-			return false, waited
+			return false, waited, true
 		}
 		pl.mu.Lock()
 	}
-	return true, waited
+	return true, waited, len(pl.q) > 0
 }
 
 // push adds an answer to the queue, waiting while pipelineDepth are owed,
 // and drives the queue (answer) unless something does.
 func (c *conn) push(p pending) {
-	if ok, _ := c.room(); !ok {
+	if ok, _, _ := c.room(); !ok {
 		// The socket closed: nobody waits for the answer, and the budget
 		// no longer waits for the append.
 		if p.b != nil {
@@ -567,6 +565,12 @@ func (c *conn) push(p pending) {
 		}
 		return
 	}
+	c.enter(p)
+}
+
+// enter is push for the read loop once room found room: only the read
+// loop adds answers, so the room is still there.
+func (c *conn) enter(p pending) {
 	pl := &c.pipe
 	pl.mu.Lock()
 	pl.q = append(pl.q, p)

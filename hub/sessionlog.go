@@ -53,8 +53,13 @@ func (v *view) admits(ops []session.Op, now time.Time) (within, written bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	within = end || v.budget.TokensAt(now) >= 1
-	written = !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
-	return within, written
+	return within, v.writtenLocked(now)
+}
+
+// writtenLocked reports whether the session's log is known to hold an
+// entry at now (admits). Called with v.mu held.
+func (v *view) writtenLocked(now time.Time) bool {
+	return !v.fresh.IsZero() && now.Sub(v.fresh) < v.h.opts.Retention/2
 }
 
 // ackedLocked records an entry of the session this instance appended at
