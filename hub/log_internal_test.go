@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,12 +56,17 @@ func TestSyncAppendAllocations(t *testing.T) {
 	if _, err := h.log.append(ctx, id, SourceHTTP, nil, set); err != nil {
 		t.Fatal(err)
 	}
+	// The least of three runs: AllocsPerRun counts the whole process's,
+	// and another test's goroutines winding down may allocate meanwhile.
 	var err error
-	allocs := testing.AllocsPerRun(200, func() {
-		if err == nil {
-			_, err = h.log.append(ctx, id, SourceHTTP, nil, set)
-		}
-	})
+	allocs := math.Inf(1)
+	for range 3 {
+		allocs = min(allocs, testing.AllocsPerRun(200, func() {
+			if err == nil {
+				_, err = h.log.append(ctx, id, SourceHTTP, nil, set)
+			}
+		}))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
