@@ -1,6 +1,34 @@
 package hub
 
-import "time"
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/sessionhub/sessionhub/hub/natsserver"
+)
+
+// StoppableNATS starts an embedded NATS server and returns it with stop
+// and start: start runs it again on the same store and port, as a NATS
+// restart does. Every server it starts is closed with the test.
+func StoppableNATS(t testing.TB) (ns *natsserver.Server, stop, start func()) {
+	t.Helper()
+	dir := t.TempDir()
+	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	port := ns.Addr().(*net.TCPAddr).Port
+	return ns, ns.Close, func() {
+		t.Helper()
+		again, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(again.Close)
+	}
+}
 
 // SetLiveBuffer sets how many live changes may wait for each dispatcher
 // of the hub o configures: 1 makes nats.go drop them as a slow consumer

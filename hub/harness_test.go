@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -42,21 +41,11 @@ func startNATS(t testing.TB) *natsserver.Server {
 // NATS restart does; both servers are closed with the test.
 func restartableNATS(t testing.TB) (ns *natsserver.Server, restart func()) {
 	t.Helper()
-	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	port := ns.Addr().(*net.TCPAddr).Port
+	ns, stop, start := hub.StoppableNATS(t)
 	return ns, func() {
 		t.Helper()
-		ns.Close()
-		again, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(again.Close)
+		stop()
+		start()
 	}
 }
 

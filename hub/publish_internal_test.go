@@ -3,14 +3,12 @@ package hub
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -269,13 +267,7 @@ func TestAckDeadlineCountsFromThePublish(t *testing.T) {
 // down once its server went away, up again once it reconnected; and a
 // CONNECTED event nats.go dropped leaves the connection itself to answer.
 func TestAsyncAcksFollowTheConnection(t *testing.T) {
-	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Close)
-	port := ns.Addr().(*net.TCPAddr).Port
+	ns, stop, start := StoppableNATS(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -294,17 +286,13 @@ func TestAsyncAcksFollowTheConnection(t *testing.T) {
 		t.Fatal("a fresh connection is not up")
 	}
 
-	ns.Close()
+	stop()
 	within("down once the server went away", a.down.Load)
 	if a.connected() {
 		t.Fatal("connected while the server is away")
 	}
 
-	again, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(again.Close)
+	start()
 	within("up once reconnected", func() bool { return !a.down.Load() && a.connected() })
 
 	a.down.Store(true) // as if the CONNECTED event had been dropped
