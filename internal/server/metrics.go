@@ -14,7 +14,10 @@ import (
 )
 
 // latencyBuckets span 0.25 ms to about 4 s: JetStream acks and flushes.
-var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
+var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 2, latencyBucketCount)
+
+// latencyBucketCount is how many bounds latencyBuckets has.
+const latencyBucketCount = 15
 
 // Metrics implements hub.Metrics with Prometheus, on its own registry,
 // and counts the server's HTTP requests (the bridge's flushes are handler="flush") and refused cookies.
@@ -25,18 +28,11 @@ type Metrics struct {
 	socketsClosed  *prometheus.CounterVec
 	viewsOpen      prometheus.Gauge
 	sessionsViewed prometheus.Counter
-	opsStaged      *prometheus.CounterVec
-	ackLatency     *prometheus.HistogramVec
+	hot            *hotMetrics // the series every write adds to
 	errors         *prometheus.CounterVec
-	delivered      prometheus.Counter
 	httpRequests   *prometheus.CounterVec
 	httpLatency    *prometheus.HistogramVec
 	cookiesRefused *prometheus.CounterVec
-
-	// The series Staged adds to on every acknowledged write, by source
-	// (0: ws, 1: http): looked up once, not per write.
-	staged [2]prometheus.Counter
-	ackObs [2]prometheus.Observer
 }
 
 var _ hub.Metrics = (*Metrics)(nil)
@@ -58,19 +54,10 @@ func NewMetrics() *Metrics {
 		sessionsViewed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sessionhub_sessions_viewed_total", Help: "Session views opened: sessions served by this instance.",
 		}),
-		opsStaged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sessionhub_ops_staged_total", Help: "Log entries appended and acknowledged by JetStream, by source (ws or http).",
-		}, []string{"source"}),
-		ackLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sessionhub_ack_latency_seconds", Help: "Time from an append to JetStream's acknowledgement, by source.",
-			Buckets: latencyBuckets,
-		}, []string{"source"}),
+		hot: newHotMetrics(),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionhub_errors_total", Help: "Errors answered to socket requests, by wire code.",
 		}, []string{"code"}),
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sessionhub_changes_delivered_total", Help: "Change messages queued to sockets.",
-		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sessionhub_http_requests_total", Help: "HTTP requests, by route, method and status.",
 		}, []string{"handler", "method", "code"}),
@@ -86,15 +73,11 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.socketsOpen, m.socketsClosed, m.viewsOpen, m.sessionsViewed,
-		m.opsStaged, m.ackLatency, m.errors, m.delivered,
+		m.hot, m.errors,
 		m.httpRequests, m.httpLatency, m.cookiesRefused,
 	)
 	// Known label values start at zero, so every family is exposed from the
 	// start and rates need no special case for a missing series.
-	for i, src := range []string{hub.SourceWS, hub.SourceHTTP} {
-		m.staged[i] = m.opsStaged.WithLabelValues(src)
-		m.ackObs[i] = m.ackLatency.WithLabelValues(src)
-	}
 	for _, c := range []hub.Code{hub.CodeInvalid, hub.CodeForbidden, hub.CodeTooLarge, hub.CodeTooManyPending,
 		hub.CodeRateLimited, hub.CodeUnavailable, hub.CodeNotFound, hub.CodeInternal} {
 		m.errors.WithLabelValues(string(c))
@@ -140,15 +123,14 @@ func (m *Metrics) Staged(source string, d time.Duration) {
 	if source != hub.SourceWS {
 		i = 1 // hub.SourceHTTP
 	}
-	m.staged[i].Inc()
-	m.ackObs[i].Observe(d.Seconds())
+	m.hot.staged(i, d)
 }
 
 // Error implements hub.Metrics.
 func (m *Metrics) Error(code hub.Code) { m.errors.WithLabelValues(string(code)).Inc() }
 
 // Delivered implements hub.Metrics.
-func (m *Metrics) Delivered(n int) { m.delivered.Add(float64(n)) }
+func (m *Metrics) Delivered(n int) { m.hot.deliver(n) }
 
 // CookieRefused implements hub.Metrics: it counts refused cookies by
 // reason.
