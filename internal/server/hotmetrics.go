@@ -15,8 +15,8 @@ import (
 // sessionhub_changes_delivered_total. A Prometheus counter or histogram
 // is a few atomic words that every core adds to, and on a busy instance
 // the cores then take turns at their cache lines: at one write answered
-// at a time, these three series cost the hub 1.5% to 2% of its CPU per
-// write. hotMetrics spreads each over hotStripes stripes instead, each on
+// at a time, these three series cost the hub 1.5% to 2.2% of its CPU per
+// write (BENCHMARKS.md, tenth round). hotMetrics spreads each over hotStripes stripes instead, each on
 // cache lines of its own, an addition going to a stripe picked at
 // random; a scrape sums them. The staged count of a source is its
 // latency histogram's count (each staged entry is observed once), and a
