@@ -8,7 +8,6 @@ import (
 	"flag"
 	"net/http"
 	"regexp"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/sessionhub/sessionhub/internal/gctune"
 	"github.com/sessionhub/sessionhub/internal/server"
 	"github.com/sessionhub/sessionhub/session"
 )
@@ -236,7 +236,6 @@ func TestRunGracefulShutdown(t *testing.T) {
 
 // gogc is the process's GOGC.
 func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+	p, _ := gctune.GOGC()
+	return int(p)
 }

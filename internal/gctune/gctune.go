@@ -56,13 +56,8 @@ const minHeap = 4 << 20
 // for a smaller one: the heap's goal is the live heap of the last
 // collection plus the larger of headroom and what base gives.
 func Keep(headroom uint64) (stop func()) {
-	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(samples)
-	if headroom == 0 || samples[0].Value.Kind() != metrics.KindUint64 {
-		return func() {}
-	}
-	base := samples[0].Value.Uint64()
-	if base == 0 || base > math.MaxInt32 {
+	base, ok := GOGC()
+	if headroom == 0 || !ok || base == 0 || base > math.MaxInt32 {
 		return func() {} // off, or nothing Keep could set back
 	}
 	k := &keeper{headroom: headroom, base: int(base), set: int(base)}
@@ -71,6 +66,17 @@ func Keep(headroom uint64) (stop func()) {
 	k.mu.Unlock()
 	k.arm()
 	return k.stop
+}
+
+// GOGC is the process's GOGC percent (0: the collector is off); ok is
+// false when the runtime does not tell.
+func GOGC() (percent uint64, ok bool) {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
+	}
+	return s[0].Value.Uint64(), true
 }
 
 // keeper is Keep's state; a cleanup of an unreachable object, run after

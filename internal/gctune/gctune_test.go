@@ -3,7 +3,6 @@ package gctune
 import (
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -33,9 +32,8 @@ func TestPercent(t *testing.T) {
 }
 
 func gogc() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+	p, _ := GOGC()
+	return int(p)
 }
 
 // Keep raises GOGC for this test's small heap, and stop puts back what
