@@ -28,13 +28,26 @@ func entryOf(m *nats.Msg, seq uint64) (entry, error) {
 	if err != nil {
 		return entry{}, err
 	}
-	e := entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}
+	e := entry{Seq: seq, Ops: ops}
 	if c := m.Header.Get(hdrSnapshot); c != "" {
 		if e.Covers, err = strconv.ParseUint(c, 10, 64); err != nil || e.Covers == 0 || e.Covers >= seq {
 			return entry{}, fmt.Errorf("hub: log entry %d: bad %s header %q", seq, hdrSnapshot, c)
 		}
 	}
+	e.Source = sourceOf(m, e.Covers != 0)
 	return e, nil
+}
+
+// sourceOf is the source of log entry m: its Sessionhub-Source header; a
+// socket's entry when it has none and is not a snapshot. A socket's
+// entries are appended without the header (appendReserved), which nats.go
+// would encode on every publish and JetStream store with every entry;
+// those of earlier versions carry it, and read the same.
+func sourceOf(m *nats.Msg, snapshot bool) string {
+	if src := m.Header.Get(hdrSource); src != "" || snapshot {
+		return src
+	}
+	return SourceWS
 }
 
 // entryWrites returns the writes of the session's write budget entry e

@@ -1191,21 +1191,18 @@ func (c *conn) clientOps(m protocol.ClientMessage) ([]session.Op, error) {
 // lock.
 const asyncStallWait = 5 * time.Millisecond
 
-// wsHeader is the header of a socket's entry, built once and only read
-// (nats.go encodes a message's headers as it publishes it).
-var wsHeader = nats.Header{hdrSource: {SourceWS}}
-
 // appendReserved publishes a socket's encoded entry (encodeEntry) to its
 // session's log subject (view.subject), its acknowledgement on lane (the
 // session's shard), in a slot asyncAcks.reserve took, without waiting for
 // JetStream's acknowledgement: the future brings it. On error the slot is
-// given back.
+// given back. The entry has no header: an entry without a source is a
+// socket's (sourceOf).
 func (l *jsLog) appendReserved(subject string, lane int, data []byte) (*pubAck, error) {
 	if !l.acks.connected() {
 		l.acks.release()
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data, Header: wsHeader}, lane)
+	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data}, lane)
 	if err != nil {
 		return nil, classifyPublish(err)
 	}

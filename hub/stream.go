@@ -177,7 +177,9 @@ func (l *jsLog) append(ctx context.Context, id, source string, expect *uint64, o
 	}
 	m := nats.NewMsg(l.opsSubject(id))
 	m.Data = data
-	m.Header.Set(hdrSource, source)
+	if source != SourceWS { // a socket's entry has none (sourceOf)
+		m.Header.Set(hdrSource, source)
+	}
 	if expect != nil {
 		m.Header.Set(hdrNatsExpected, strconv.FormatUint(*expect, 10))
 	}

@@ -341,7 +341,7 @@ func (v *view) entryLocked(m *nats.Msg, seq uint64) (entry, *ownWrite, error) {
 		op.Seq = seq
 		ops[i] = op
 	}
-	return entry{Seq: seq, Ops: ops, Source: m.Header.Get(hdrSource)}, w, nil
+	return entry{Seq: seq, Ops: ops, Source: sourceOf(m, false)}, w, nil
 }
 
 // repairLocked marks the view stale (reads go to JetStream meanwhile) and
