@@ -69,16 +69,16 @@ func TestSocketEntriesCarryNoSourceHeader(t *testing.T) {
 	}
 	defer ws.CloseNow()
 	// next reads the socket's messages until one of type typ, and returns
-	// it with the sources of the changes read on the way, by sequence.
+	// it, keeping the sources of the changes read on the way by sequence
+	// (a frame may hold several messages: those after it wait in lines).
 	sources := map[uint64]string{}
+	var lines [][]byte
 	next := func(typ string) map[string]any {
 		t.Helper()
 		for {
-			_, frame, err := ws.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for line := range bytes.SplitSeq(frame, []byte("\n")) {
+			for len(lines) > 0 {
+				line := lines[0]
+				lines = lines[1:]
 				var m map[string]any
 				if err := json.Unmarshal(line, &m); err != nil {
 					t.Fatalf("%q: %v", line, err)
@@ -90,6 +90,11 @@ func TestSocketEntriesCarryNoSourceHeader(t *testing.T) {
 					return m
 				}
 			}
+			_, frame, err := ws.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = bytes.Split(frame, []byte("\n"))
 		}
 	}
 	next("welcome")
@@ -114,8 +119,10 @@ func TestSocketEntriesCarryNoSourceHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for sources[httpSeq] == "" {
-		next("change")
+	for _, seq := range append(seqs, httpSeq) { // a change may follow its ack
+		for sources[seq] == "" {
+			next("change")
+		}
 	}
 
 	stream, err := h.log.js.Stream(ctx, h.log.stream)
