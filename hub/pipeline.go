@@ -59,8 +59,9 @@ type batch struct {
 	own   *ownWrite // the batch's ops, counted by the cookie budget from the first write on
 	cost  int       // batchCost of its ops
 	n     int       // its writes
-	fut   *pubAck   // nil until appended, and when staged on its own
+	fut   *pubAck   // nil until appended, and when staged on its own; then &ack
 	start time.Time // when it was appended: the view's freshest write once acknowledged
+	ack   pubAck    // the future of its append, made once (newBatch)
 
 	// appended once its append was made or tried (acker only, or the
 	// read loop before it pushes the batch).
@@ -75,6 +76,18 @@ type batch struct {
 	answered bool
 	seq      uint64
 	err      error
+}
+
+// newBatch returns a batch of the write of ops on v by c, which opens
+// it: the batch, its ownWrite and its append's future are one
+// allocation.
+func newBatch(v *view, c *conn, ops []session.Op, cost int) *batch {
+	p := &struct {
+		b   batch
+		own ownWrite
+	}{own: ownWrite{v: v, ops: ops, c: c}}
+	p.b.own, p.b.cost, p.b.n = &p.own, cost, 1
+	return &p.b
 }
 
 // maxBatchWrites bounds the writes of one batch: with at most
@@ -295,8 +308,8 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		c.enter(pending{id: m.ID, b: b, start: start})
 		return
 	}
-	own := &ownWrite{v: v, ops: ops, c: c}
-	b := &batch{own: own, cost: cost, n: 1}
+	b := newBatch(v, c, ops, cost)
+	own := b.own
 	if data == nil && !c.pipe.owed() {
 		data = encodeValid(ops) // the acker answered all meanwhile
 	}
@@ -314,7 +327,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	err = errStalled
 	if reserved = reserved || acks.tryReserve(); reserved {
 		reserved = false // appendReserved gives it back on error
-		fut, err = c.h.log.appendReserved(v.subject, shardOf(v.id), data)
+		fut, err = c.h.log.appendReserved(v.subject, shardOf(v.id), data, &b.ack)
 	}
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
@@ -959,7 +972,7 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 		return true
 	}
 	b.start = time.Now()
-	fut, err := c.h.log.appendReserved(v.subject, shardOf(v.id), data)
+	fut, err := c.h.log.appendReserved(v.subject, shardOf(v.id), data, &b.ack)
 	if err != nil {
 		b.err = err
 		return true
@@ -1194,15 +1207,15 @@ const asyncStallWait = 5 * time.Millisecond
 // appendReserved publishes a socket's encoded entry (encodeEntry) to its
 // session's log subject (view.subject), its acknowledgement on lane (the
 // session's shard), in a slot asyncAcks.reserve took, without waiting for
-// JetStream's acknowledgement: the future brings it. On error the slot is
-// given back. The entry has no header: an entry without a source is a
-// socket's (sourceOf).
-func (l *jsLog) appendReserved(subject string, lane int, data []byte) (*pubAck, error) {
+// JetStream's acknowledgement: the future f (the batch's) brings it. On
+// error the slot is given back. The entry has no header: an entry without
+// a source is a socket's (sourceOf).
+func (l *jsLog) appendReserved(subject string, lane int, data []byte, f *pubAck) (*pubAck, error) {
 	if !l.acks.connected() {
 		l.acks.release()
 		return nil, wrapErr(ErrUnavailable, nats.ErrDisconnected)
 	}
-	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data}, lane)
+	fut, err := l.acks.publishReserved(&nats.Msg{Subject: subject, Data: data}, lane, f)
 	if err != nil {
 		return nil, classifyPublish(err)
 	}

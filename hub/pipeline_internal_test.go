@@ -600,3 +600,18 @@ func TestStoppedTakesBackAParkedQueue(t *testing.T) {
 		t.Fatalf("a late settling queued %q, want nothing", got)
 	}
 }
+
+// A socket's write that opens a batch takes one allocation for the batch,
+// its ownWrite and its append's future (newBatch), which the publish
+// fills in: at window 1 each write opens one.
+func TestNewBatchAllocatesOnce(t *testing.T) {
+	v := &view{}
+	ops := []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`1`)}}
+	var b *batch
+	if n := testing.AllocsPerRun(100, func() { b = newBatch(v, nil, ops, batchCost(ops)) }); n != 1 {
+		t.Errorf("newBatch allocates %v times", n)
+	}
+	if b.own.v != v || len(b.own.ops) != 1 || b.n != 1 || b.fut != nil {
+		t.Fatalf("newBatch: %+v", b)
+	}
+}

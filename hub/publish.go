@@ -25,8 +25,8 @@ import (
 // view holds an entry by the time its acknowledgement is routed. It
 // does what nats.go's PublishMsgAsync does for the pipeline
 // (pipeline.go), with an acknowledgement read by hand (parsePubAck) and
-// a future that is one allocation. As PublishMsgAsync does, it fails
-// the publishes awaiting their acknowledgement when the
+// a future that takes no allocation of its own. As PublishMsgAsync does,
+// it fails the publishes awaiting their acknowledgement when the
 // connection starts reconnecting: their replies went to the connection
 // that dropped. A publish not acknowledged within timeout of it fails
 // with jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no
@@ -60,7 +60,7 @@ type asyncAcks struct {
 // pubAck is the future of one asynchronous append: once seq (the entry's
 // sequence) or err is known it is settled, and a socket's answer queue
 // parked on it (park) is resumed (conn.resumeAnswers). Nothing else waits
-// for it: it is one allocation, without a channel.
+// for it: it has no channel, and is made with its batch (newBatch).
 type pubAck struct {
 	token    uint64
 	seq      uint64
@@ -264,10 +264,10 @@ func (a *asyncAcks) tryReserve() bool {
 func (a *asyncAcks) release() { <-a.slots }
 
 // publishReserved sends m with a reply subject of its own on lane, in a
-// slot reserve took, and returns its future: on error the slot is free
-// again.
-func (a *asyncAcks) publishReserved(m *nats.Msg, lane int) (*pubAck, error) {
-	f := &pubAck{deadline: time.Now().Add(a.timeout)}
+// slot reserve took, and returns its future f, a zero pubAck of the
+// caller's (a batch's, made with it): on error the slot is free again.
+func (a *asyncAcks) publishReserved(m *nats.Msg, lane int, f *pubAck) (*pubAck, error) {
+	f.deadline = time.Now().Add(a.timeout)
 	a.mu.Lock()
 	a.n++
 	f.token = a.n

@@ -37,7 +37,7 @@ func (a *asyncAcks) publish(m *nats.Msg, stall time.Duration) (*pubAck, error) {
 	if !a.reserve(context.Background(), stall) {
 		return nil, errStalled
 	}
-	return a.publishReserved(m, 0)
+	return a.publishReserved(m, 0, new(pubAck))
 }
 
 // startAcks starts an asyncAcks of max awaiting on nc, stopped with the
