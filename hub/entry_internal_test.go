@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -59,15 +56,9 @@ func TestSocketEntriesCarryNoSourceHeader(t *testing.T) {
 		o.SnapshotEvery = -1
 		o.ClientKeys = map[string]KeyPolicy{"k": {Read: true, Write: true, Validate: func(json.RawMessage) error { return nil }}}
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub/ws", &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialBatched(ctx, t, h)
 	// next reads the socket's messages until one of type typ, and returns
 	// it, keeping the sources of the changes read on the way by sequence
 	// (a frame may hold several messages: those after it wait in lines).

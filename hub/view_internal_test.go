@@ -3,18 +3,37 @@ package hub
 import (
 	"context"
 	"hash/fnv"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/hub/natsserver"
+	"github.com/sessionhub/sessionhub/internal/protocol"
 	"github.com/sessionhub/sessionhub/session"
 )
 
 func internalHub(t testing.TB) *Hub {
 	return internalHubWith(t, nil)
+}
+
+// dialBatched serves h on a test server and opens a socket to it that
+// asks for protocol.Subprotocol (several messages per frame), both
+// closed with the test.
+func dialBatched(ctx context.Context, t *testing.T, h *Hub) *websocket.Conn {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub/ws", &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	return ws
 }
 
 // internalConn connects to a fresh embedded NATS server, closed with the

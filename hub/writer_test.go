@@ -266,15 +266,9 @@ func TestOwnChangeGoesWithItsAck(t *testing.T) {
 		o.ClientKeys = map[string]KeyPolicy{"language": {Read: true, Write: true, Validate: func(json.RawMessage) error { return nil }}}
 		o.RateLimit, o.RateBurst = 1000, 1000
 	})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub/ws", &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ws := dialBatched(ctx, t, h)
 	type msg struct {
 		Type string `json:"type"`
 		ID   uint64 `json:"id"`
