@@ -7,15 +7,26 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// shards is how many dispatcher goroutines hand republished entries to
-// views; a session always goes to the same one, so its entries stay in
-// order.
-const shards = 8
+// maxShards bounds the dispatcher goroutines that hand republished
+// entries to views; a session always goes to the same one, so its
+// entries stay in order.
+const maxShards = 8
 
-func (h *Hub) shard(id string) chan *nats.Msg { return h.live[shardOf(id)] }
+// shardsFor is how many dispatchers a hub runs on procs cores (the
+// runtime's GOMAXPROCS): one for every two, from 1 to maxShards. A
+// dispatcher writes the frames of its sessions' changes and answers
+// itself, about half of what a write costs the hub, so one for every two
+// cores leaves the others to the sockets' read loops and to nats.go. Each
+// dispatcher more is a goroutine nats.go's reader wakes on its own for
+// the entries of its sessions: on two cores, eight of them cost a
+// twentieth of the hub's CPU per write at window 1 against one, and
+// delivered less at window 32 (BENCHMARKS.md, twelfth round).
+func shardsFor(procs int) int { return min(max(procs/2, 1), maxShards) }
 
-// shardOf is the shard of session id.
-func shardOf(id string) int {
+func (h *Hub) shard(id string) chan *nats.Msg { return h.live[shardOf(id, len(h.live))] }
+
+// shardOf is the shard of session id among n.
+func shardOf(id string, n int) int {
 	// FNV-1a, 32 bits (hash/fnv's New32a), without its allocation: every
 	// socket write asks.
 	sum := uint32(2166136261)
@@ -23,7 +34,7 @@ func shardOf(id string) int {
 		sum ^= uint32(id[i])
 		sum *= 16777619
 	}
-	return int(sum % shards)
+	return int(sum % uint32(n))
 }
 
 // dispatch hands republished entries (live) to their views, one shard's

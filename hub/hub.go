@@ -41,8 +41,8 @@ type Hub struct {
 	perSession map[string]int // open sockets (and handshakes past the check) per session
 	perAddr    map[string]int // the same per client address, with MaxSocketsPerAddr
 
-	live     [shards]chan *nats.Msg // republished entries, one channel per dispatcher (dispatch.go)
-	ackLanes [shards]chan *nats.Msg // the acknowledgements of the shards' asynchronous appends (asyncAcks)
+	live     []chan *nats.Msg // republished entries, one channel per dispatcher (dispatch.go, shardsFor)
+	ackLanes []chan *nats.Msg // the acknowledgements of the shards' asynchronous appends (asyncAcks)
 	ctlSub   *nats.Subscription
 
 	reconnects atomic.Uint64 // NATS reconnects seen, see checkReconnect
@@ -102,12 +102,13 @@ func New(ctx context.Context, opts *Options) (*Hub, error) {
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: reply subscription: %w", err)
 	}
+	h.live, h.ackLanes = make([]chan *nats.Msg, o.dispatchers), make([]chan *nats.Msg, o.dispatchers)
 	for i := range h.live {
 		h.live[i] = make(chan *nats.Msg, o.liveBuffer)
 		// Room for every acknowledgement awaited: none is dropped.
 		h.ackLanes[i] = make(chan *nats.Msg, o.asyncMaxPending)
 	}
-	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout, h.ackLanes[:]); err != nil {
+	if err := h.log.acks.start(o.Conn, o.asyncMaxPending, o.WriteTimeout, h.ackLanes); err != nil {
 		h.log.replies.stop()
 		h.revoked.close()
 		return nil, fmt.Errorf("hub: acknowledgement subscription: %w", err)

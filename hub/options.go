@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"time"
 
@@ -149,6 +150,9 @@ type Options struct {
 	// JetStream's acknowledgement on the hub's connection before the next
 	// one stalls (tests set it). Default: defaultAsyncMaxPending.
 	asyncMaxPending int
+	// dispatchers is how many dispatcher goroutines the hub runs (tests
+	// set it). Default: shardsFor(runtime.GOMAXPROCS(0)).
+	dispatchers int
 }
 
 // The defaults of the Options fields a server exposes as flags.
@@ -249,6 +253,8 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	def(&out.asyncMaxPending, defaultAsyncMaxPending)
 	def(&out.liveBuffer, 4096)
+	def(&out.dispatchers, shardsFor(runtime.GOMAXPROCS(0)))
+	out.dispatchers = min(out.dispatchers, maxShards)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,7 +59,10 @@ func internalHubWith(t testing.TB, tweak func(*Options)) *Hub {
 	t.Helper()
 	nc := internalConn(t)
 	store, _ := session.NewStore(&session.Options{Keys: []session.KeyPair{session.GenerateKeyPair(false)}})
-	o := &Options{Store: store, Conn: nc}
+	// Every dispatcher a hub can run, whatever the cores: sessions of
+	// different shards are served apart (a default hub on two cores runs
+	// one, shardsFor).
+	o := &Options{Store: store, Conn: nc, dispatchers: maxShards}
 	if tweak != nil {
 		tweak(o)
 	}
@@ -149,16 +153,42 @@ func TestViewRepairsAGapWithoutALaterEntry(t *testing.T) {
 // picking it allocates nothing.
 func TestShardIsFNV1a(t *testing.T) {
 	h := internalHub(t)
+	if len(h.live) != maxShards {
+		t.Fatalf("%d dispatchers, want the %d asked for", len(h.live), maxShards)
+	}
 	for range 100 {
 		id := session.NewID()
 		f := fnv.New32a()
 		_, _ = f.Write([]byte(id))
-		if got, want := h.shard(id), h.live[f.Sum32()%shards]; got != want {
+		if got, want := h.shard(id), h.live[f.Sum32()%maxShards]; got != want {
 			t.Fatalf("session %s: shard differs from FNV-1a's", id)
+		}
+		for n := 1; n <= maxShards; n++ {
+			if got, want := shardOf(id, n), int(f.Sum32()%uint32(n)); got != want {
+				t.Fatalf("session %s of %d shards: shard %d, FNV-1a's %d", id, n, got, want)
+			}
 		}
 	}
 	if n := testing.AllocsPerRun(100, func() { h.shard("a-session-id") }); n != 0 {
 		t.Fatalf("picking a shard allocates %v times", n)
+	}
+}
+
+// A hub runs one dispatcher for every two cores it may use, from one to
+// maxShards, each with its lane of acknowledgements.
+func TestDispatchersFollowTheCores(t *testing.T) {
+	for procs, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 8: 4, 16: 8, 64: 8} {
+		if got := shardsFor(procs); got != want {
+			t.Errorf("shardsFor(%d) = %d, want %d", procs, got, want)
+		}
+	}
+	h := internalHubWith(t, func(o *Options) { o.dispatchers = 0 }) // the default
+	if want := shardsFor(runtime.GOMAXPROCS(0)); len(h.live) != want || len(h.ackLanes) != want {
+		t.Fatalf("%d dispatchers and %d lanes on GOMAXPROCS %d, want %d", len(h.live), len(h.ackLanes), runtime.GOMAXPROCS(0), want)
+	}
+	h = internalHubWith(t, func(o *Options) { o.dispatchers = 3 })
+	if len(h.live) != 3 || len(h.ackLanes) != 3 {
+		t.Fatalf("%d dispatchers and %d lanes, want 3 of each", len(h.live), len(h.ackLanes))
 	}
 }
 
