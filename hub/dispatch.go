@@ -18,9 +18,9 @@ const maxShards = 8
 // itself, about half of what a write costs the hub, so one for every two
 // cores leaves the others to the sockets' read loops and to nats.go. Each
 // dispatcher more is a goroutine nats.go's reader wakes on its own for
-// the entries of its sessions: on two cores, eight of them cost a
-// twentieth of the hub's CPU per write at window 1 against one, and
-// delivered less at window 32 (BENCHMARKS.md, twelfth round).
+// the entries of its sessions: on two cores, eight of them cost about 2%
+// more of the hub's CPU per write at window 1 than one (BENCHMARKS.md,
+// twelfth round).
 func shardsFor(procs int) int { return min(max(procs/2, 1), maxShards) }
 
 func (h *Hub) shard(id string) chan *nats.Msg { return h.live[shardOf(id, len(h.live))] }
