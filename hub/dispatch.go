@@ -23,7 +23,11 @@ const maxShards = 8
 // twelfth round).
 func shardsFor(procs int) int { return min(max(procs/2, 1), maxShards) }
 
-func (h *Hub) shard(id string) chan *nats.Msg { return h.live[shardOf(id, len(h.live))] }
+func (h *Hub) shard(id string) chan *nats.Msg { return h.live[h.lane(id)] }
+
+// lane is the shard of session id on this hub: its dispatcher, and the
+// lane of its asynchronous appends' acknowledgements.
+func (h *Hub) lane(id string) int { return shardOf(id, len(h.live)) }
 
 // shardOf is the shard of session id among n.
 func shardOf(id string, n int) int {

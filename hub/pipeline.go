@@ -327,7 +327,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 	err = errStalled
 	if reserved = reserved || acks.tryReserve(); reserved {
 		reserved = false // appendReserved gives it back on error
-		fut, err = c.h.log.appendReserved(v.subject, shardOf(v.id, len(c.h.live)), data, &b.ack)
+		fut, err = c.h.log.appendReserved(v.subject, c.h.lane(v.id), data, &b.ack)
 	}
 	if errors.Is(err, errStalled) {
 		// The connection's asynchronous publishes are at their limit: do
@@ -972,7 +972,7 @@ func (c *conn) publishBatch(ctx context.Context, b *batch) bool {
 		return true
 	}
 	b.start = time.Now()
-	fut, err := c.h.log.appendReserved(v.subject, shardOf(v.id, len(c.h.live)), data, &b.ack)
+	fut, err := c.h.log.appendReserved(v.subject, c.h.lane(v.id), data, &b.ack)
 	if err != nil {
 		b.err = err
 		return true
