@@ -254,7 +254,6 @@ func (o *Options) withDefaults() (Options, error) {
 	def(&out.asyncMaxPending, defaultAsyncMaxPending)
 	def(&out.liveBuffer, 4096)
 	def(&out.dispatchers, shardsFor(runtime.GOMAXPROCS(0)))
-	out.dispatchers = min(out.dispatchers, maxShards)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
