@@ -46,11 +46,9 @@ func TestDispatchTakesTheEntriesBeforeAnAck(t *testing.T) {
 		}
 		acks := &h.log.acks
 		f := &pubAck{deadline: time.Now().Add(time.Minute)}
-		acks.slots <- struct{}{}
+		acks.slots.Add(1)
 		acks.mu.Lock()
-		acks.n++
-		f.token = acks.n
-		acks.waiting[f.token] = f
+		acks.waiting.push(f)
 		acks.mu.Unlock()
 		ack := nats.NewMsg(fmt.Sprintf("%s0.%d", acks.prefix, f.token))
 		ack.Data = fmt.Appendf(nil, `{"stream":"S","seq":%d}`, from+n)

@@ -33,10 +33,16 @@ import (
 // timer of its own.
 type asyncAcks struct {
 	nc     *nats.Conn
-	prefix string        // "<inbox>.", then "<lane>.<token>"
-	slots  chan struct{} // one per publish awaiting its acknowledgement
-	subs   []*nats.Subscription
-	status chan nats.Status // the connection's status events
+	prefix string // "<inbox>.", then "<lane>.<token>"
+	// slots counts the publishes awaiting their acknowledgement, at most
+	// max; a reserve waiting for one (waiters) is told of one coming
+	// free on freed.
+	slots   atomic.Int32
+	max     int32
+	waiters atomic.Int32
+	freed   chan struct{} // capacity 1
+	subs    []*nats.Subscription
+	status  chan nats.Status // the connection's status events
 	// down is set once the connection's status left CONNECTED (as watch
 	// learnt it), cleared once it is CONNECTED again: only then does an
 	// append ask the connection (connected), whose lock its flusher holds
@@ -49,12 +55,7 @@ type asyncAcks struct {
 	once    sync.Once     // of closing stopped
 
 	mu      sync.Mutex
-	n       uint64
-	waiting map[uint64]*pubAck
-	// order holds the publishes in the order they were made, so in the
-	// order of their deadlines; those answered meanwhile are dropped as
-	// they reach its head.
-	order []*pubAck
+	waiting tokens // the publishes awaiting their acknowledgement
 }
 
 // pubAck is the future of one asynchronous append: once seq (the entry's
@@ -117,8 +118,8 @@ func (a *asyncAcks) start(nc *nats.Conn, max int, timeout time.Duration, lanes [
 	a.nc = nc
 	a.timeout = timeout
 	a.prefix = nc.NewInbox() + "."
-	a.slots = make(chan struct{}, max)
-	a.waiting = map[uint64]*pubAck{}
+	a.max = int32(min(max, math.MaxInt32))
+	a.freed = make(chan struct{}, 1)
 	for i, ch := range lanes {
 		sub, err := nc.ChanSubscribe(a.prefix+strconv.Itoa(i)+".*", ch)
 		if err != nil {
@@ -147,25 +148,10 @@ func (a *asyncAcks) expire() {
 			return
 		case now := <-t.C:
 			a.mu.Lock()
-			var late []*pubAck
-			for len(a.order) > 0 {
-				f := a.order[0]
-				if a.waiting[f.token] == f {
-					if now.Before(f.deadline) {
-						break
-					}
-					delete(a.waiting, f.token)
-					late = append(late, f)
-				}
-				a.order[0] = nil
-				a.order = a.order[1:]
-			}
-			if len(a.order) == 0 {
-				a.order = nil // its array is not kept once drained
-			}
+			late := a.waiting.takeDue(now)
 			a.mu.Unlock()
 			for _, f := range late {
-				<-a.slots
+				a.release()
 				a.settle(f, 0, jetstream.ErrAsyncPublishTimeout)
 			}
 		}
@@ -223,11 +209,10 @@ func (a *asyncAcks) unsubscribe() {
 // failAll fails every publish awaiting its acknowledgement with err.
 func (a *asyncAcks) failAll(err error) {
 	a.mu.Lock()
-	waiting := a.waiting
-	a.waiting = map[uint64]*pubAck{}
+	waiting := a.waiting.takeAll()
 	a.mu.Unlock()
 	for _, f := range waiting {
-		<-a.slots
+		a.release()
 		a.settle(f, 0, err)
 	}
 }
@@ -239,29 +224,56 @@ func (a *asyncAcks) reserve(ctx context.Context, wait time.Duration) bool {
 	if a.tryReserve() {
 		return true
 	}
+	a.waiters.Add(1)
+	defer a.waiters.Add(-1)
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case a.slots <- struct{}{}:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
+	for {
+		// Counted among the waiters before looking: a slot freed after
+		// this look is told on freed.
+		if a.tryReserve() {
+			if a.waiters.Load() > 1 && a.slots.Load() < a.max {
+				a.tellFreed() // another slot came free meanwhile, for the next waiter
+			}
+			return true
+		}
+		select {
+		case <-a.freed:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
-	return false
 }
 
 // tryReserve is reserve without a wait.
 func (a *asyncAcks) tryReserve() bool {
-	select {
-	case a.slots <- struct{}{}:
-		return true
-	default:
-		return false
+	for {
+		n := a.slots.Load()
+		if n >= a.max {
+			return false
+		}
+		if a.slots.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
 // release gives back a slot reserve took.
-func (a *asyncAcks) release() { <-a.slots }
+func (a *asyncAcks) release() {
+	a.slots.Add(-1)
+	if a.waiters.Load() > 0 {
+		a.tellFreed()
+	}
+}
+
+func (a *asyncAcks) tellFreed() {
+	select {
+	case a.freed <- struct{}{}:
+	default: // told already
+	}
+}
 
 // publishReserved sends m with a reply subject of its own on lane, in a
 // slot reserve took, and returns its future f, a zero pubAck of the
@@ -269,10 +281,7 @@ func (a *asyncAcks) release() { <-a.slots }
 func (a *asyncAcks) publishReserved(m *nats.Msg, lane int, f *pubAck) (*pubAck, error) {
 	f.deadline = time.Now().Add(a.timeout)
 	a.mu.Lock()
-	a.n++
-	f.token = a.n
-	a.waiting[f.token] = f
-	a.order = append(a.order, f)
+	a.waiting.push(f)
 	a.mu.Unlock()
 	var buf [48]byte
 	r := strconv.AppendInt(buf[:0], int64(lane), 10)
@@ -286,18 +295,17 @@ func (a *asyncAcks) publishReserved(m *nats.Msg, lane int, f *pubAck) (*pubAck, 
 }
 
 // pending reports how many publishes await their acknowledgement.
-func (a *asyncAcks) pending() int { return len(a.slots) }
+func (a *asyncAcks) pending() int { return int(a.slots.Load()) }
 
 // forget stops waiting for f's acknowledgement (its publish failed, or
 // its waiter gave up): its slot is free again. It reports false when f
 // was no longer waiting: it is settled, or being settled.
 func (a *asyncAcks) forget(f *pubAck) bool {
 	a.mu.Lock()
-	_, ok := a.waiting[f.token]
-	delete(a.waiting, f.token)
+	ok := a.waiting.take(f.token) == f
 	a.mu.Unlock()
 	if ok {
-		<-a.slots
+		a.release()
 	}
 	return ok
 }
@@ -309,13 +317,12 @@ func (a *asyncAcks) route(m *nats.Msg) {
 		return
 	}
 	a.mu.Lock()
-	f := a.waiting[token]
-	delete(a.waiting, token)
+	f := a.waiting.take(token)
 	a.mu.Unlock()
 	if f == nil {
 		return // its waiter gave up
 	}
-	<-a.slots
+	a.release()
 	if len(m.Data) == 0 && m.Header.Get(hdrStatus) == "503" {
 		a.settle(f, 0, nats.ErrNoResponders)
 		return

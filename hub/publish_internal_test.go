@@ -155,7 +155,7 @@ func TestAsyncAcksStop(t *testing.T) {
 // by default, from its publish (TestAckDeadlineCountsFromThePublish).
 func TestAsyncAcksDefault(t *testing.T) {
 	h := internalHub(t)
-	if n := cap(h.log.acks.slots); n != 4000 {
+	if n := int(h.log.acks.max); n != 4000 {
 		t.Fatalf("a hub's appends await %d acknowledgements at most, the docs say 4,000", n)
 	}
 	if h.log.timeout != 5*time.Second {
