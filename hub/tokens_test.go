@@ -183,8 +183,10 @@ func BenchmarkTokens(b *testing.B) {
 // time with a slot free.
 func TestReserveWaitsForAFreeSlot(t *testing.T) {
 	a := &asyncAcks{max: 2, freed: make(chan struct{}, 1)}
-	if !a.tryReserve() || !a.tryReserve() || a.tryReserve() {
-		t.Fatal("want exactly 2 slots")
+	for i, want := range []bool{true, true, false} {
+		if got := a.tryReserve(); got != want {
+			t.Fatalf("reserve %d of 2 slots: %v, want %v", i+1, got, want)
+		}
 	}
 	const waiters = 5
 	got := make(chan bool, waiters)
