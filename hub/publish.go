@@ -268,6 +268,8 @@ func (a *asyncAcks) release() {
 	}
 }
 
+// tellFreed tells a waiting reserve that a slot came free, unless one
+// was told already and has not looked yet.
 func (a *asyncAcks) tellFreed() {
 	select {
 	case a.freed <- struct{}{}:
