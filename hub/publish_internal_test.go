@@ -300,3 +300,59 @@ func TestAsyncAcksFollowTheConnection(t *testing.T) {
 		t.Fatal("a connection that is up, its CONNECTED event missed, counts as down")
 	}
 }
+
+// A reserve waiting for a slot gets one as soon as one comes free, and
+// several slots freed together go to as many waiters: none waits out its
+// time with a slot free.
+func TestReserveWaitsForAFreeSlot(t *testing.T) {
+	a := &asyncAcks{max: 2, freed: make(chan struct{}, 1)}
+	for i, want := range []bool{true, true, false} {
+		if got := a.tryReserve(); got != want {
+			t.Fatalf("reserve %d of 2 slots: %v, want %v", i+1, got, want)
+		}
+	}
+	const waiters = 5
+	got := make(chan bool, waiters)
+	for range waiters {
+		go func() { got <- a.reserve(context.Background(), time.Minute) }()
+	}
+	for deadline := time.Now().Add(5 * time.Second); a.waiters.Load() < waiters; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d reserves waiting after 5 s", a.waiters.Load(), waiters)
+		}
+	}
+	// Free both slots at once, then three more one by one: every waiter
+	// gets one, and at no time do more than max hold one.
+	a.release()
+	a.release()
+	for range 2 {
+		if !<-got {
+			t.Fatal("a reserve failed with a slot free")
+		}
+	}
+	for i := range waiters - 2 {
+		select {
+		case ok := <-got:
+			t.Fatalf("a reserve returned %v with no slot freed", ok)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if n := a.slots.Load(); n != 2 {
+			t.Fatalf("%d slots held, want 2", n)
+		}
+		a.release()
+		if !<-got {
+			t.Fatalf("waiter %d: a reserve failed with a slot free", i+3)
+		}
+	}
+	if n := a.slots.Load(); n != 2 {
+		t.Fatalf("%d slots held at the end, want 2", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if a.reserve(ctx, time.Minute) {
+		t.Fatal("a reserve with every slot held and its context ended succeeded")
+	}
+	if a.reserve(context.Background(), time.Millisecond) {
+		t.Fatal("a reserve with every slot held succeeded after its wait")
+	}
+}
