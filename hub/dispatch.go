@@ -31,6 +31,9 @@ func (h *Hub) lane(id string) int { return shardOf(id, len(h.live)) }
 
 // shardOf is the shard of session id among n.
 func shardOf(id string, n int) int {
+	if n == 1 {
+		return 0 // one dispatcher (two cores or fewer): nothing to hash
+	}
 	// FNV-1a, 32 bits (hash/fnv's New32a), without its allocation: every
 	// socket write asks.
 	sum := uint32(2166136261)

@@ -281,7 +281,7 @@ func TestHeldChangeGoesWithTheAck(t *testing.T) {
 		c.v.Store(v)
 		v.mu.Lock()
 		c.snap = session.Snapshot{ID: id, Seq: v.last}
-		v.conns[c] = struct{}{}
+		v.addConnLocked(c)
 		v.mu.Unlock()
 		return c
 	}

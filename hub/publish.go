@@ -60,16 +60,18 @@ type asyncAcks struct {
 
 // pubAck is the future of one asynchronous append: once seq (the entry's
 // sequence) or err is known it is settled, and a socket's answer queue
-// parked on it (park) is resumed (conn.resumeAnswers). Nothing else waits
-// for it: it has no channel, and is made with its batch (newBatch).
+// parked on it (park) is resumed (conn.resumeAnswers), or its then is
+// called (a snapshot's: view.snapshotHereLocked). Nothing else waits for
+// it: it has no channel, and is made with its batch (newBatch).
 type pubAck struct {
 	token    uint64
 	seq      uint64
 	err      error
 	deadline time.Time // of its acknowledgement
 
-	state  atomic.Int32 // futurePending, futureParked or futureSettled
-	waiter *conn        // the socket whose queue is parked on it
+	state  atomic.Int32  // futurePending, futureParked or futureSettled
+	waiter *conn         // the socket whose queue is parked on it
+	then   func(*pubAck) // set before the publish: called once settled, by whoever settles it
 }
 
 const (
@@ -335,6 +337,11 @@ func (a *asyncAcks) route(m *nats.Msg) {
 
 func (a *asyncAcks) settle(f *pubAck, seq uint64, err error) {
 	f.seq, f.err = seq, err
+	if f.then != nil {
+		f.state.Store(futureSettled)
+		f.then(f)
+		return
+	}
 	if f.state.Swap(futureSettled) == futureParked {
 		f.waiter.resumeAnswers(f)
 	}

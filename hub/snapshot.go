@@ -157,30 +157,41 @@ func (l *jsLog) snapshot(ctx context.Context, id string, every int) (snapshotRes
 // entry last as a snapshot replacing them, provided last is still the
 // log's last entry (errConflict otherwise), and returns its sequence.
 func (l *jsLog) publishSnapshot(ctx context.Context, id string, ops []session.Op, last uint64) (uint64, error) {
-	data, err := encodeEntry(ops)
+	m, err := l.snapshotMsg(id, ops, last)
 	if err != nil {
 		return 0, err
 	}
-	if len(data) > l.maxEntry {
-		return 0, wrapErr(ErrTooLarge, errors.New("snapshot larger than MaxEntrySize"))
-	}
 	if !l.nc.IsConnected() {
 		return 0, wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	return l.request(ctx, m)
+}
+
+// snapshotMsg is the message of a snapshot of session id's log replacing
+// its entries up to last with ops, their compaction.
+func (l *jsLog) snapshotMsg(id string, ops []session.Op, last uint64) (*nats.Msg, error) {
+	data, err := encodeEntry(ops)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > l.maxEntry {
+		return nil, wrapErr(ErrTooLarge, errors.New("snapshot larger than MaxEntrySize"))
 	}
 	m := nats.NewMsg(l.opsSubject(id))
 	m.Data = data
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	m.Header.Set(hdrNatsExpected, strconv.FormatUint(last, 10))
 	m.Header.Set(hdrSnapshot, strconv.FormatUint(last, 10))
-	return l.request(ctx, m)
+	return m, nil
 }
 
 // snapshotLater starts a compaction of session id's log after this
 // instance appended to it, when its view has seen SnapshotEvery entries
 // since the last snapshot, or does not know how many there are (a view
-// loaded after the cookie's version). It never waits: the compaction runs
-// on a goroutine of its own, one per session at a time and at most
-// maxSnapshotJobs per hub, and the hub waits for it on Close.
+// loaded after the cookie's version). It never waits: the view publishes
+// the snapshot at once when it can (snapshotHereLocked), or else the
+// compaction runs on a goroutine of its own, one per session at a time
+// and at most maxSnapshotJobs per hub, and the hub waits for it on Close.
 func (h *Hub) snapshotLater(id string) {
 	if h.opts.SnapshotEvery <= 0 {
 		return
@@ -211,6 +222,9 @@ func (h *Hub) snapshotLaterLocked(v *view) {
 		return
 	}
 	if time.Now().Before(v.snapAfter) {
+		return
+	}
+	if v.snapshotHereLocked() {
 		return
 	}
 	select {
@@ -295,23 +309,112 @@ func (h *Hub) compact(id string) (res snapshotResult, err error) {
 	return res, err
 }
 
-// snapshot compacts the view's session log (snapshotLater) and records
-// what it learnt of the log.
+// snapshotHereLocked compacts the view's session log on the caller's
+// goroutine, from what the view holds, when none of this instance's
+// appends of the session is unanswered and the view holds every entry
+// this instance acknowledged: it then knows the log up to its last entry
+// (retainedLocked). The snapshot is published at once, its
+// acknowledgement routed as an append's is (asyncAcks), to snapshotAcked:
+// nothing waits for it. Published under the view's lock, it goes out
+// ahead of this instance's next append of the session, which needs no
+// gate: a write of another instance, or staged, landing first refuses it
+// (errConflict), as it does any snapshot. It reports false when the view
+// cannot tell, or an append is in flight: the compaction then runs on a
+// goroutine (view.snapshot). Called with the view's lock held.
+func (v *view) snapshotHereLocked() bool {
+	if v.unacked > 0 || v.last < v.want || !v.counted {
+		return false
+	}
+	ops, last, ok := v.retainedLocked()
+	if !ok {
+		return false
+	}
+	v.compacting = true
+	v.publishSnapshotLocked(ops, last)
+	return true
+}
+
+// publishSnapshotLocked publishes the snapshot of the retained log ops,
+// whose last entry is last (retainedLocked), without waiting for its
+// acknowledgement, and ends the view's compaction (snapshotDoneLocked):
+// once acknowledged (snapshotAcked), or at once when the log needs none
+// (too few entries since the last, or an end op) or the publish failed.
+// Called with the view's lock held and v.compacting set.
+func (v *view) publishSnapshotLocked(ops []session.Op, last uint64) {
+	if v.sinceSnap < v.h.opts.SnapshotEvery {
+		v.snapshotDoneLocked(snapshotResult{last: last, since: v.sinceSnap}, nil)
+		return
+	}
+	compact, ok := compactOps(ops)
+	if !ok {
+		v.snapshotDoneLocked(snapshotResult{last: last, ended: true}, nil)
+		return
+	}
+	if err := v.h.log.publishSnapshotAsync(v.id, v.h.lane(v.id), compact, last, func(f *pubAck) { v.snapshotAcked(f, last) }); err != nil {
+		v.snapshotDoneLocked(snapshotResult{last: last}, err)
+	}
+}
+
+// publishSnapshotAsync is publishSnapshot without a wait: its
+// acknowledgement, on lane, goes to then.
+func (l *jsLog) publishSnapshotAsync(id string, lane int, ops []session.Op, last uint64, then func(*pubAck)) error {
+	m, err := l.snapshotMsg(id, ops, last)
+	if err != nil {
+		return err
+	}
+	if !l.acks.tryReserve() {
+		return errStalled // the connection's publishes are at their limit: later
+	}
+	if !l.acks.connected() {
+		l.acks.release()
+		return wrapErr(ErrUnavailable, nats.ErrDisconnected)
+	}
+	if _, err := l.acks.publishReserved(m, lane, &pubAck{then: then}); err != nil {
+		return classifyPublish(err)
+	}
+	return nil
+}
+
+// snapshotAcked records the acknowledgement of a snapshot that
+// publishSnapshotLocked published, of the log up to entry last.
+func (v *view) snapshotAcked(f *pubAck, last uint64) {
+	err := f.err
+	if err != nil {
+		err = classifyPublish(err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.snapshotDoneLocked(snapshotResult{last: last, made: f.seq}, err)
+}
+
+// snapshot compacts the view's session log on a goroutine of its own
+// (snapshotLater, compactGated).
 func (v *view) snapshot() {
 	h := v.h
 	defer h.workers.Done()
 	defer func() { <-h.snapshotJobs }()
 	ctx, cancel := context.WithTimeout(h.bg, h.log.timeout)
-	res, err := v.compactGated(ctx)
+	res, handed, err := v.compactGated(ctx)
 	cancel()
-	if err != nil && !errors.Is(err, errConflict) && !errors.Is(err, errViewClosed) && h.bg.Err() == nil {
-		h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
+	if handed {
+		return // publishSnapshotLocked ends it
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.snapshotDoneLocked(res, err)
+}
+
+// snapshotDoneLocked ends the view's compaction, which found res in the
+// log or failed with err, and records what it learnt of the log. Called
+// with the view's lock held.
+func (v *view) snapshotDoneLocked(res snapshotResult, err error) {
+	h := v.h
 	v.compacting = false
+	if err != nil && !errors.Is(err, errConflict) && !errors.Is(err, errStalled) && !errors.Is(err, errViewClosed) && !h.closing.Load() && h.bg.Err() == nil {
+		h.opts.Logger.Warn("session snapshot failed", "session", v.id, "err", err)
+	}
 	switch {
-	case errors.Is(err, errConflict):
+	case errors.Is(err, errConflict), errors.Is(err, errStalled):
 		// Busy log: rather than re-read it at every append, try again after
 		// a pause that grows while the log keeps moving, whether or not
 		// anyone writes meanwhile (the writes that refused it may have
@@ -348,51 +451,55 @@ func (v *view) snapshot() {
 // would otherwise refuse every one. Once the appends in flight are
 // answered and their entries are in the view, the view knows the log up
 // to its last entry and the snapshot is made from what it holds (base
-// and tail), without reading JetStream; a view that cannot tell (it read
-// the log after a cookie's version and saw no snapshot since) reads the
-// log once. Appends from other instances, or staged one at a time, can
-// still refuse it (errConflict).
-func (v *view) compactGated(ctx context.Context) (snapshotResult, error) {
+// and tail), without reading JetStream, and published before the gate
+// opens: handed reports that publishSnapshotLocked took the compaction
+// over. A view that cannot tell (it read the log after a cookie's
+// version and saw no snapshot since) reads the log once, the gate shut.
+// Appends from other instances, or staged one at a time, can still
+// refuse it (errConflict).
+func (v *view) compactGated(ctx context.Context) (res snapshotResult, handed bool, err error) {
 	h := v.h
 	gate := make(chan struct{})
 	v.mu.Lock()
 	v.gate = gate
 	settled := v.settledLocked()
 	v.mu.Unlock()
-	defer func() {
-		v.mu.Lock()
+	open := func() {
 		v.gate = nil
-		v.mu.Unlock()
 		close(gate)
-	}()
+	}
 	if !waitClosed(ctx, settled) {
-		return snapshotResult{}, errConflict // the appends did not settle in time: later
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		open()
+		return snapshotResult{}, false, errConflict // the appends did not settle in time: later
 	}
 	v.mu.Lock()
 	v.waitAckedDroppingLock(ctx)
 	if v.closed {
 		// Closed meanwhile (the janitor, Close): its tail is gone, and
 		// its compaction with it.
+		open()
 		v.mu.Unlock()
-		return snapshotResult{}, errViewClosed
+		return snapshotResult{}, false, errViewClosed
 	}
 	ops, last, ok := v.retainedLocked()
-	res := snapshotResult{last: last, since: v.sinceSnap, ended: v.ended}
+	res = snapshotResult{last: last, since: v.sinceSnap, ended: v.ended}
+	if ok && !res.ended {
+		v.publishSnapshotLocked(ops, last)
+		open()
+		v.mu.Unlock()
+		return res, true, nil
+	}
 	v.mu.Unlock()
-	switch {
-	case res.ended:
-		return res, nil
-	case !ok:
-		return h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
-	case res.since < h.opts.SnapshotEvery:
-		return res, nil
+	defer func() {
+		v.mu.Lock()
+		open()
+		v.mu.Unlock()
+	}()
+	if res.ended {
+		return res, false, nil
 	}
-	compact, ok := compactOps(ops)
-	if !ok {
-		res.ended = true
-		return res, nil
-	}
-	var err error
-	res.made, err = h.log.publishSnapshot(ctx, v.id, compact, last)
-	return res, err
+	res, err = h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
+	return res, false, err
 }

@@ -235,9 +235,9 @@ func TestCompactionOfAClosedView(t *testing.T) {
 	h.mu.Unlock()
 	v.close()
 	h.opts.SnapshotEvery = 8
-	res, err := v.compactGated(ctx)
-	if res.made != 0 {
-		t.Errorf("a closed view published snapshot %d (err %v)", res.made, err)
+	res, handed, err := v.compactGated(ctx)
+	if res.made != 0 || handed {
+		t.Errorf("a closed view published snapshot %d (handed %v, err %v)", res.made, handed, err)
 	}
 	entries, err := h.log.fetch(ctx, id, 0, 0)
 	if err != nil {
@@ -327,5 +327,142 @@ func TestBudgetCountsUnansweredWritesAtWorst(t *testing.T) {
 	v.mu.Unlock()
 	if n, uncertain := measure(); n > session.MaxCookieSize || uncertain {
 		t.Fatalf("with both acknowledged: measured %d bytes (uncertain %v), want within %d", n, uncertain, session.MaxCookieSize)
+	}
+}
+
+// viewHolding writes n entries to a new session with compaction off, and
+// returns the session's view once it holds them all.
+func viewHolding(t *testing.T, h *Hub, n int) (string, *view) {
+	t.Helper()
+	ctx := context.Background()
+	id := session.NewID()
+	v := h.acquire(ctx, id, 0)
+	t.Cleanup(v.release)
+	var last uint64
+	for i := range n {
+		op, _ := session.SetOp(fmt.Sprint("k", i%3), []byte(strconv.Itoa(i)))
+		seq, err := h.Write(ctx, id, op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v.mu.Lock()
+		got := v.last
+		v.mu.Unlock()
+		if got >= last {
+			return id, v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the view holds up to %d, want %d", got, last)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// compactionOver waits for the view's compaction to end.
+func compactionOver(t *testing.T, v *view) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v.mu.Lock()
+		busy := v.compacting
+		v.mu.Unlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the compaction did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A view that holds the whole retained log, none of this instance's
+// appends of it unanswered, publishes its snapshot on the goroutine that
+// found it due (the ack of the write that made it so): no goroutine, no
+// read, and no gate for the session's next write, which goes out after
+// the snapshot and lands after it, the snapshot not refused.
+func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
+	t.Parallel()
+	const every = 8
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
+	ctx := context.Background()
+	id, v := viewHolding(t, h, every)
+
+	v.mu.Lock()
+	h.opts.SnapshotEvery = every
+	before := h.log.acks.pending()
+	h.snapshotLaterLocked(v)
+	published := h.log.acks.pending() - before
+	gated := v.gate != nil
+	v.mu.Unlock()
+	if published != 1 || gated {
+		t.Fatalf("compaction due with nothing in flight: %d publishes made under the view's lock, gate %v; want the snapshot's, no gate", published, gated)
+	}
+	op, _ := session.SetOp("after", []byte(`1`))
+	next, err := h.Write(ctx, id, op) // right behind the snapshot
+	if err != nil {
+		t.Fatal(err)
+	}
+	compactionOver(t, v)
+	entries, err := h.log.fetch(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 || entries[0].Covers != every || entries[1].Seq != next {
+		t.Fatalf("the log after the compaction and a write: %+v; want a snapshot of entries 1-%d, then entry %d", entries, every, next)
+	}
+	v.mu.Lock()
+	retried, since := v.snapRetry, v.sinceSnap
+	v.mu.Unlock()
+	if retried != 0 || since != 1 {
+		t.Fatalf("after the snapshot: %d refused, %d entries counted since; want none refused, 1 since", retried, since)
+	}
+	want := map[string]string{"k0": "6", "k1": "7", "k2": "5", "after": "1"}
+	got := session.Snapshot{ID: id}.Fold(flatten(entries))
+	for k, val := range want {
+		if string(got.Values[k]) != val {
+			t.Fatalf("the compacted log folds to %v, want %v", got.Values, want)
+		}
+	}
+}
+
+// A compaction that finds the connection's publishes at their limit is
+// not lost: it is tried again after a pause, and makes its snapshot then.
+func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
+	t.Parallel()
+	const every = 8
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
+	ctx := context.Background()
+	id, v := viewHolding(t, h, every)
+
+	acks := &h.log.acks
+	v.mu.Lock()
+	h.opts.SnapshotEvery = every
+	held := acks.max - acks.slots.Load()
+	acks.slots.Add(held) // no slot free
+	h.snapshotLaterLocked(v)
+	acks.slots.Add(-held)
+	compacting, after := v.compacting, v.snapAfter
+	v.mu.Unlock()
+	if compacting || !after.After(time.Now()) {
+		t.Fatalf("a compaction without a publish slot: compacting %v, next try at %v; want it over, and a try later", compacting, after)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		entries, err := h.log.fetch(ctx, id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) == 1 && entries[0].Covers == every {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log holds %d entries: the compaction was not tried again", len(entries))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

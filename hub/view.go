@@ -467,12 +467,16 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 			v.tail = v.ring[:n]
 		}
 	}
-	if len(v.conns) == 0 {
+	// The sockets from socks, which holds conns's (socksChangedLocked,
+	// under the lock held here): a slice, not a map, to walk at every
+	// entry.
+	socks := v.socks.Load()
+	if socks == nil || len(*socks) == 0 {
 		return
 	}
 	msg := v.h.changeMessage(c)
 	echo := own.echoable()
-	for cn := range v.conns {
+	for _, cn := range *socks {
 		w := echo
 		if echo != nil && cn != echo.c {
 			w = nil
@@ -481,7 +485,7 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 			v.wakeLocked(cn)
 		}
 	}
-	v.h.opts.Metrics.Delivered(len(v.conns))
+	v.h.opts.Metrics.Delivered(len(*socks))
 }
 
 // addConnLocked makes c one of the view's sockets. Called with v.mu held.
