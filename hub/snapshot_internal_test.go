@@ -330,16 +330,30 @@ func TestBudgetCountsUnansweredWritesAtWorst(t *testing.T) {
 	}
 }
 
-// viewHolding writes n entries to a new session with compaction off, and
-// returns the session's view once it holds them all.
-func viewHolding(t *testing.T, h *Hub, n int) (string, *view) {
+// until polls cond until it holds, failing the test with what after 5 s.
+func until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5 s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// dueView returns a hub with compaction off and the view of a new
+// session written every times, once the view holds every entry: a
+// compaction is due once SnapshotEvery is every.
+func dueView(t *testing.T, every int) (*Hub, string, *view) {
+	t.Helper()
+	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
 	ctx := context.Background()
 	id := session.NewID()
 	v := h.acquire(ctx, id, 0)
 	t.Cleanup(v.release)
 	var last uint64
-	for i := range n {
+	for i := range every {
 		op, _ := session.SetOp(fmt.Sprint("k", i%3), []byte(strconv.Itoa(i)))
 		seq, err := h.Write(ctx, id, op)
 		if err != nil {
@@ -347,37 +361,12 @@ func viewHolding(t *testing.T, h *Hub, n int) (string, *view) {
 		}
 		last = seq
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	until(t, fmt.Sprintf("the view holds entry %d", last), func() bool {
 		v.mu.Lock()
-		got := v.last
-		v.mu.Unlock()
-		if got >= last {
-			return id, v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the view holds up to %d, want %d", got, last)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// compactionOver waits for the view's compaction to end.
-func compactionOver(t *testing.T, v *view) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		v.mu.Lock()
-		busy := v.compacting
-		v.mu.Unlock()
-		if !busy {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the compaction did not end")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer v.mu.Unlock()
+		return v.last >= last
+	})
+	return h, id, v
 }
 
 // A view that holds the whole retained log, none of this instance's
@@ -388,9 +377,8 @@ func compactionOver(t *testing.T, v *view) {
 func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 	t.Parallel()
 	const every = 8
-	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
+	h, id, v := dueView(t, every)
 	ctx := context.Background()
-	id, v := viewHolding(t, h, every)
 
 	v.mu.Lock()
 	h.opts.SnapshotEvery = every
@@ -407,7 +395,11 @@ func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compactionOver(t, v)
+	until(t, "the compaction ends", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return !v.compacting
+	})
 	entries, err := h.log.fetch(ctx, id, 0, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -435,9 +427,8 @@ func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 	t.Parallel()
 	const every = 8
-	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
+	h, id, v := dueView(t, every)
 	ctx := context.Background()
-	id, v := viewHolding(t, h, every)
 
 	acks := &h.log.acks
 	v.mu.Lock()
@@ -451,18 +442,11 @@ func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 	if compacting || !after.After(time.Now()) {
 		t.Fatalf("a compaction without a publish slot: compacting %v, next try at %v; want it over, and a try later", compacting, after)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	until(t, "the compaction tried again makes its snapshot", func() bool {
 		entries, err := h.log.fetch(ctx, id, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(entries) == 1 && entries[0].Covers == every {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the log holds %d entries: the compaction was not tried again", len(entries))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(entries) == 1 && entries[0].Covers == every
+	})
 }
