@@ -425,7 +425,11 @@ func (v *view) snapshotDoneLocked(res snapshotResult, err error) {
 		v.snapAfter = time.Now().Add(delay)
 		h.retrySnapshot(v.id, delay)
 		h.opts.Logger.Debug("session snapshot skipped: the log moved on", "session", v.id, "retry_in", delay)
-	case err != nil: // logged above; a later append tries again
+	case err != nil:
+		// Logged above. A later append tries again, not at once: a
+		// snapshot too large, or a connection down, would fail again at
+		// every append.
+		v.snapAfter = time.Now().Add(snapshotRetryMax)
 	case res.ended:
 		v.ended = true
 	default:

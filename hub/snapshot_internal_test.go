@@ -450,3 +450,36 @@ func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 		return len(entries) == 1 && entries[0].Covers == every
 	})
 }
+
+// A compaction that fails for another reason than a moving log (here a
+// snapshot larger than MaxEntrySize) is not tried again at the very next
+// append, which would fail it again: it waits a while, and the log stays
+// whole.
+func TestFailedSnapshotWaitsBeforeTheNextTry(t *testing.T) {
+	t.Parallel()
+	const every = 8
+	h, id, v := dueView(t, every)
+	ctx := context.Background()
+
+	v.mu.Lock()
+	h.opts.SnapshotEvery = every
+	maxEntry := h.log.maxEntry
+	h.log.maxEntry = 10 // smaller than the snapshot
+	before := h.log.acks.pending()
+	h.snapshotLaterLocked(v)
+	compacting, after := v.compacting, v.snapAfter
+	h.log.maxEntry = maxEntry
+	h.snapshotLaterLocked(v) // the next append's try
+	published := h.log.acks.pending() - before
+	v.mu.Unlock()
+	if compacting || !after.After(time.Now()) || published != 0 {
+		t.Fatalf("a snapshot too large: compacting %v, next try at %v, %d published at the next try; want it over, a try later, none now", compacting, after, published)
+	}
+	entries, err := h.log.fetch(ctx, id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != every {
+		t.Fatalf("the log holds %d entries after a failed compaction, want its %d", len(entries), every)
+	}
+}
