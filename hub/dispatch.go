@@ -54,8 +54,10 @@ func shardOf(id string, n int) int {
 // sequence (most often here: conn.resumeAnswers), and the entry's change
 // goes with the ack (ownWrite.echoable). It never waits on JetStream: a
 // view that finds a gap repairs it on a goroutine of its own
-// (view.repairLocked); nor on a client: it writes a socket's frame only
-// when the kernel takes it at once (conn.writeSoon).
+// (view.repairLocked), and the snapshot a socket's answer finds due is
+// published without waiting for its acknowledgement
+// (view.snapshotHereLocked); nor on a client: it writes a socket's frame
+// only when the kernel takes it at once (conn.writeSoon).
 func (h *Hub) dispatch(live, acked chan *nats.Msg) {
 	defer h.workers.Done()
 	prefix := h.opts.Subject + ".live."

@@ -24,7 +24,7 @@ import (
 // its republished entries, which nats-server sends before them, so the
 // view holds an entry by the time its acknowledgement is routed. It
 // does what nats.go's PublishMsgAsync does for the pipeline
-// (pipeline.go), with an acknowledgement read by hand (parsePubAck) and
+// (pipeline.go) and for snapshots (snapshot.go), with an acknowledgement read by hand (parsePubAck) and
 // a future that takes no allocation of its own. As PublishMsgAsync does,
 // it fails the publishes awaiting their acknowledgement when the
 // connection starts reconnecting: their replies went to the connection
@@ -61,17 +61,20 @@ type asyncAcks struct {
 // pubAck is the future of one asynchronous append: once seq (the entry's
 // sequence) or err is known it is settled, and a socket's answer queue
 // parked on it (park) is resumed (conn.resumeAnswers), or its then is
-// called (a snapshot's: view.snapshotHereLocked). Nothing else waits for
-// it: it has no channel, and is made with its batch (newBatch).
+// called (a snapshot's: jsLog.publishSnapshotAsync). Nothing else waits
+// for it: it has no channel, and is made with its batch (newBatch).
 type pubAck struct {
 	token    uint64
 	seq      uint64
 	err      error
 	deadline time.Time // of its acknowledgement
 
-	state  atomic.Int32  // futurePending, futureParked or futureSettled
-	waiter *conn         // the socket whose queue is parked on it
-	then   func(*pubAck) // set before the publish: called once settled, by whoever settles it
+	state  atomic.Int32 // futurePending, futureParked or futureSettled
+	waiter *conn        // the socket whose queue is parked on it
+	// then, set before the publish, is called once f is settled, by
+	// whoever settles it (route, expire, failAll), which holds no view's
+	// lock: then may take one.
+	then func(*pubAck)
 }
 
 const (
@@ -281,10 +284,20 @@ func (a *asyncAcks) tellFreed() {
 
 // publishReserved sends m with a reply subject of its own on lane, in a
 // slot reserve took, and returns its future f, a zero pubAck of the
-// caller's (a batch's, made with it): on error the slot is free again.
+// caller's (a batch's or a snapshot's, made with it). On error the
+// publish was not made and f is not settled: the slot is free again. Once
+// stop began, nothing is published (nothing would settle it): the error
+// is nats.ErrConnectionClosed. A publish that fails while f is being
+// failed already (failAll, as the connection drops) returns f: settled,
+// with that error.
 func (a *asyncAcks) publishReserved(m *nats.Msg, lane int, f *pubAck) (*pubAck, error) {
 	f.deadline = time.Now().Add(a.timeout)
 	a.mu.Lock()
+	if isClosed(a.stopped) {
+		a.mu.Unlock()
+		a.release()
+		return nil, nats.ErrConnectionClosed
+	}
 	a.waiting.push(f)
 	a.mu.Unlock()
 	var buf [48]byte
@@ -292,7 +305,9 @@ func (a *asyncAcks) publishReserved(m *nats.Msg, lane int, f *pubAck) (*pubAck, 
 	r = append(r, '.')
 	m.Reply = a.prefix + string(strconv.AppendUint(r, f.token, 10))
 	if err := a.nc.PublishMsg(m); err != nil {
-		a.forget(f)
+		if !a.forget(f) {
+			return f, nil // settled meanwhile, with its own error
+		}
 		return nil, err
 	}
 	return f, nil

@@ -149,6 +149,26 @@ func TestAsyncAcksStop(t *testing.T) {
 	}
 }
 
+// Once stopped, an asyncAcks publishes nothing: nothing would settle it
+// (its acknowledgements are unsubscribed, its deadlines no longer
+// expired). The publish is refused, its slot freed.
+func TestAsyncAcksRefuseAfterStop(t *testing.T) {
+	a, got := startAcks(t, internalConn(t), defaultAsyncMaxPending, 1)
+	a.stop()
+	f, err := a.publish(nats.NewMsg("log.ops"), time.Millisecond)
+	if !errors.Is(err, nats.ErrConnectionClosed) || f != nil {
+		t.Fatalf("a publish after stop: %v, %v; want it refused, connection closed", f, err)
+	}
+	if n := a.pending(); n != 0 {
+		t.Fatalf("%d awaiting after a refused publish, want 0", n)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("published after stop: %v", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // A hub's appends await their acknowledgements 4,000 at a time by default
 // (docs/ARCHITECTURE.md), past which a pipelined write stalls
 // (TestPipelineStallStagesOnItsOwn), each for at most WriteTimeout, 5 s

@@ -192,6 +192,9 @@ func (l *jsLog) snapshotMsg(id string, ops []session.Op, last uint64) (*nats.Msg
 // the snapshot at once when it can (snapshotHereLocked), or else the
 // compaction runs on a goroutine of its own, one per session at a time
 // and at most maxSnapshotJobs per hub, and the hub waits for it on Close.
+// A snapshot published and not answered yet when the hub closes is failed
+// with the rest of its publishes (asyncAcks.stop): it may still land, as
+// any snapshot may, on the log's last entry only.
 func (h *Hub) snapshotLater(id string) {
 	if h.opts.SnapshotEvery <= 0 {
 		return

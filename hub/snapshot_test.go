@@ -462,10 +462,11 @@ func TestSnapshotFromTheView(t *testing.T) {
 	}
 }
 
-// A socket that always has appends in flight still gets its log
-// compacted while it writes: once its log grew long, a compaction's turn
-// holds the session's next pipelined appends until its snapshot, made on
-// the log's last entry, is published.
+// A socket that keeps appends in flight still gets its log compacted
+// while it writes: at a moment none of them is in flight, or, once its
+// log grew long, in a compaction's turn, which holds the session's next
+// pipelined appends until its snapshot, made on the log's last entry, is
+// published (TestCompactionTurnOpensOnPublish).
 func TestSnapshotWhilePipelined(t *testing.T) {
 	t.Parallel()
 	const every, writes = 4, 2000

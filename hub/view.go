@@ -80,7 +80,7 @@ type view struct {
 	counted    bool
 	compacting bool      // a compaction runs
 	snapRetry  int       // compactions refused in a row by a moving log
-	snapAfter  time.Time // no compaction starts before (after a refused one)
+	snapAfter  time.Time // no compaction starts before (after a refused or failed one)
 	ended      bool      // the log holds an end op: never compacted
 	// The retained log as the view knows it, so that a compaction needs
 	// no read of JetStream (view.retainedLocked): snapSeq is the last
