@@ -342,10 +342,14 @@ func until(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// dueView returns a hub with compaction off and the view of a new
-// session written every times, once the view holds every entry: a
-// compaction is due once SnapshotEvery is every.
-func dueView(t *testing.T, every int) (*Hub, string, *view) {
+// dueEvery is the SnapshotEvery of dueView's hub.
+const dueEvery = 8
+
+// dueView returns a hub and the view of a new session written dueEvery
+// times with compaction off, once the view holds every entry, then sets
+// SnapshotEvery to dueEvery: a compaction is due, to be started by the
+// test (snapshotLaterLocked).
+func dueView(t *testing.T) (*Hub, string, *view) {
 	t.Helper()
 	h := internalHubWith(t, func(o *Options) { o.SnapshotEvery = 1000 })
 	ctx := context.Background()
@@ -353,7 +357,7 @@ func dueView(t *testing.T, every int) (*Hub, string, *view) {
 	v := h.acquire(ctx, id, 0)
 	t.Cleanup(v.release)
 	var last uint64
-	for i := range every {
+	for i := range dueEvery {
 		op, _ := session.SetOp(fmt.Sprint("k", i%3), []byte(strconv.Itoa(i)))
 		seq, err := h.Write(ctx, id, op)
 		if err != nil {
@@ -366,7 +370,20 @@ func dueView(t *testing.T, every int) (*Hub, string, *view) {
 		defer v.mu.Unlock()
 		return v.last >= last
 	})
+	v.mu.Lock()
+	h.opts.SnapshotEvery = dueEvery
+	v.mu.Unlock()
 	return h, id, v
+}
+
+// compactionOver waits for the view's compaction to end.
+func compactionOver(t *testing.T, v *view) {
+	t.Helper()
+	until(t, "the compaction ends", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		return !v.compacting
+	})
 }
 
 // A view that holds the whole retained log, none of this instance's
@@ -376,12 +393,10 @@ func dueView(t *testing.T, every int) (*Hub, string, *view) {
 // the snapshot and lands after it, the snapshot not refused.
 func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 	t.Parallel()
-	const every = 8
-	h, id, v := dueView(t, every)
+	h, id, v := dueView(t)
 	ctx := context.Background()
 
 	v.mu.Lock()
-	h.opts.SnapshotEvery = every
 	h.snapshotLaterLocked(v)
 	compacting, jobs, gated := v.compacting, len(h.snapshotJobs), v.gate != nil
 	v.mu.Unlock()
@@ -393,17 +408,13 @@ func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	until(t, "the compaction ends", func() bool {
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		return !v.compacting
-	})
+	compactionOver(t, v)
 	entries, err := h.log.fetch(ctx, id, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 2 || entries[0].Covers != every || entries[1].Seq != next {
-		t.Fatalf("the log after the compaction and a write: %+v; want a snapshot of entries 1-%d, then entry %d", entries, every, next)
+	if len(entries) != 2 || entries[0].Covers != dueEvery || entries[1].Seq != next {
+		t.Fatalf("the log after the compaction and a write: %+v; want a snapshot of entries 1-%d, then entry %d", entries, dueEvery, next)
 	}
 	v.mu.Lock()
 	retried, since := v.snapRetry, v.sinceSnap
@@ -424,13 +435,11 @@ func TestSnapshotPublishedWhereItIsDue(t *testing.T) {
 // not lost: it is tried again after a pause, and makes its snapshot then.
 func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 	t.Parallel()
-	const every = 8
-	h, id, v := dueView(t, every)
+	h, id, v := dueView(t)
 	ctx := context.Background()
 
 	acks := &h.log.acks
 	v.mu.Lock()
-	h.opts.SnapshotEvery = every
 	held := acks.max - acks.slots.Load()
 	acks.slots.Add(held) // no slot free
 	t0 := time.Now()
@@ -446,7 +455,7 @@ func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(entries) == 1 && entries[0].Covers == every
+		return len(entries) == 1 && entries[0].Covers == dueEvery
 	})
 }
 
@@ -456,12 +465,10 @@ func TestSnapshotWaitsOutAStalledConnection(t *testing.T) {
 // whole.
 func TestFailedSnapshotWaitsBeforeTheNextTry(t *testing.T) {
 	t.Parallel()
-	const every = 8
-	h, id, v := dueView(t, every)
+	h, id, v := dueView(t)
 	ctx := context.Background()
 
 	v.mu.Lock()
-	h.opts.SnapshotEvery = every
 	maxEntry := h.log.maxEntry
 	h.log.maxEntry = 10 // smaller than the snapshot
 	t0 := time.Now()
@@ -478,8 +485,8 @@ func TestFailedSnapshotWaitsBeforeTheNextTry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != every {
-		t.Fatalf("the log holds %d entries after a failed compaction, want its %d", len(entries), every)
+	if len(entries) != dueEvery {
+		t.Fatalf("the log holds %d entries after a failed compaction, want its %d", len(entries), dueEvery)
 	}
 }
 
@@ -491,8 +498,7 @@ func TestFailedSnapshotWaitsBeforeTheNextTry(t *testing.T) {
 // gate opens all the same; the snapshot is taken in once it is.
 func TestCompactionTurnOpensOnPublish(t *testing.T) {
 	t.Parallel()
-	const every = 8
-	h, id, v := dueView(t, every)
+	h, id, v := dueView(t)
 	ctx := context.Background()
 
 	// Another session on the same shard, whose view holds up the
@@ -525,7 +531,6 @@ func TestCompactionTurnOpensOnPublish(t *testing.T) {
 	// An append of this instance in flight, the log long: a turn.
 	own := &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`2`)}}}
 	v.mu.Lock()
-	h.opts.SnapshotEvery = every
 	v.inflight = append(v.inflight, own)
 	v.publishedLocked(own, nil)
 	v.sinceSnap = h.snapshotTurn()
@@ -553,16 +558,12 @@ func TestCompactionTurnOpensOnPublish(t *testing.T) {
 
 	ov.mu.Unlock()
 	held = false
-	until(t, "the snapshot's answer is taken", func() bool {
-		v.mu.Lock()
-		defer v.mu.Unlock()
-		return !v.compacting
-	})
+	compactionOver(t, v)
 	entries, err := h.log.fetch(ctx, id, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Covers != every {
-		t.Fatalf("the log after the turn: %+v; want one snapshot of its %d entries", entries, every)
+	if len(entries) != 1 || entries[0].Covers != dueEvery {
+		t.Fatalf("the log after the turn: %+v; want one snapshot of its %d entries", entries, dueEvery)
 	}
 }
