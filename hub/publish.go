@@ -24,8 +24,9 @@ import (
 // its republished entries, which nats-server sends before them, so the
 // view holds an entry by the time its acknowledgement is routed. It
 // does what nats.go's PublishMsgAsync does for the pipeline
-// (pipeline.go) and for snapshots (snapshot.go), with an acknowledgement read by hand (parsePubAck) and
-// a future that takes no allocation of its own. As PublishMsgAsync does,
+// (pipeline.go) and for snapshots (snapshot.go), with an acknowledgement
+// read by hand (parsePubAck) and a future that takes no allocation of
+// its own. As PublishMsgAsync does,
 // it fails the publishes awaiting their acknowledgement when the
 // connection starts reconnecting: their replies went to the connection
 // that dropped. A publish not acknowledged within timeout of it fails

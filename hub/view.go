@@ -467,9 +467,9 @@ func (v *view) appendLocked(c entry, own *ownWrite, now time.Time) {
 			v.tail = v.ring[:n]
 		}
 	}
-	// The sockets from socks, which holds conns's (socksChangedLocked,
-	// under the lock held here): a slice, not a map, to walk at every
-	// entry.
+	// The sockets are walked in socks, the slice that mirrors conns
+	// (socksChangedLocked, under the lock held here), not in the map,
+	// whose walk draws a random start at every entry.
 	socks := v.socks.Load()
 	if socks == nil || len(*socks) == 0 {
 		return
