@@ -26,12 +26,12 @@ import (
 // does what nats.go's PublishMsgAsync does for the pipeline
 // (pipeline.go) and for snapshots (snapshot.go), with an acknowledgement
 // read by hand (parsePubAck) and a future that takes no allocation of
-// its own. As PublishMsgAsync does,
-// it fails the publishes awaiting their acknowledgement when the
-// connection starts reconnecting: their replies went to the connection
-// that dropped. A publish not acknowledged within timeout of it fails
-// with jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no
-// timer of its own.
+// its own. As PublishMsgAsync does, it fails the publishes awaiting
+// their acknowledgement when the connection starts reconnecting: their
+// replies went to the connection that dropped. A publish not
+// acknowledged within timeout of it fails with
+// jetstream.ErrAsyncPublishTimeout (expire): its waiter needs no timer of
+// its own.
 type asyncAcks struct {
 	nc     *nats.Conn
 	prefix string // "<inbox>.", then "<lane>.<token>"
