@@ -325,9 +325,11 @@ func (h *Hub) compact(id string) (res snapshotResult, err error) {
 // cannot tell, or an append is in flight: the compaction then runs on a
 // goroutine (view.snapshot). Called with the view's lock held.
 func (v *view) snapshotHereLocked() bool {
-	if v.unacked > 0 || v.last < v.want || !v.counted {
+	if v.unacked > 0 || v.last < v.want {
 		return false
 	}
+	// ok: the view read the log from its start or saw a snapshot since,
+	// so sinceSnap is the log's count (view.counted).
 	ops, last, ok := v.retainedLocked()
 	if !ok {
 		return false
@@ -491,12 +493,16 @@ func (v *view) compactGated(ctx context.Context) (res snapshotResult, handed boo
 		return snapshotResult{}, false, errViewClosed
 	}
 	ops, last, ok := v.retainedLocked()
-	res = snapshotResult{last: last, since: v.sinceSnap, ended: v.ended}
-	if ok && !res.ended {
+	switch {
+	case v.ended:
+		open()
+		v.mu.Unlock()
+		return snapshotResult{last: last, ended: true}, false, nil
+	case ok:
 		v.publishSnapshotLocked(ops, last)
 		open()
 		v.mu.Unlock()
-		return res, true, nil
+		return snapshotResult{}, true, nil
 	}
 	v.mu.Unlock()
 	defer func() {
@@ -504,9 +510,6 @@ func (v *view) compactGated(ctx context.Context) (res snapshotResult, handed boo
 		open()
 		v.mu.Unlock()
 	}()
-	if res.ended {
-		return res, false, nil
-	}
 	res, err = h.log.snapshot(ctx, v.id, h.opts.SnapshotEvery)
 	return res, false, err
 }
