@@ -88,6 +88,15 @@
 // above 1 every shape runs that many times on each server in turn, and
 // the report gives each ratio's median and spread over the rounds.
 //
+// On the shapes of one write in flight per writer (sequential, window 1),
+// where no server can gather writes into one entry, the relay is the
+// floor of each target: a target that the relay's median misses too is
+// "out of reach" on this machine, not "not met". The CPU target then falls
+// back to the hub's own CPU per write against the peer's, out of reach in
+// turn when the relay alone misses that. At window 32 and in the open
+// loop the relay (one entry per write) is no floor, and a target is met
+// or not.
+//
 // # Zero-loss verdict
 //
 // Once the load stops and the sockets caught up, every session is flushed

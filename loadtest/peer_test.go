@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -494,5 +495,94 @@ func TestPeerTargetsOnTheMedianRound(t *testing.T) {
 	}
 	if !strings.Contains(loss.Measured, "2 out of order") || loss.Status == StatusMet {
 		t.Errorf("zero loss target: %+v", loss)
+	}
+}
+
+// A goal the bare relay misses too, on a shape of one write in flight per
+// writer, is out of reach; where the relay meets it, or where writes may
+// batch (window 32, where the relay is no floor), it is not met. The CPU
+// goal falls back to the hub alone once the relay with nats-server misses
+// it.
+func TestPeerTargetsOutOfReach(t *testing.T) {
+	res := func(rate, delivery, server float64, own string, ownCPU float64) ShapeResult {
+		return ShapeResult{AckedPerSec: rate, Delivery: Latency{P50: delivery}, ServerCPUPerOpUS: server,
+			CPU: []ProcCPU{{Name: own, PerOpUS: ownCPU}, {Name: "nats-server", PerOpUS: server - ownCPU}}}
+	}
+	peer := ShapeResult{AckedPerSec: 100, Delivery: Latency{P50: 0.1}, ServerCPUPerOpUS: 30}
+	// hubAlone and relayAlone are the processes' own CPU per write; each
+	// spends 20 µs more with nats-server.
+	shape := func(name string, window int, hubRate, hubDelivery, hubAlone float64, relay *ShapeResult) PeerShape {
+		var rounds []PeerRound
+		for _, f := range []float64{0.9, 1, 1.1} { // the median round is the middle one
+			r := PeerRound{Hub: res(hubRate*f, hubDelivery*f, (hubAlone+20)*f, "hub0", hubAlone*f), PeerRes: peer}
+			if relay != nil {
+				rel := *relay
+				r.Relay = &rel
+			}
+			rounds = append(rounds, r)
+		}
+		pairs := 100
+		if name == "sequential" {
+			pairs = 1
+		}
+		return PeerShape{Name: name, Pairs: pairs, Window: window, PeerRound: rounds[0], Rounds: rounds}
+	}
+	relay := func(rate, delivery, alone float64) *ShapeResult {
+		r := res(rate, delivery, alone+20, "relay", alone)
+		return &r
+	}
+	judged := func(shapes ...PeerShape) map[string]Target {
+		r := &Report{Peer: &PeerReport{Peer: "centrifugo", Shapes: shapes}, Baselines: &Baselines{JSPublish: Latency{P50: 0.2}}}
+		got := map[string]Target{}
+		for _, tg := range peerTargets(r) {
+			got[tg.Name] = tg
+		}
+		return got
+	}
+	for _, c := range []struct {
+		name    string
+		shape   PeerShape
+		target  string
+		status  string
+		ratio   float64
+		inNote  string
+		noFloor bool
+	}{
+		{"window 1: the relay too slow", shape("window 1", 1, 50, 0, 40, relay(80, 0, 35)),
+			"ops/s, window 1", StatusOutOfReach, 0.5, "floor: the relay 0.80x (median), 1.0x wanted", false},
+		{"window 1: the relay fast enough", shape("window 1", 1, 50, 0, 40, relay(120, 0, 35)),
+			"ops/s, window 1", StatusNotMet, 0.5, "floor: the relay 1.20x (median)", false},
+		{"window 32: the relay is no floor", shape("window 32", 32, 50, 0, 40, relay(40, 0, 35)),
+			"ops/s, window 32", StatusNotMet, 0.5, "", true},
+		{"sequential: the relay over the bar", shape("sequential", 1, 0, 0.35, 40, relay(0, 0.32, 35)),
+			"sequential delivery p50", StatusOutOfReach, 0.35 / 0.3, "floor: the relay 1.07x (median)", false},
+		{"sequential: the relay within the bar", shape("sequential", 1, 0, 0.35, 40, relay(0, 0.25, 35)),
+			"sequential delivery p50", StatusNotMet, 0.35 / 0.3, "floor: the relay 0.83x (median)", false},
+		{"CPU: both floors missed", shape("window 1", 1, 50, 0, 40, relay(80, 0, 35)),
+			"CPU per op, window 1", StatusOutOfReach, 40.0 / 30, "judged on the hub alone: 1.33x", false},
+		{"CPU: the relay alone within reach", shape("window 1", 1, 50, 0, 40, relay(80, 0, 25)),
+			"CPU per op, window 1", StatusNotMet, 40.0 / 30, "floor: the relay 0.83x (median), alone", false},
+		{"CPU: the hub alone within the fallback", shape("window 1", 1, 50, 0, 28, relay(80, 0, 25)),
+			"CPU per op, window 1", StatusMet, 28.0 / 30, "judged on the hub alone: 0.93x", false},
+		{"CPU: the relay with nats-server within reach", shape("window 1", 1, 50, 0, 40, relay(80, 0, 5)),
+			"CPU per op, window 1", StatusNotMet, 2, "floor: the relay 0.83x (median), with nats-server", false},
+		{"CPU of the sequential shape", shape("sequential", 1, 0, 0.35, 40, relay(0, 0.32, 35)),
+			"CPU per op, sequential", StatusOutOfReach, 40.0 / 30, "judged on the hub alone", false},
+		{"CPU at window 32: no floor", shape("window 32", 32, 50, 0, 40, relay(40, 0, 35)),
+			"CPU per op, window 32", StatusNotMet, 2, "", true},
+	} {
+		tg, ok := judged(c.shape)[c.target]
+		if !ok {
+			t.Errorf("%s: no target %q", c.name, c.target)
+			continue
+		}
+		if tg.Status != c.status || math.Abs(tg.Ratio-c.ratio) > 1e-9 || !strings.Contains(tg.Note, c.inNote) ||
+			c.noFloor == strings.Contains(tg.Note, "floor:") {
+			t.Errorf("%s: %+v; want %s at %.3fx, a note with %q", c.name, tg, c.status, c.ratio, c.inNote)
+		}
+	}
+	// Without relay runs nothing is out of reach.
+	if tg := judged(shape("window 1", 1, 50, 0, 40, nil))["CPU per op, window 1"]; tg.Status != StatusNotMet || strings.Contains(tg.Note, "floor:") {
+		t.Errorf("without the relay: %+v", tg)
 	}
 }

@@ -111,14 +111,18 @@ type Target struct {
 	Goal     string  `json:"goal"`
 	Measured string  `json:"measured"`
 	Ratio    float64 `json:"ratio,omitempty"`
-	Status   string  `json:"status"` // met, not met, not measured
+	Status   string  `json:"status"` // met, not met, out of reach, not measured
 	Note     string  `json:"note,omitempty"`
 }
 
-// Target statuses.
+// Target statuses. A side-by-side goal (-peer) is out of reach when the
+// bare relay of the same run misses it too, on a shape where the relay is
+// the floor of any server staging each write in JetStream on the hub's
+// libraries (PeerShape.relayFloor).
 const (
 	StatusMet         = "met"
 	StatusNotMet      = "not met"
+	StatusOutOfReach  = "out of reach"
 	StatusNotMeasured = "not measured"
 )
 
