@@ -763,11 +763,12 @@ func (s *PeerShape) medianRound(ratio func(PeerRound) float64) (PeerRound, strin
 }
 
 // relayFloor returns the bare relay's median, over the rounds of s, of
-// ratio (a goal's ratio with the relay's figures in the hub's place), and
-// whether the relay is the floor of the goal on s: a shape of one write
-// in flight per writer (window 1, closed loop), where no server can batch
-// writes and a hub can only add to what the relay spends on each. ok is
-// false on other shapes, or when the relay did not run.
+// ratio (a goal's ratio with the relay's figures in the hub's place,
+// called on the rounds with a relay run only), and whether the relay is
+// the floor of the goal on s: a shape of one write in flight per writer
+// (window 1, closed loop), where no server can batch writes and a hub can
+// only add to what the relay spends on each. ok is false on other shapes,
+// or when the relay did not run.
 func (s *PeerShape) relayFloor(ratio func(r PeerRound) float64) (median float64, ok bool) {
 	if s.Window != 1 || s.Rate > 0 {
 		return 0, false
@@ -802,23 +803,6 @@ func judge(met, floorMisses bool) string {
 // floorNote says what the relay, the goal's floor, measured.
 func floorNote(median float64, verdict string) string {
 	return fmt.Sprintf("floor: the relay %.2fx (median), %s", median, verdict)
-}
-
-// relayServerCPU is the relay's CPU per write with nats-server's, 0
-// without a relay run.
-func relayServerCPU(r PeerRound) float64 {
-	if r.Relay == nil {
-		return 0
-	}
-	return r.Relay.ServerCPUPerOpUS
-}
-
-// relayAloneCPU is the relay's own CPU per write, 0 without a relay run.
-func relayAloneCPU(r PeerRound) float64 {
-	if r.Relay == nil {
-		return 0
-	}
-	return cpuPerOp(r.Relay.CPU, "relay")
 }
 
 // peerTargets computes the side-by-side goals of a -peer run. A goal the
@@ -940,7 +924,7 @@ func cpuTarget(s *PeerShape) Target {
 			sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS, hubOwn/sub.ServerCPUPerOpUS)
 	}
 	t.Note = joinNote(t.Note, spread)
-	floor, ok := s.relayFloor(func(r PeerRound) float64 { return relayServerCPU(r) / r.PeerRes.ServerCPUPerOpUS })
+	floor, ok := s.relayFloor(func(r PeerRound) float64 { return r.Relay.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
 	t.Status = status(t.Ratio > 0 && t.Ratio <= 1)
 	if t.Status == StatusMet || !ok {
 		return t
@@ -953,7 +937,7 @@ func cpuTarget(s *PeerShape) Target {
 	// median round.
 	m, spread = s.medianRound(alone)
 	t.Ratio, t.Measured = alone(m), measured(m)
-	floor, ok = s.relayFloor(func(r PeerRound) float64 { return relayAloneCPU(r) / r.PeerRes.ServerCPUPerOpUS })
+	floor, ok = s.relayFloor(func(r PeerRound) float64 { return cpuPerOp(r.Relay.CPU, "relay") / r.PeerRes.ServerCPUPerOpUS })
 	t.Status = judge(t.Ratio > 0 && t.Ratio <= 1, ok && floor > 1)
 	t.Note = joinNote(t.Note, fmt.Sprintf("judged on the hub alone: %.2fx", t.Ratio))
 	if spread != "" {
