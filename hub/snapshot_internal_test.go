@@ -524,9 +524,15 @@ func TestCompactionTurnOpensOnPublish(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(entries) == 1 && len(h.shard(id)) == 0
+		// Its republished copy put in the shard's channel, then taken
+		// out: the dispatcher's, which handles it before anything else
+		// and waits on ov.
+		n, err := ov.sub.Delivered()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries) == 1 && n == 1 && len(h.shard(id)) == 0
 	})
-	time.Sleep(20 * time.Millisecond) // its republished copy reached the dispatcher, which waits on ov
 
 	// An append of this instance in flight, the log long: a turn.
 	own := &ownWrite{v: v, ops: []session.Op{{Type: session.OpSet, Key: "k", Value: []byte(`2`)}}}

@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -773,19 +771,16 @@ func (s *PeerShape) relayFloor(ratio func(r PeerRound) float64) (median float64,
 	if s.Window != 1 || s.Rate > 0 {
 		return 0, false
 	}
-	var rs []float64
-	for _, r := range s.rounds() {
+	row := spreadOf(s.rounds(), func(r PeerRound) float64 {
 		if r.Relay == nil {
-			continue
+			return 0
 		}
-		if v := ratio(r); v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) {
-			rs = append(rs, v)
-		}
-	}
-	if len(rs) == 0 {
+		return ratio(r)
+	})
+	if len(row.ratios) == 0 {
 		return 0, false
 	}
-	return spreadRow{ratios: slices.Sorted(slices.Values(rs))}.median(), true
+	return row.median(), true
 }
 
 // judge is a goal's status: met; out of reach when the relay, its floor

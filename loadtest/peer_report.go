@@ -127,6 +127,19 @@ func (r spreadRow) median() float64 {
 	return (r.ratios[n/2-1] + r.ratios[n/2]) / 2
 }
 
+// spreadOf is ratio over rounds, sorted, the rounds without the figure
+// (no positive finite ratio) left out.
+func spreadOf(rounds []PeerRound, ratio func(r PeerRound) float64) spreadRow {
+	var row spreadRow
+	for _, r := range rounds {
+		if v := ratio(r); v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) {
+			row.ratios = append(row.ratios, v)
+		}
+	}
+	sort.Float64s(row.ratios)
+	return row
+}
+
 // spreadRows returns the ratios of every shape over its rounds; nil for
 // a run of one round. jsP50 is the run's JetStream publish p50 (ms), a
 // part of the sequential delivery's bar.
@@ -137,14 +150,8 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 			continue
 		}
 		add := func(figure string, ratio func(r PeerRound) float64) {
-			row := spreadRow{shape: s.Name, figure: figure}
-			for _, r := range s.Rounds {
-				if v := ratio(r); v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) {
-					row.ratios = append(row.ratios, v)
-				}
-			}
-			if len(row.ratios) > 0 {
-				sort.Float64s(row.ratios)
+			if row := spreadOf(s.Rounds, ratio); len(row.ratios) > 0 {
+				row.shape, row.figure = s.Name, figure
 				out = append(out, row)
 			}
 		}
