@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sessionhub/sessionhub/session"
 )
 
@@ -55,5 +58,72 @@ func BenchmarkFoldLongLog(b *testing.B) {
 				})
 			}
 		})
+	}
+}
+
+// BenchmarkRollupInterleaved measures what nats-server spends on a
+// snapshot's rollup (Nats-Rollup: sub) in the hub's stream, against a
+// plain append in the same run, when the session's last 64 entries are
+// interleaved with those of other sessions written meanwhile: the file
+// store drops the rolled-up entries by reading every message between the
+// session's first and last in each block, its own and the other sessions'
+// alike, so a rollup costs in proportion to the sessions written
+// alongside, not to the entries it drops. Compare rollup's and append's
+// µs/op per size in one run:
+//
+//	go test -run NONE -bench RollupInterleaved -benchtime 50x ./hub
+func BenchmarkRollupInterleaved(b *testing.B) {
+	const perSession = 64 // DefaultSnapshotEvery
+	for _, sessions := range []int{10, 100, 1000} {
+		h := internalHubWith(b, func(o *Options) { o.SnapshotEvery = -1 }) // the benchmark rolls up
+		js, err := h.opts.Conn.JetStream(nats.PublishAsyncMaxPending(4096))
+		if err != nil {
+			b.Fatal(err)
+		}
+		payload := make([]byte, 150) // about one set's entry
+		subject := func(i int) string { return h.log.opsSubject(fmt.Sprintf("s%05d", i%sessions)) }
+		// fill writes perSession entries of every session, interleaved,
+		// as sessions written at once land in the stream.
+		fill := func(b *testing.B) {
+			for range perSession {
+				for i := range sessions {
+					if _, err := js.PublishAsync(subject(i), payload); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				b.Fatal("appends unacknowledged")
+			}
+		}
+		publish := func(b *testing.B, i int, rollup bool) {
+			m := nats.NewMsg(subject(i))
+			m.Data = payload
+			if rollup {
+				m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+			}
+			if _, err := js.PublishMsg(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, kind := range []string{"append", "rollup"} {
+			b.Run(fmt.Sprintf("sessions=%d/%s", sessions, kind), func(b *testing.B) {
+				fill(b)
+				i := 0
+				for b.Loop() {
+					if i > 0 && i%sessions == 0 {
+						// Every session was rolled up once: its entries
+						// are written again first.
+						b.StopTimer()
+						fill(b)
+						b.StartTimer()
+					}
+					publish(b, i, kind == "rollup")
+					i++
+				}
+			})
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -110,20 +109,24 @@ func languageTag(s string) bool {
 	)
 	state, extlangs := start, 0
 	for s != "" {
-		sub, rest, cut := strings.Cut(s, "-")
-		if cut && rest == "" {
-			return false // a trailing hyphen
-		}
-		s = rest
-		n, letters, digits := len(sub), true, true
-		for i := 0; i < n; i++ {
-			switch c := sub[i] | 0x20; { // ASCII lower case
+		// The subtag up to the next hyphen, its letters and digits
+		// checked on the way (one pass: every client write of the
+		// language key is checked).
+		n, letters, digits := 0, true, true
+		for ; n < len(s) && s[n] != '-'; n++ {
+			switch c := s[n] | 0x20; { // ASCII lower case
 			case c >= 'a' && c <= 'z':
 				digits = false
-			case sub[i] >= '0' && sub[i] <= '9':
+			case s[n] >= '0' && s[n] <= '9':
 				letters = false
 			default:
 				return false
+			}
+		}
+		sub := s[:n]
+		if s = s[n:]; s != "" {
+			if s = s[1:]; s == "" {
+				return false // a trailing hyphen
 			}
 		}
 		if n == 0 || n > 8 {
