@@ -242,7 +242,6 @@ func (c *centrifugo) dialPair(ctx context.Context, p *pair) (pairConn, error) {
 	subscribers := []*websocket.Conn{r}
 	if c.writerSubscribed {
 		subscribers = append(subscribers, w)
-		p.watch = 3
 	}
 	for _, ws := range subscribers {
 		if err := c.subscribe(ctx, ws, cfChannel(p.idx)); err != nil {
@@ -288,25 +287,36 @@ func (cp *cfPair) read(ctx context.Context, ws *websocket.Conn, reader bool) {
 		}
 		now := sh.now()
 		sh.c.frames.Add(1)
-		lines(b, func(line []byte) {
-			var r cfReply
-			if json.Unmarshal(line, &r) != nil {
-				sh.countErr("garbage")
-				return
-			}
-			switch {
-			case r.ID == 0 && r.Push == nil && r.Error == nil: // ping
-				_ = ws.Write(ctx, websocket.MessageText, cfPong)
-			case r.ID >= 3 && r.Error != nil:
-				cp.p.acked(int(r.ID)-3, 0, fmt.Sprintf("centrifugo %d", r.Error.Code), now)
-			case r.ID >= 3:
-				cp.p.acked(int(r.ID)-3, 0, "", now)
-			case r.Push != nil && r.Push.Pub != nil:
-				if si, wi, n, ok := parseValue(r.Push.Pub.Data); ok && si == cp.p.idx && wi == 0 {
-					cp.p.delivered(n, r.Push.Pub.Offset, reader, now)
-				}
-			}
-		})
+		lines(b, func(line []byte) { cp.line(ctx, ws, line, reader, now) })
+	}
+}
+
+// cfPush starts every push (a publication) Centrifugo sends: a subscribed
+// writer's are skipped undecoded (pair).
+const cfPush = `{"push":`
+
+// line handles one message Centrifugo sent on ws, the writer's connection
+// (reader false) or the reader's, read at now.
+func (cp *cfPair) line(ctx context.Context, ws *websocket.Conn, line []byte, reader bool, now int64) {
+	if cp.p.writerDelivery(line, reader, cfPush) {
+		return
+	}
+	var r cfReply
+	if json.Unmarshal(line, &r) != nil {
+		cp.p.sh.countErr("garbage")
+		return
+	}
+	switch {
+	case r.ID == 0 && r.Push == nil && r.Error == nil: // ping
+		_ = ws.Write(ctx, websocket.MessageText, cfPong)
+	case r.ID >= 3 && r.Error != nil:
+		cp.p.acked(int(r.ID)-3, 0, fmt.Sprintf("centrifugo %d", r.Error.Code), now)
+	case r.ID >= 3:
+		cp.p.acked(int(r.ID)-3, 0, "", now)
+	case r.Push != nil && r.Push.Pub != nil:
+		if si, wi, n, ok := parseValue(r.Push.Pub.Data); ok && si == cp.p.idx && wi == 0 {
+			cp.p.delivered(n, r.Push.Pub.Offset, now)
+		}
 	}
 }
 

@@ -73,8 +73,14 @@
 // and 32, on Centrifugo once more with each publisher subscribed to its
 // channel too (the same two deliveries per write as a hub session's, whose
 // writer's socket gets its own change); an open loop at a fixed total
-// rate; then idle connections and memory per connection. The report puts each figure side by side with
-// its ratio, and the hub's sessions get the zero-loss verdict below.
+// rate; then idle connections and memory per connection. Deliveries are
+// counted at the reader on every server: what a writer's connection gets
+// besides its answers (a hub socket's own changes, a subscribed
+// publisher's publications) is read and counted but not decoded, so the
+// load generator, on the same two cores, spends the same per write
+// whatever the server sends the writer. The report puts each figure side
+// by side with its ratio, and the hub's sessions get the zero-loss verdict
+// below (in a side by side, delivery to the reader's socket).
 //
 // Each shape also runs on the bare relay (serve-relay, a separate
 // process), the floor of the comparison: coder/websocket and nats.go, as

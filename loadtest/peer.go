@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -170,14 +171,18 @@ type pairOp struct {
 	sent  int64 // ns since the shape started
 	seq   uint64
 	state uint8 // opSent, opAcked, opFailed
-	seen  uint8 // bit 0: the writer's connection got it, bit 1: the reader's
-	// at is the highest sequence of a change each connection got it in
-	// (0: not yet): above seq when it came in a snapshot of the log.
-	at [2]uint64
+	seen  bool  // the reader's connection got it one by one
+	// at is the highest sequence of a change the reader got it in (0: not
+	// yet): above seq when it came in a snapshot of the log.
+	at uint64
 }
 
 // pair is one writer + one reader: a session of the hub, a channel of the
-// peer.
+// peer. Deliveries are counted at the reader, on every server: what a
+// server sends the writer besides its answers (a hub socket's own
+// changes, a subscribed Centrifugo publisher's publications) is read but
+// not decoded (writerDelivery), so the load generator spends the same per
+// write whatever the server sends there.
 type pair struct {
 	sh  *shapeRun
 	idx int // unique in the run: the s of the values it writes
@@ -186,19 +191,16 @@ type pair struct {
 	ops      []pairOp
 	inflight int
 	lastN    int // highest n delivered to the reader, -1 before any
-	// folded is, per connection, the highest sequence of a change that
-	// came as a snapshot of the log (a hub socket joining a compacted
-	// log, PROTOCOL.md): it replaced every entry before it, so the ops
-	// below it that the connection did not get one by one reached it
-	// folded.
-	folded   [2]uint64
+	// folded is the highest sequence of a change that came to the reader
+	// as a snapshot of the log (a hub socket joining a compacted log,
+	// PROTOCOL.md): it replaced every entry before it, so the ops below
+	// it that the reader did not get one by one reached it folded.
+	folded   uint64
 	answered chan struct{}
 	arrived  chan struct{}
-	// watch is the connections (pairOp.seen bits) the drain waits for
-	// every acknowledged write to reach: the reader's, and the writer's
-	// when it gets its own writes (a hub socket; a subscribed Centrifugo
-	// publisher). Set before the pair's connections start.
-	watch uint8
+	// writerGot counts the deliveries the writer's connection read
+	// (writerDelivery).
+	writerGot atomic.Int64
 }
 
 // shapeRun is one shape on one server.
@@ -229,7 +231,7 @@ func (sh *shapeRun) countClose(err error) {
 }
 
 func newPair(sh *shapeRun, idx int) *pair {
-	return &pair{sh: sh, idx: idx, lastN: -1, answered: make(chan struct{}, 1), arrived: make(chan struct{}, 1), watch: 2}
+	return &pair{sh: sh, idx: idx, lastN: -1, answered: make(chan struct{}, 1), arrived: make(chan struct{}, 1)}
 }
 
 // begin records op n as sent and returns it, or false when the pair has
@@ -280,25 +282,21 @@ func (p *pair) acked(n int, seq uint64, code string, now int64) {
 	}
 }
 
-// delivered records op n reaching the writer's (reader false) or the
-// reader's connection.
-func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
+// delivered records op n reaching the reader's connection in the change
+// at sequence seq.
+func (p *pair) delivered(n int, seq uint64, now int64) {
 	p.mu.Lock()
 	if n < 0 || n >= len(p.ops) {
 		p.mu.Unlock()
 		return
 	}
 	op := &p.ops[n]
-	x := 0
-	if reader {
-		x = 1
-	}
-	first := op.seen&(1<<x) == 0
-	op.seen |= 1 << x
-	op.at[x] = max(op.at[x], seq) // a snapshot's sequence is above the op's own
+	first := !op.seen
+	op.seen = true
+	op.at = max(op.at, seq) // a snapshot's sequence is above the op's own
 	switch {
 	case op.state == opAcked:
-		p.noteFoldLocked(x, seq, op.seq)
+		p.noteFoldLocked(seq, op.seq)
 	case op.seq == 0 || seq < op.seq:
 		// Not acknowledged (yet): the lowest change it came in is its
 		// sequence, or a snapshot above it.
@@ -307,7 +305,7 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 	if op.state == opFailed { // failed, yet landed: sightings above the lowest were snapshots
 		p.noteFoldsLocked(op)
 	}
-	if !reader || !first {
+	if !first {
 		p.mu.Unlock()
 		return
 	}
@@ -326,38 +324,38 @@ func (p *pair) delivered(n int, seq uint64, reader bool, now int64) {
 	}
 }
 
-// noteFoldLocked notes that connection x got an op acknowledged at seq in
+// noteFoldLocked notes that the reader got an op acknowledged at seq in
 // the change at sequence at: a snapshot of the log when at is above seq.
-func (p *pair) noteFoldLocked(x int, at, seq uint64) {
+func (p *pair) noteFoldLocked(at, seq uint64) {
 	if snapshotSighting(at, seq) {
-		p.folded[x] = max(p.folded[x], at)
+		p.folded = max(p.folded, at)
 	}
 }
 
-// noteFoldsLocked notes the folds op's sightings tell: each connection's
+// noteFoldsLocked notes the fold op's sightings tell: the reader's
 // highest change above the op's sequence (acknowledged, or its lowest
 // sighting) was a snapshot.
-func (p *pair) noteFoldsLocked(op *pairOp) {
-	for x, at := range op.at {
-		p.noteFoldLocked(x, at, op.seq)
+func (p *pair) noteFoldsLocked(op *pairOp) { p.noteFoldLocked(op.at, op.seq) }
+
+// writerDelivery reports whether line, read on the pair's writer
+// connection (reader false), is a delivery there, a message that starts
+// with prefix: counted in writerGot, not decoded (pair).
+func (p *pair) writerDelivery(line []byte, reader bool, prefix string) bool {
+	if reader || !bytes.HasPrefix(line, []byte(prefix)) {
+		return false
 	}
+	p.writerGot.Add(1)
+	return true
 }
 
-// reachedLocked returns which connections op reached (bit 0 the
-// writer's, bit 1 the reader's): one by one, or folded into a snapshot
-// change.
-func (p *pair) reachedLocked(op *pairOp) uint8 {
-	r := op.seen
-	for x, f := range p.folded {
-		if op.seq != 0 && op.seq < f {
-			r |= 1 << x
-		}
-	}
-	return r
+// reachedLocked reports whether op reached the reader: one by one, or
+// folded into a snapshot change.
+func (p *pair) reachedLocked(op *pairOp) bool {
+	return op.seen || (op.seq != 0 && op.seq < p.folded)
 }
 
 // settled reports whether every op was answered and every acknowledged
-// one reached the connections the pair watches.
+// one reached the reader.
 func (p *pair) settled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -366,7 +364,7 @@ func (p *pair) settled() bool {
 	}
 	for i := len(p.ops) - 1; i >= 0; i-- {
 		if p.ops[i].state == opAcked {
-			return p.reachedLocked(&p.ops[i])&p.watch == p.watch
+			return p.reachedLocked(&p.ops[i])
 		}
 	}
 	return true
@@ -498,9 +496,9 @@ func (p *pair) deliveryCounts() (undelivered, folded int64) {
 		if op.state != opAcked {
 			continue
 		}
-		if r := p.reachedLocked(op); r&2 == 0 {
+		if !p.reachedLocked(op) {
 			undelivered++
-		} else if op.seen&2 == 0 {
+		} else if !op.seen {
 			folded++
 		}
 	}
@@ -552,7 +550,7 @@ func (p *pair) done(n int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	op := &p.ops[n]
-	return op.state == opFailed || (op.state == opAcked && p.reachedLocked(op)&2 != 0)
+	return op.state == opFailed || (op.state == opAcked && p.reachedLocked(op))
 }
 
 // openLoop writes at rate per second from a random phase; a write due

@@ -380,7 +380,6 @@ func (t *relayTarget) procs() []namedPID {
 }
 
 func (t *relayTarget) dialPair(ctx context.Context, p *pair) (pairConn, error) {
-	p.watch = 3 // the writer gets its own changes, with its acks
 	url := fmt.Sprintf("%s?s=p%d", t.url, p.idx)
 	opts := &websocket.DialOptions{Subprotocols: []string{protocol.Subprotocol}}
 	w, _, err := websocket.Dial(ctx, url, opts)
