@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -137,11 +136,15 @@ type ShapeResult struct {
 	// Frames counts the frames the load generator read on the pair's
 	// connections (each one read of a socket, whatever its messages) from
 	// the shape's start to the end of its drain.
-	Frames      int64            `json:"frames"`
-	Errors      map[string]int64 `json:"errors,omitempty"`
-	AckedPerSec float64          `json:"acked_per_sec"`
-	Ack         Latency          `json:"ack"`
-	Delivery    Latency          `json:"delivery"`
+	Frames int64 `json:"frames"`
+	// WriterDeliveries counts the delivery messages the writers' connections
+	// read besides their answers (a hub socket's own changes, a
+	// subscribed publisher's publications), not decoded (pair).
+	WriterDeliveries int64            `json:"writer_deliveries,omitempty"`
+	Errors           map[string]int64 `json:"errors,omitempty"`
+	AckedPerSec      float64          `json:"acked_per_sec"`
+	Ack              Latency          `json:"ack"`
+	Delivery         Latency          `json:"delivery"`
 	// CPU of each process over the shape, per acknowledged write; the
 	// load generator's own included.
 	CPU []ProcCPU `json:"cpu"`
@@ -198,7 +201,7 @@ type pair struct {
 	folded   uint64
 	answered chan struct{}
 	arrived  chan struct{}
-	// writerGot counts the deliveries the writer's connection read
+	// writerGot counts the delivery messages the writer's connection read
 	// (writerDelivery).
 	writerGot atomic.Int64
 }
@@ -267,7 +270,7 @@ func (p *pair) acked(n int, seq uint64, code string, now int64) {
 	} else {
 		op.state = opFailed // it may have landed all the same
 	}
-	p.noteFoldsLocked(op)
+	p.noteFoldLocked(op.at, op.seq)
 	p.mu.Unlock()
 	if code == "" {
 		p.sh.ack.record(time.Duration(now - sent))
@@ -303,7 +306,7 @@ func (p *pair) delivered(n int, seq uint64, now int64) {
 		op.seq = seq
 	}
 	if op.state == opFailed { // failed, yet landed: sightings above the lowest were snapshots
-		p.noteFoldsLocked(op)
+		p.noteFoldLocked(op.at, op.seq)
 	}
 	if !first {
 		p.mu.Unlock()
@@ -324,24 +327,20 @@ func (p *pair) delivered(n int, seq uint64, now int64) {
 	}
 }
 
-// noteFoldLocked notes that the reader got an op acknowledged at seq in
-// the change at sequence at: a snapshot of the log when at is above seq.
+// noteFoldLocked notes that the reader got an op acknowledged at seq (or
+// first seen at seq) in the change at sequence at: a snapshot of the log
+// when at is above seq.
 func (p *pair) noteFoldLocked(at, seq uint64) {
 	if snapshotSighting(at, seq) {
 		p.folded = max(p.folded, at)
 	}
 }
 
-// noteFoldsLocked notes the fold op's sightings tell: the reader's
-// highest change above the op's sequence (acknowledged, or its lowest
-// sighting) was a snapshot.
-func (p *pair) noteFoldsLocked(op *pairOp) { p.noteFoldLocked(op.at, op.seq) }
-
 // writerDelivery reports whether line, read on the pair's writer
 // connection (reader false), is a delivery there, a message that starts
 // with prefix: counted in writerGot, not decoded (pair).
 func (p *pair) writerDelivery(line []byte, reader bool, prefix string) bool {
-	if reader || !bytes.HasPrefix(line, []byte(prefix)) {
+	if reader || len(line) < len(prefix) || string(line[:len(prefix)]) != prefix {
 		return false
 	}
 	p.writerGot.Add(1)
@@ -482,6 +481,7 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 		undelivered, folded := p.deliveryCounts()
 		res.Undelivered += undelivered
 		res.Folded += folded
+		res.WriterDeliveries += p.writerGot.Load()
 	}
 	return res, pairs, ctx.Err()
 }
@@ -906,7 +906,6 @@ func cpuTarget(s *PeerShape) Target {
 			cpuPerOp(m.Hub.CPU, "nats-server"), m.PeerRes.ServerCPUPerOpUS)
 	}
 	m, spread := s.medianRound(withNATS)
-	hubOwn := cpuPerOp(m.Hub.CPU, "hub0")
 	t.Measured = measured(m)
 	if m.PeerRes.ServerCPUPerOpUS > 0 {
 		t.Ratio = withNATS(m)
@@ -914,7 +913,7 @@ func cpuTarget(s *PeerShape) Target {
 	}
 	if sub := m.PeerSubscribed; sub != nil && sub.ServerCPUPerOpUS > 0 {
 		t.Note += fmt.Sprintf("; peer's writer subscribed (%.1f µs): %.2fx, hub alone %.2fx",
-			sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS, hubOwn/sub.ServerCPUPerOpUS)
+			sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS, cpuPerOp(m.Hub.CPU, "hub0")/sub.ServerCPUPerOpUS)
 	}
 	t.Note = joinNote(t.Note, spread)
 	floor, ok := s.relayFloor(func(r PeerRound) float64 { return r.Relay.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })

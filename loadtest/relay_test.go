@@ -50,6 +50,9 @@ func TestShapesOnRelay(t *testing.T) {
 		}
 		next += spec.pairs
 		checkShape(t, spec.name, r)
+		if r.WriterDeliveries == 0 || r.WriterDeliveries > r.Acked { // each write's change, with its ack
+			t.Errorf("%s: %d of the writers' own changes read for %d acknowledged", spec.name, r.WriterDeliveries, r.Acked)
+		}
 		p := procOf(r.CPU, "relay")
 		if p.PID != rel.p.pid() || p.Ops != r.Acked {
 			t.Errorf("%s: the relay's process not measured: %+v", spec.name, r.CPU)
