@@ -122,6 +122,9 @@ type Config struct {
 	// debugPorts are the hub instances' profiler ports (-debug-addr), set
 	// by a run that profiles them.
 	debugPorts []int
+	// hubNATSEmbedded starts the hub instance without -nats: it runs its
+	// own nats-server in its process (a -peer run, PeerConfig.NATS).
+	hubNATSEmbedded bool
 }
 
 // DefaultConfig returns the short default scenario: 2 instances, 50

@@ -39,6 +39,12 @@ type PeerConfig struct {
 	RateWriters int
 	// Duration of each shape on each server. Default: 5s.
 	Duration time.Duration
+	// NATS is where the hub's nats-server runs: natsEmbedded (in the hub's
+	// process, on an in-process connection, as one sessionhub runs on one
+	// machine: docs/DEPLOY.md) or natsExternal (a separate nats-server
+	// process over TCP, as N instances share one). The bare relay's is
+	// arranged the same way. Default: natsEmbedded.
+	NATS string
 	// Rounds runs each shape this many times on every server in turn,
 	// for the spread of the ratios on a noisy machine. Default: 1.
 	Rounds int
@@ -50,8 +56,14 @@ type PeerConfig struct {
 }
 
 func defaultPeerConfig() PeerConfig {
-	return PeerConfig{Pairs: 100, Windows: []int{1, 32}, Rate: 1000, RateWriters: 50, Duration: 5 * time.Second, Rounds: 1}
+	return PeerConfig{Pairs: 100, Windows: []int{1, 32}, Rate: 1000, RateWriters: 50, Duration: 5 * time.Second, Rounds: 1, NATS: natsEmbedded}
 }
+
+// Where a -peer run's hub and relay find their nats-server (PeerConfig.NATS).
+const (
+	natsEmbedded = "embedded"
+	natsExternal = "external"
+)
 
 // peerFlags registers the -peer flags.
 func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
@@ -61,6 +73,7 @@ func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
 	fs.Float64Var(&pc.Rate, "peer-rate", pc.Rate, "with -peer: total writes per second of the open loop shape")
 	fs.IntVar(&pc.RateWriters, "peer-rate-writers", pc.RateWriters, "with -peer: writers of the open loop shape")
 	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server")
+	fs.StringVar(&pc.NATS, "peer-nats", pc.NATS, "with -peer: the hub's nats-server: embedded (in its process, as one instance runs) or external (a separate process, as N instances share)")
 	fs.IntVar(&pc.Rounds, "peer-rounds", pc.Rounds, "with -peer: run each shape this many times on every server in turn, and report the spread of the ratios")
 	fs.StringVar(&pc.HubCPUProfile, "hub-cpuprofile", pc.HubCPUProfile, "with -peer: write a CPU profile of the hub instance per shape to PREFIX-<shape>.pprof, and of the bare relay to PREFIX-relay-<shape>.pprof")
 }
@@ -76,19 +89,29 @@ func (pc *PeerConfig) validate() error {
 	if pc.Pairs < 1 || pc.RateWriters < 1 || pc.Rate <= 0 || pc.Duration <= 0 || len(pc.Windows) == 0 || pc.Rounds < 1 {
 		return errors.New("-peer wants -peer-pairs ≥ 1, -peer-rate-writers ≥ 1, -peer-rate > 0, -peer-duration > 0, -peer-rounds ≥ 1")
 	}
+	if pc.NATS != natsEmbedded && pc.NATS != natsExternal {
+		return fmt.Errorf("-peer-nats %q: want %s or %s", pc.NATS, natsEmbedded, natsExternal)
+	}
 	return nil
 }
 
 // PeerReport is the side-by-side run: every shape on both servers.
 type PeerReport struct {
-	Peer    string      `json:"peer"`
-	Version string      `json:"peer_version"`
-	Shapes  []PeerShape `json:"shapes"`
+	Peer    string `json:"peer"`
+	Version string `json:"peer_version"`
+	// NATS is where the hub's and the relay's nats-server ran
+	// (PeerConfig.NATS).
+	NATS   string      `json:"nats"`
+	Shapes []PeerShape `json:"shapes"`
 	// Idle is memory per idle connection: hub sockets each their own
 	// session, peer connections each subscribed to its own channel.
 	HubIdle  *Memory `json:"sessionhub_idle,omitempty"`
 	PeerIdle *Memory `json:"peer_idle,omitempty"`
 }
+
+// embedded reports whether the hub's nats-server ran in its process (a
+// report without NATS is from before -peer-nats: external).
+func (pre *PeerReport) embedded() bool { return pre.NATS == natsEmbedded }
 
 // PeerShape is one load shape on both servers: its first round, and with
 // PeerConfig.Rounds above 1 every round.
@@ -630,7 +653,12 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		}
 		cfg.debugPorts = []int{port}
 	}
-	pr.logf("starting nats-server (%s durability) and 1 hub instance", cfg.Durability)
+	cfg.hubNATSEmbedded = pc.NATS == natsEmbedded
+	if cfg.hubNATSEmbedded {
+		pr.logf("starting nats-server (%s durability, for the baselines) and 1 hub instance with its embedded nats-server", cfg.Durability)
+	} else {
+		pr.logf("starting nats-server (%s durability) and 1 hub instance", cfg.Durability)
+	}
 	topo, err := startTopology(ctx, &cfg, pr.logf)
 	if err != nil {
 		return nil, err
@@ -658,7 +686,11 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	if err != nil {
 		return nil, err
 	}
-	relay, err := startRelay(self, topo.natsURL, topo.nats.pid(), topo.dir, pc.HubCPUProfile)
+	relayNATS, relayNATSPID := topo.natsURL, topo.nats.pid()
+	if cfg.hubNATSEmbedded {
+		relayNATS, relayNATSPID = "", 0 // its own, in its process
+	}
+	relay, err := startRelay(self, relayNATS, relayNATSPID, topo.dir, pc.HubCPUProfile)
 	if err != nil {
 		return nil, fmt.Errorf("bare relay: %w", err)
 	}
@@ -669,7 +701,19 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 	if len(cfg.debugPorts) > 0 {
 		hub.debugPort = cfg.debugPorts[0]
 	}
-	pre := &PeerReport{Peer: pc.Name, Version: centrifugoVersion}
+	pre := &PeerReport{Peer: pc.Name, Version: centrifugoVersion, NATS: pc.NATS}
+	// Idle connections first, on servers that have served no load yet: the
+	// memory a load's buffers and the store's caches leave free would take
+	// the sockets' growth unseen (with the nats-server in the hub's
+	// process, all but a few hundred bytes per socket).
+	if cfg.IdleSockets > 0 {
+		if pre.HubIdle, err = measureIdle(ctx, l, 0, topo.hubs[0].pid(), cfg.IdleSockets, pr); err != nil {
+			pr.logf("idle sockets: %v", err)
+		}
+		if pre.PeerIdle, err = peer.measureIdle(ctx, cfg.IdleSockets, pr); err != nil {
+			pr.logf("idle %s connections: %v", pc.Name, err)
+		}
+	}
 	next := 0
 	var hubPairs []*pair
 	for _, spec := range peerShapes(pc) {
@@ -715,14 +759,6 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		pre.Shapes = append(pre.Shapes, ps)
 	}
 
-	if cfg.IdleSockets > 0 {
-		if pre.HubIdle, err = measureIdle(ctx, l, 0, topo.hubs[0].pid(), cfg.IdleSockets, pr); err != nil {
-			pr.logf("idle sockets: %v", err)
-		}
-		if pre.PeerIdle, err = peer.measureIdle(ctx, cfg.IdleSockets, pr); err != nil {
-			pr.logf("idle %s connections: %v", pc.Name, err)
-		}
-	}
 	rep.Peer = pre
 
 	pr.logf("flushing every session of the hub's shapes and checking every acknowledged op")
@@ -865,7 +901,7 @@ func peerTargets(r *Report) []Target {
 		if s.Window == 0 || s.Rate > 0 {
 			continue
 		}
-		out = append(out, cpuTarget(&s))
+		out = append(out, cpuTarget(&s, pre.embedded()))
 	}
 	t := Target{Name: "memory per idle socket", Goal: "≤ 24 KiB RSS, hub state included"}
 	if m := pre.HubIdle; m != nil && m.RSSPerSocket > 0 {
@@ -896,12 +932,20 @@ func peerTargets(r *Report) []Target {
 // cpuTarget is the CPU goal of closed-loop shape s: the hub with
 // nats-server at most the peer's CPU per write; when the relay with
 // nats-server misses that too (relayFloor), the hub alone at most the
-// peer's, out of reach in turn when the relay alone misses it.
-func cpuTarget(s *PeerShape) Target {
+// peer's, out of reach in turn when the relay alone misses it. With
+// embedded, the hub's nats-server ran in its process: the hub alone is
+// not told apart, and a goal the relay misses is out of reach.
+func cpuTarget(s *PeerShape, embedded bool) Target {
 	t := Target{Name: "CPU per op, " + s.Name, Goal: "hub + nats-server ≤ peer (else: hub alone ≤ peer)"}
+	if embedded {
+		t.Goal = "hub with its embedded nats-server ≤ peer"
+	}
 	withNATS := func(m PeerRound) float64 { return m.Hub.ServerCPUPerOpUS / m.PeerRes.ServerCPUPerOpUS }
 	alone := func(m PeerRound) float64 { return cpuPerOp(m.Hub.CPU, "hub0") / m.PeerRes.ServerCPUPerOpUS }
 	measured := func(m PeerRound) string {
+		if embedded {
+			return fmt.Sprintf("%.1f µs (one process) vs %.1f µs", m.Hub.ServerCPUPerOpUS, m.PeerRes.ServerCPUPerOpUS)
+		}
 		return fmt.Sprintf("%.1f µs (hub %.1f + nats-server %.1f) vs %.1f µs", m.Hub.ServerCPUPerOpUS, cpuPerOp(m.Hub.CPU, "hub0"),
 			cpuPerOp(m.Hub.CPU, "nats-server"), m.PeerRes.ServerCPUPerOpUS)
 	}
@@ -909,11 +953,15 @@ func cpuTarget(s *PeerShape) Target {
 	t.Measured = measured(m)
 	if m.PeerRes.ServerCPUPerOpUS > 0 {
 		t.Ratio = withNATS(m)
-		t.Note = fmt.Sprintf("hub alone: %.2fx", alone(m))
+		if !embedded {
+			t.Note = fmt.Sprintf("hub alone: %.2fx", alone(m))
+		}
 	}
 	if sub := m.PeerSubscribed; sub != nil && sub.ServerCPUPerOpUS > 0 {
-		t.Note += fmt.Sprintf("; peer's writer subscribed (%.1f µs): %.2fx, hub alone %.2fx",
-			sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS, cpuPerOp(m.Hub.CPU, "hub0")/sub.ServerCPUPerOpUS)
+		t.Note = joinNote(t.Note, fmt.Sprintf("peer's writer subscribed (%.1f µs): %.2fx", sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS))
+		if !embedded {
+			t.Note += fmt.Sprintf(", hub alone %.2fx", cpuPerOp(m.Hub.CPU, "hub0")/sub.ServerCPUPerOpUS)
+		}
 	}
 	t.Note = joinNote(t.Note, spread)
 	floor, ok := s.relayFloor(func(r PeerRound) float64 { return r.Relay.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
@@ -924,6 +972,11 @@ func cpuTarget(s *PeerShape) Target {
 	t.Note = joinNote(t.Note, floorNote(floor, "with nats-server"))
 	if floor <= 1 {
 		return t // within the floor's reach: not met
+	}
+	if embedded {
+		t.Status = StatusOutOfReach
+		t.Note = joinNote(t.Note, "the hub alone is judged with -peer-nats external")
+		return t
 	}
 	// Out of reach with nats-server: the hub alone is judged, on its own
 	// median round.

@@ -44,7 +44,11 @@ func (h *hubTarget) procs() []namedPID {
 	if h.topo == nil {
 		return nil // servers not the run's own
 	}
-	return []namedPID{{"hub0", h.topo.hubs[0].pid()}, {"nats-server", h.topo.nats.pid()}}
+	hub := namedPID{"hub0", h.topo.hubs[0].pid()}
+	if h.topo.cfg.hubNATSEmbedded {
+		return []namedPID{hub} // its nats-server runs in its process
+	}
+	return []namedPID{hub, {"nats-server", h.topo.nats.pid()}}
 }
 
 type hubPair struct {

@@ -28,19 +28,30 @@ func (pre *PeerReport) rows() []peerRow {
 		add("answer p99 (ms)", s.Hub.Ack.P99, s.PeerRes.Ack.P99, "%.3f")
 		add("delivery p50 (ms)", s.Hub.Delivery.P50, s.PeerRes.Delivery.P50, "%.3f")
 		add("delivery p99 (ms)", s.Hub.Delivery.P99, s.PeerRes.Delivery.P99, "%.3f")
+		// With the nats-server embedded the hub's process is all of the
+		// server: nothing to tell apart.
+		embedded := pre.embedded()
+		hubProc := ", hub alone"
+		if embedded {
+			hubProc = ""
+		}
 		add("server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, s.PeerRes.ServerCPUPerOpUS, "%.1f")
-		add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
+		if !embedded {
+			add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
+		}
 		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
 		add("frames read per write", s.Hub.framesPerWrite(), s.PeerRes.framesPerWrite(), "%.2f")
 		hub, peer := procOf(s.Hub.CPU, "hub0"), procOf(s.PeerRes.CPU, pre.Peer)
-		add("read/write system calls per write, hub alone", hub.SyscallsPerOp, peer.SyscallsPerOp, "%.2f")
-		add("context switches per write, hub alone", hub.SwitchesPerOp, peer.SwitchesPerOp, "%.2f")
+		add("read/write system calls per write"+hubProc, hub.SyscallsPerOp, peer.SyscallsPerOp, "%.2f")
+		add("context switches per write"+hubProc, hub.SwitchesPerOp, peer.SwitchesPerOp, "%.2f")
 		if sub := s.PeerSubscribed; sub != nil {
 			// The same deliveries per write on both sides: the peer's
 			// writer gets its own publications, as the hub's its changes.
 			add("peer's writer subscribed: writes answered/s", s.Hub.AckedPerSec, sub.AckedPerSec, "%.0f")
 			add("  server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, sub.ServerCPUPerOpUS, "%.1f")
-			add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), sub.ServerCPUPerOpUS, "%.1f")
+			if !embedded {
+				add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), sub.ServerCPUPerOpUS, "%.1f")
+			}
 			add("  frames read per write", s.Hub.framesPerWrite(), sub.framesPerWrite(), "%.2f")
 		}
 	}
@@ -87,7 +98,9 @@ func (pre *PeerReport) floorRows() []floorRow {
 		add("answer p50 (ms)", rel.Ack.P50, s.Hub.Ack.P50, peer.Ack.P50, "%.3f")
 		add("delivery p50 (ms)", rel.Delivery.P50, s.Hub.Delivery.P50, peer.Delivery.P50, "%.3f")
 		add("server CPU per write (µs), with nats-server", rel.ServerCPUPerOpUS, s.Hub.ServerCPUPerOpUS, peer.ServerCPUPerOpUS, "%.1f")
-		add("  relay alone, hub alone", cpuPerOp(rel.CPU, "relay"), cpuPerOp(s.Hub.CPU, "hub0"), peer.ServerCPUPerOpUS, "%.1f")
+		if !pre.embedded() { // else the same as with nats-server
+			add("  relay alone, hub alone", cpuPerOp(rel.CPU, "relay"), cpuPerOp(s.Hub.CPU, "hub0"), peer.ServerCPUPerOpUS, "%.1f")
+		}
 		relay, hub, p := procOf(rel.CPU, "relay"), procOf(s.Hub.CPU, "hub0"), procOf(peer.CPU, pre.Peer)
 		add("  read/write system calls per write", relay.SyscallsPerOp, hub.SyscallsPerOp, p.SyscallsPerOp, "%.2f")
 		add("  context switches per write", relay.SwitchesPerOp, hub.SwitchesPerOp, p.SwitchesPerOp, "%.2f")
@@ -163,12 +176,19 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 		}
 		add("writes answered/s, sessionhub / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.AckedPerSec / r.PeerRes.AckedPerSec })
 		add("server CPU per write, sessionhub (with nats-server) / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
-		add("CPU per write, hub alone / "+pre.Peer, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.PeerRes.ServerCPUPerOpUS })
-		if s.PeerSubscribed != nil {
-			add("CPU per write, hub alone / "+pre.Peer+" with its writers subscribed", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.peerAlike().ServerCPUPerOpUS })
+		// With the nats-servers embedded, each process is its server:
+		// "alone" is the same figure with nats-server.
+		hub, rel := "hub alone", "relay alone"
+		if pre.embedded() {
+			hub, rel = "sessionhub", "relay"
+		} else {
+			add("CPU per write, hub alone / "+pre.Peer, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.PeerRes.ServerCPUPerOpUS })
 		}
-		add("CPU per write, hub alone / relay alone", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / relayAlone(r) })
-		add("CPU per write, relay alone / "+pre.Peer+peerAs(s), func(r PeerRound) float64 { return relayAlone(r) / r.peerAlike().ServerCPUPerOpUS })
+		if s.PeerSubscribed != nil {
+			add("CPU per write, "+hub+" / "+pre.Peer+" with its writers subscribed", func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.peerAlike().ServerCPUPerOpUS })
+		}
+		add("CPU per write, "+hub+" / "+rel, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / relayAlone(r) })
+		add("CPU per write, "+rel+" / "+pre.Peer+peerAs(s), func(r PeerRound) float64 { return relayAlone(r) / r.peerAlike().ServerCPUPerOpUS })
 		if s.Name == "sequential" && jsP50 > 0 {
 			bar := func(r PeerRound) float64 { return r.PeerRes.Delivery.P50 + jsP50 }
 			add("delivery p50, sessionhub / its bar", func(r PeerRound) float64 { return r.Hub.Delivery.P50 / bar(r) })
@@ -184,6 +204,14 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 		}
 	}
 	return out
+}
+
+// hubServers says what served the hub's side.
+func (pre *PeerReport) hubServers() string {
+	if pre.embedded() {
+		return "1 hub instance with its nats-server embedded, one process"
+	}
+	return "1 hub instance + a nats-server process"
 }
 
 // firstOf says, in a run of several rounds, that the tables show the
@@ -214,7 +242,7 @@ func peerAs(s PeerShape) string {
 }
 
 // floorTitle heads the floor table.
-const floorTitle = "floor: the bare relay (coder/websocket + nats.go, each write staged in the same nats-server, no sessions, cookies, limits or slow-client guard) vs sessionhub and %s with its writers subscribed"
+const floorTitle = "floor: the bare relay (coder/websocket + nats.go, each write staged in a nats-server run as the hub's, no sessions, cookies, limits or slow-client guard) vs sessionhub and %s with its writers subscribed"
 
 // framesPerWrite is how many frames the load generator read per write
 // answered, on the writer's and the reader's connection together.
@@ -262,8 +290,8 @@ func (r *Report) writePeerText(sb *strings.Builder) {
 	if pre == nil {
 		return
 	}
-	fmt.Fprintf(sb, "\nside by side: sessionhub (1 hub instance + nats-server, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s%s\n",
-		r.Setup.Durability, pre.Peer, pre.Version, pre.Peer, pre.firstOf())
+	fmt.Fprintf(sb, "\nside by side: sessionhub (%s, %s durability) vs %s %s (memory engine); ratio = sessionhub / %s%s\n",
+		pre.hubServers(), r.Setup.Durability, pre.Peer, pre.Version, pre.Peer, pre.firstOf())
 	var cells [][]string
 	for _, row := range pre.rows() {
 		h, p, ratio := row.cells()
@@ -319,7 +347,8 @@ func (r *Report) peerHTML() string {
 		return ""
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "<h2>Side by side with %s %s</h2>\n<table border=1 cellpadding=4 style=\"border-collapse:collapse\">\n", html.EscapeString(pre.Peer), html.EscapeString(pre.Version))
+	fmt.Fprintf(&sb, "<h2>Side by side with %s %s</h2>\n<p>sessionhub: %s</p>\n<table border=1 cellpadding=4 style=\"border-collapse:collapse\">\n",
+		html.EscapeString(pre.Peer), html.EscapeString(pre.Version), html.EscapeString(pre.hubServers()))
 	fmt.Fprintf(&sb, "<tr><th>shape</th><th>figure</th><th>sessionhub</th><th>%s</th><th>ratio</th></tr>\n", html.EscapeString(pre.Peer))
 	for _, row := range pre.rows() {
 		h, p, ratio := row.cells()

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -322,6 +323,17 @@ func TestHubArgsFlags(t *testing.T) {
 	if err := parseFlags(&cfg, []string{"-peer", "pusher"}, io.Discard); err == nil {
 		t.Error("-peer pusher accepted")
 	}
+	if cfg.Peer.NATS != natsEmbedded {
+		t.Errorf("-peer-nats defaults to %q", cfg.Peer.NATS)
+	}
+	for _, nats := range []string{natsEmbedded, natsExternal} {
+		if err := parseFlags(&cfg, []string{"-peer", "centrifugo", "-peer-nats", nats}, io.Discard); err != nil || cfg.Peer.NATS != nats {
+			t.Errorf("-peer-nats %s: %v, %q", nats, err, cfg.Peer.NATS)
+		}
+	}
+	if err := parseFlags(&cfg, []string{"-peer", "centrifugo", "-peer-nats", "tcp"}, io.Discard); err == nil {
+		t.Error("-peer-nats tcp accepted")
+	}
 }
 
 // A pair is settled once its last acknowledged write reached the
@@ -604,5 +616,118 @@ func TestPeerTargetsOutOfReach(t *testing.T) {
 	// Without relay runs nothing is out of reach.
 	if tg := judged(shape("window 1", 1, 50, 0, 40, nil))["CPU per op, window 1"]; tg.Status != StatusNotMet || strings.Contains(tg.Note, "floor:") {
 		t.Errorf("without the relay: %+v", tg)
+	}
+}
+
+// With the nats-servers in the hub's and the relay's processes
+// (-peer-nats embedded), each process is its server: the CPU goal is the
+// process's, out of reach where the relay's process misses it too, and
+// the report has no "alone" figures, which would repeat it.
+func TestPeerTargetsEmbedded(t *testing.T) {
+	one := func(name string, rate, cpu float64) ShapeResult {
+		return ShapeResult{AckedPerSec: rate, Acked: 10, ServerCPUPerOpUS: cpu, CPU: []ProcCPU{{Name: name, PerOpUS: cpu}}}
+	}
+	shape := func(hubCPU, relayCPU float64) PeerShape {
+		var rounds []PeerRound
+		for _, f := range []float64{0.9, 1, 1.1} {
+			rel := one("relay", 120*f, relayCPU*f)
+			rounds = append(rounds, PeerRound{Hub: one("hub0", 50*f, hubCPU*f), PeerRes: one("centrifugo", 100, 30), Relay: &rel})
+		}
+		return PeerShape{Name: "window 1", Pairs: 100, Window: 1, PeerRound: rounds[0], Rounds: rounds}
+	}
+	report := func(nats string, s PeerShape) *Report {
+		r := &Report{Peer: &PeerReport{Peer: "centrifugo", NATS: nats, Shapes: []PeerShape{s}}}
+		r.Targets = peerTargets(r)
+		return r
+	}
+	cpu := func(r *Report) Target {
+		for _, tg := range r.Targets {
+			if tg.Name == "CPU per op, window 1" {
+				return tg
+			}
+		}
+		t.Fatalf("no CPU target in %+v", r.Targets)
+		return Target{}
+	}
+	for _, c := range []struct {
+		name             string
+		hub, relay       float64
+		status, inNote   string
+		measured, noNote string
+	}{
+		{"the relay's process over the peer", 40, 35, StatusOutOfReach, "the hub alone is judged with -peer-nats external", "40.0 µs (one process) vs 30.0 µs", "judged on"},
+		{"the relay's process within reach", 40, 25, StatusNotMet, "floor: the relay 0.83x (median), with nats-server", "40.0 µs (one process) vs 30.0 µs", "judged"},
+		{"the hub's process within the goal", 27, 35, StatusMet, "median of 3 rounds", "27.0 µs (one process) vs 30.0 µs", "floor:"},
+	} {
+		tg := cpu(report(natsEmbedded, shape(c.hub, c.relay)))
+		if tg.Status != c.status || tg.Goal != "hub with its embedded nats-server ≤ peer" || tg.Measured != c.measured ||
+			!strings.Contains(tg.Note, c.inNote) || strings.Contains(tg.Note, c.noNote) {
+			t.Errorf("%s: %+v", c.name, tg)
+		}
+	}
+	// The same figures from separate processes judge the hub alone.
+	if tg := cpu(report(natsExternal, shape(40, 35))); tg.Status == StatusOutOfReach && strings.Contains(tg.Note, "-peer-nats external") {
+		t.Errorf("external: %+v", tg)
+	}
+
+	r := report(natsEmbedded, shape(40, 25))
+	var sb strings.Builder
+	if err := r.WriteText(&sb); err != nil {
+		t.Fatal(err)
+	}
+	text := sb.String()
+	for _, want := range []string{"sessionhub (1 hub instance with its nats-server embedded, one process, ",
+		"CPU per write, sessionhub / relay", "CPU per write, relay / centrifugo"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(strings.ReplaceAll(text, "the hub alone is judged with -peer-nats external", ""), "alone") {
+		t.Errorf("an \"alone\" figure with the nats-servers embedded:\n%s", text)
+	}
+	if h := r.peerHTML(); !strings.Contains(h, "<p>sessionhub: 1 hub instance with its nats-server embedded, one process</p>") {
+		t.Errorf("HTML: %s", h)
+	}
+}
+
+// A -peer run's hub with hubNATSEmbedded is started without -nats: it
+// serves every shape on the nats-server in its process (the run's own,
+// here at a port where none listens, is not needed), and its process
+// alone is measured.
+func TestHubEmbedsNATS(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Instances, cfg.hubNATSEmbedded = 1, true
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := &topology{cfg: &cfg, dir: t.TempDir(), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	t.Cleanup(topo.close)
+	if err := topo.prepareHubs([]string{self, serveHubCmd}); err != nil {
+		t.Fatal(err)
+	}
+	if argv := topo.hubs[0].argv; slices.Contains(argv, "-nats") || slices.Contains(argv, "-replicas") {
+		t.Fatalf("hub argv %q", argv)
+	}
+	if err := topo.startHub(0); err != nil {
+		t.Fatal(err)
+	}
+	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
+	h := &hubTarget{l: l, topo: topo, key: "language"}
+	spec := shapeSpec{name: "window 32", pairs: 2, window: 32, duration: 300 * time.Millisecond}
+	r, pairs, err := runShape(context.Background(), h, spec, 0, newProgress(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkShape(t, spec.name, r)
+	if p := procOf(r.CPU, "hub0"); p.PID != topo.hubs[0].pid() || p.Ops != r.Acked || procOf(r.CPU, "nats-server").PID != 0 {
+		t.Errorf("measured %+v, want the hub's process and no nats-server", r.CPU)
+	}
+	if v := Verify(h.sessionLogs(context.Background(), pairs)); !v.OK() || v.Acked == 0 {
+		t.Errorf("verdict: %+v", v)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sessionhub/sessionhub/hub/natsserver"
 	"github.com/sessionhub/sessionhub/internal/protocol"
 )
 
@@ -81,11 +82,21 @@ func serveRelay(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(serveRelayCmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	natsURL := fs.String("nats", "", "nats-server URL")
+	natsURL := fs.String("nats", "", "nats-server URL (empty: an embedded nats-server in -data, on an in-process connection)")
+	data := fs.String("data", "", "the embedded nats-server's store directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, js, err := connectJetStream(*natsURL, nats.Name("loadtest relay"))
+	opts := []nats.Option{nats.Name("loadtest relay")}
+	if *natsURL == "" {
+		ns, err := natsserver.Start(natsserver.Options{StoreDir: *data, DontListen: true})
+		if err != nil {
+			return err
+		}
+		defer ns.Close()
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	nc, js, err := connectJetStream(*natsURL, opts...)
 	if err != nil {
 		return err
 	}
@@ -346,10 +357,16 @@ func (t *relayTarget) profiler(shape string) (int, string) {
 }
 
 // startRelay starts the bare relay (this binary, serve-relay) against
-// natsURL; its log goes into dir. With profile, each shape's CPU profile
-// of the relay goes to profile-relay-<shape>.pprof.
+// natsURL, whose process is natsPID; with natsURL empty, against an
+// nats-server in its own process (its store in dir). Its log goes into
+// dir. With profile, each shape's CPU profile of the relay goes to
+// profile-relay-<shape>.pprof.
 func startRelay(self, natsURL string, natsPID int, dir, profile string) (*relayTarget, error) {
-	p := &proc{name: "relay", argv: []string{self, serveRelayCmd, "-addr", "127.0.0.1:0", "-nats", natsURL}, logPath: filepath.Join(dir, "relay.log")}
+	argv := []string{self, serveRelayCmd, "-addr", "127.0.0.1:0", "-nats", natsURL}
+	if natsURL == "" {
+		argv = append(argv, "-data", filepath.Join(dir, "relay-nats"))
+	}
+	p := &proc{name: "relay", argv: argv, logPath: filepath.Join(dir, "relay.log")}
 	if err := p.start(); err != nil {
 		return nil, err
 	}
@@ -376,6 +393,9 @@ func (t *relayTarget) close() { _ = t.p.stop() }
 func (t *relayTarget) name() string { return "relay" }
 
 func (t *relayTarget) procs() []namedPID {
+	if t.nats == 0 {
+		return []namedPID{{"relay", t.p.pid()}} // its nats-server runs in its process
+	}
 	return []namedPID{{"relay", t.p.pid()}, {"nats-server", t.nats}}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +156,31 @@ func FuzzRelayAckSeq(f *testing.F) {
 			t.Fatalf("%q: %d, %v", b, seq, err)
 		}
 	})
+}
+
+// With no nats-server URL the relay runs its own in its process, its
+// store in the run's directory, and its process alone is measured.
+func TestRelayEmbedsNATS(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rel, err := startRelay(self, "", 0, dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rel.close)
+	spec := shapeSpec{name: "window 1", pairs: 2, window: 1, duration: 300 * time.Millisecond}
+	r, _, err := runShape(context.Background(), rel, spec, 0, newProgress(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkShape(t, spec.name, r)
+	if p := procOf(r.CPU, "relay"); p.PID != rel.p.pid() || p.Ops != r.Acked || procOf(r.CPU, "nats-server").PID != 0 {
+		t.Errorf("measured %+v, want the relay's process and no nats-server", r.CPU)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "relay-nats", "jetstream")); err != nil {
+		t.Errorf("the relay's own store: %v", err)
+	}
 }

@@ -92,7 +92,8 @@ func (t *topology) startOneNATS(natsBin string) error {
 }
 
 // prepareHubs sets up the hub instances' processes, all connected to
-// every nats-server of the run.
+// every nats-server of the run, or with hubNATSEmbedded each running its
+// own in its process.
 func (t *topology) prepareHubs(hubArgv []string) error {
 	cfg, dir := t.cfg, t.dir
 	key := make([]byte, 64)
@@ -106,7 +107,6 @@ func (t *topology) prepareHubs(hubArgv []string) error {
 		argv := append(slices.Clone(hubArgv),
 			"-addr", fmt.Sprintf("127.0.0.1:%d", hp),
 			"-data", filepath.Join(dir, fmt.Sprintf("hub%d", i)),
-			"-nats", t.natsURL,
 			"-durability", cfg.Durability,
 			"-max-ops-per-session", strconv.Itoa(cfg.MaxOpsPerSession),
 			"-rate-limit", strconv.FormatFloat(cfg.HubRateLimit, 'f', -1, 64),
@@ -115,8 +115,10 @@ func (t *topology) prepareHubs(hubArgv []string) error {
 			// the sockets' rate, not the default per-session one.
 			"-session-write-rate", strconv.FormatFloat(cfg.HubRateLimit*float64(max(1, cfg.Sockets)), 'f', -1, 64),
 			"-session-write-burst", strconv.Itoa(max(200, int(cfg.HubRateLimit))),
-			"-replicas", strconv.Itoa(cfg.Cluster.replicas()),
 		)
+		if !cfg.hubNATSEmbedded {
+			argv = append(argv, "-nats", t.natsURL, "-replicas", strconv.Itoa(cfg.Cluster.replicas()))
+		}
 		if cfg.SendBuffer > 0 {
 			argv = append(argv, "-send-buffer", strconv.Itoa(cfg.SendBuffer))
 		}
