@@ -59,8 +59,7 @@
 // # Side by side with Centrifugo
 //
 // With PeerConfig.Name "centrifugo" (-peer centrifugo) the run is a
-// comparison instead of the load above: one nats-server and one hub
-// instance, and one Centrifugo (v6.9.1, go installed into the user's cache
+// comparison instead of the load above: one hub instance, and one Centrifugo (v6.9.1, go installed into the user's cache
 // directory the first time, or PeerConfig.Bin) configured with both
 // listeners on 127.0.0.1, usage statistics off, the memory engine,
 // anonymous connects and a namespace where clients subscribe and publish,
@@ -73,7 +72,16 @@
 // and 32, on Centrifugo once more with each publisher subscribed to its
 // channel too (the same two deliveries per write as a hub session's, whose
 // writer's socket gets its own change); an open loop at a fixed total
-// rate; then idle connections and memory per connection. Deliveries are
+// rate. Idle connections and memory per connection are measured first,
+// on servers that have served no load (memory a load left free would take
+// the sockets unseen). The hub runs its nats-server in its own process
+// on an in-process connection, as one sessionhub instance runs on one
+// machine (PeerConfig.NATS "embedded", the default): one process against
+// one, its CPU all of the server's. With "external" (-peer-nats external)
+// it connects over TCP to the run's nats-server, a process of its own, as
+// N instances share one, and the report tells the hub's CPU apart from
+// nats-server's. The run's nats-server process serves the JetStream
+// baselines either way. Deliveries are
 // counted at the reader on every server: what a writer's connection gets
 // besides its answers (a hub socket's own changes, a subscribed
 // publisher's publications) is read and counted but not decoded, so the
@@ -84,8 +92,8 @@
 //
 // Each shape also runs on the bare relay (serve-relay, a separate
 // process), the floor of the comparison: coder/websocket and nats.go, as
-// the hub, staging every write in a stream configured as the hub's on the
-// run's nats-server and sending its republished copy on, to the other
+// the hub, staging every write in a stream configured as the hub's on a
+// nats-server run as the hub's (in its process, or the run's) and sending its republished copy on, to the other
 // socket as a change and to the writer with its ack in one frame. It
 // keeps no session state and has no cookie, budget, limit, resume or
 // slow-client guard, so the hub cannot spend less per write than it does:
@@ -99,7 +107,9 @@
 // floor of each target: a target that the relay's median misses too is
 // "out of reach" on this machine, not "not met". The CPU target then falls
 // back to the hub's own CPU per write against the peer's, out of reach in
-// turn when the relay alone misses that. At window 32 and in the open
+// turn when the relay alone misses that; with the nats-server embedded
+// the hub alone is not told apart, and the target is out of reach (the
+// external run judges the hub alone). At window 32 and in the open
 // loop the relay (one entry per write) is no floor, and a target is met
 // or not.
 //
