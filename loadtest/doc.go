@@ -59,48 +59,50 @@
 // # Side by side with Centrifugo
 //
 // With PeerConfig.Name "centrifugo" (-peer centrifugo) the run is a
-// comparison instead of the load above: one hub instance, and one Centrifugo (v6.9.1, go installed into the user's cache
-// directory the first time, or PeerConfig.Bin) configured with both
-// listeners on 127.0.0.1, usage statistics off, the memory engine,
-// anonymous connects and a namespace where clients subscribe and publish,
-// spoken to in its JSON client protocol (connect, subscribe, publish; a
-// frame may hold several newline-separated replies; its ping {} is
-// answered with {}). The same shapes run against each in turn: one writer
-// writing each op after the last one's answer and delivery; N pairs (a
-// session with a writer and a reader socket, a channel with a publisher
-// and a subscriber) with at most W unanswered writes per writer, W = 1
-// and 32, on Centrifugo once more with each publisher subscribed to its
-// channel too (the same two deliveries per write as a hub session's, whose
-// writer's socket gets its own change); an open loop at a fixed total
-// rate. Idle connections and memory per connection are measured first,
-// on servers that have served no load (memory a load left free would take
-// the sockets unseen). The hub runs its nats-server in its own process
-// on an in-process connection, as one sessionhub instance runs on one
-// machine (PeerConfig.NATS "embedded", the default): one process against
-// one, its CPU all of the server's. With "external" (-peer-nats external)
-// it connects over TCP to the run's nats-server, a process of its own, as
-// N instances share one, and the report tells the hub's CPU apart from
-// nats-server's. The run's nats-server process serves the JetStream
-// baselines either way. Deliveries are
-// counted at the reader on every server: what a writer's connection gets
-// besides its answers (a hub socket's own changes, a subscribed
-// publisher's publications) is read and counted but not decoded, so the
-// load generator, on the same two cores, spends the same per write
-// whatever the server sends the writer. The report puts each figure side
-// by side with its ratio, and the hub's sessions get the zero-loss verdict
-// below (in a side by side, delivery to the reader's socket).
+// comparison instead of the load above: one hub instance and one
+// Centrifugo (v6.9.1, go installed into the user's cache directory the
+// first time, or PeerConfig.Bin) configured with both listeners on
+// 127.0.0.1, usage statistics off, the memory engine, anonymous connects
+// and a namespace where clients subscribe and publish, spoken to in its
+// JSON client protocol (connect, subscribe, publish; a frame may hold
+// several newline-separated replies; its ping {} is answered with {}). The
+// same shapes run against each in turn: one writer writing each op after
+// the last one's answer and delivery; N pairs (a session with a writer and
+// a reader socket, a channel with a publisher and a subscriber) with at
+// most W unanswered writes per writer, W = 1 and 32, on Centrifugo once
+// more with each publisher subscribed to its channel too (the same two
+// deliveries per write as a hub session's, whose writer's socket gets its
+// own change); an open loop at a fixed total rate. Idle connections and
+// memory per connection are measured first, on servers that have served no
+// load (memory a load left free would take the sockets unseen). The hub
+// runs its nats-server in its own process on an in-process connection, as
+// one sessionhub instance runs on one machine (PeerConfig.NATS "embedded",
+// the default): one process against one, its CPU all of the server's. With
+// "external" (-peer-nats external) it connects over TCP to the run's
+// nats-server, a process of its own, as N instances share one, and the
+// report tells the hub's CPU apart from nats-server's. The run's
+// nats-server process serves the JetStream baselines either way.
+// Deliveries are counted at the reader on every server: what a writer's
+// connection gets besides its answers (a hub socket's own changes, a
+// subscribed publisher's publications) is read and counted but not
+// decoded, so the load generator, on the same two cores, spends the same
+// per write whatever the server sends the writer. The report puts each
+// figure side by side with its ratio, and the hub's sessions get the
+// zero-loss verdict below (in a side by side, delivery to the reader's
+// socket).
 //
 // Each shape also runs on the bare relay (serve-relay, a separate
 // process), the floor of the comparison: coder/websocket and nats.go, as
 // the hub, staging every write in a stream configured as the hub's on a
-// nats-server run as the hub's (in its process, or the run's) and sending its republished copy on, to the other
-// socket as a change and to the writer with its ack in one frame. It
-// keeps no session state and has no cookie, budget, limit, resume or
-// slow-client guard, so the hub cannot spend less per write than it does:
-// its CPU per write against the peer's tells what staging costs on these
-// libraries, against the hub's what the hub adds. With PeerConfig.Rounds
-// above 1 every shape runs that many times on each server in turn, and
-// the report gives each ratio's median and spread over the rounds.
+// nats-server run as the hub's (in its process, or the run's) and sending
+// its republished copy on, to the other socket as a change and to the
+// writer with its ack in one frame. It keeps no session state and has no
+// cookie, budget, limit, resume or slow-client guard, so the hub cannot
+// spend less per write than it does: its CPU per write against the peer's
+// tells what staging costs on these libraries, against the hub's what the
+// hub adds. With PeerConfig.Rounds above 1 every shape runs that many
+// times on each server in turn, and the report gives each ratio's median
+// and spread over the rounds.
 //
 // On the shapes of one write in flight per writer (sequential, window 1),
 // where no server can gather writes into one entry, the relay is the
