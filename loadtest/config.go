@@ -122,9 +122,13 @@ type Config struct {
 	// debugPorts are the hub instances' profiler ports (-debug-addr), set
 	// by a run that profiles them.
 	debugPorts []int
-	// hubNATSEmbedded starts the hub instance without -nats: it runs its
-	// own nats-server in its process (a -peer run, PeerConfig.NATS).
-	hubNATSEmbedded bool
+}
+
+// hubNATSEmbedded reports whether the hub instance starts without -nats,
+// running its own nats-server in its process: a -peer run with
+// PeerConfig.NATS embedded.
+func (c *Config) hubNATSEmbedded() bool {
+	return c.Peer.Name != "" && c.Peer.NATS == natsEmbedded
 }
 
 // DefaultConfig returns the short default scenario: 2 instances, 50

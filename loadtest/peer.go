@@ -653,8 +653,7 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		}
 		cfg.debugPorts = []int{port}
 	}
-	cfg.hubNATSEmbedded = pc.NATS == natsEmbedded
-	if cfg.hubNATSEmbedded {
+	if cfg.hubNATSEmbedded() {
 		pr.logf("starting nats-server (%s durability, for the baselines) and 1 hub instance with its embedded nats-server", cfg.Durability)
 	} else {
 		pr.logf("starting nats-server (%s durability) and 1 hub instance", cfg.Durability)
@@ -687,7 +686,7 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		return nil, err
 	}
 	relayNATS, relayNATSPID := topo.natsURL, topo.nats.pid()
-	if cfg.hubNATSEmbedded {
+	if cfg.hubNATSEmbedded() {
 		relayNATS, relayNATSPID = "", 0 // its own, in its process
 	}
 	relay, err := startRelay(self, relayNATS, relayNATSPID, topo.dir, pc.HubCPUProfile)

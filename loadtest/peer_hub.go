@@ -45,7 +45,7 @@ func (h *hubTarget) procs() []namedPID {
 		return nil // servers not the run's own
 	}
 	hub := namedPID{"hub0", h.topo.hubs[0].pid()}
-	if h.topo.cfg.hubNATSEmbedded {
+	if h.topo.cfg.hubNATSEmbedded() {
 		return []namedPID{hub} // its nats-server runs in its process
 	}
 	return []namedPID{hub, {"nats-server", h.topo.nats.pid()}}

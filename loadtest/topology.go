@@ -92,7 +92,7 @@ func (t *topology) startOneNATS(natsBin string) error {
 }
 
 // prepareHubs sets up the hub instances' processes, all connected to
-// every nats-server of the run, or with hubNATSEmbedded each running its
+// every nats-server of the run, or with Config.hubNATSEmbedded each running its
 // own in its process.
 func (t *topology) prepareHubs(hubArgv []string) error {
 	cfg, dir := t.cfg, t.dir
@@ -116,7 +116,7 @@ func (t *topology) prepareHubs(hubArgv []string) error {
 			"-session-write-rate", strconv.FormatFloat(cfg.HubRateLimit*float64(max(1, cfg.Sockets)), 'f', -1, 64),
 			"-session-write-burst", strconv.Itoa(max(200, int(cfg.HubRateLimit))),
 		)
-		if !cfg.hubNATSEmbedded {
+		if !cfg.hubNATSEmbedded() {
 			argv = append(argv, "-nats", t.natsURL, "-replicas", strconv.Itoa(cfg.Cluster.replicas()))
 		}
 		if cfg.SendBuffer > 0 {
