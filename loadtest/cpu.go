@@ -264,29 +264,29 @@ func (c *Config) hubArgs(i int) []string {
 }
 
 // hubProfile fetches a CPU profile of the hub whose profiler listens on
-// port, over d, into path. It returns once the profile is written.
-func hubProfile(ctx context.Context, port int, d time.Duration, path string) error {
+// port, over d, and writes it to path unless path is empty. It returns
+// the profile once it is taken.
+func hubProfile(ctx context.Context, port int, d time.Duration, path string) ([]byte, error) {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, secs)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("loadtest: %s: %s", url, resp.Status)
+		return nil, fmt.Errorf("loadtest: %s: %s", url, resp.Status)
 	}
-	f, err := os.Create(path)
+	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
+	if path != "" {
+		err = os.WriteFile(path, data, 0o644)
 	}
-	return f.Close()
+	return data, err
 }

@@ -173,6 +173,9 @@ type ShapeResult struct {
 	CPU []ProcCPU `json:"cpu"`
 	// ServerCPUPerOpUS sums the server side: hub + nats-server, or peer.
 	ServerCPUPerOpUS float64 `json:"server_cpu_per_op_us"`
+	// Split tells the server's own CPU apart from its embedded
+	// nats-server's (PeerConfig.NATS embedded), by its profile.
+	Split *CPUSplit `json:"embedded_split,omitempty"`
 }
 
 // pairTarget is a server the shapes drive.
@@ -445,21 +448,22 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	writing, stop := context.WithTimeout(ctx, spec.duration)
 	defer stop()
 	var wg sync.WaitGroup
+	// The server's profile over the shape: kept in a file when the run
+	// asks, split when its nats-server runs in its process.
+	var prof struct {
+		wg    sync.WaitGroup
+		data  []byte
+		err   error
+		path  string
+		split bool
+	}
 	if p, ok := target.(profiled); ok {
-		if port, path := p.profiler(spec.name); port > 0 {
-			var perr error
-			var pwg sync.WaitGroup
-			defer func() {
-				pwg.Wait()
-				if perr != nil {
-					pr.logf("%s: hub profile: %v", spec.name, perr)
-				} else {
-					pr.logf("%s: hub profile in %s", spec.name, path)
-				}
-			}()
-			pwg.Go(func() { perr = hubProfile(ctx, port, spec.duration, path) })
+		var port int
+		if port, prof.path, prof.split = p.profiler(spec.name); port > 0 {
+			prof.wg.Go(func() { prof.data, prof.err = hubProfile(ctx, port, spec.duration, prof.path) })
 		}
 	}
+	defer prof.wg.Wait()
 	for i, p := range pairs {
 		c := conns[i]
 		switch {
@@ -495,6 +499,21 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	res.CPU = cpu.end(res.Acked)
 	for _, p := range target.procs() {
 		res.ServerCPUPerOpUS += cpuPerOp(res.CPU, p.name)
+	}
+	prof.wg.Wait()
+	switch {
+	case prof.err != nil:
+		pr.logf("%s: %s profile: %v", spec.name, target.name(), prof.err)
+	case prof.data != nil:
+		if prof.path != "" {
+			pr.logf("%s: %s profile in %s", spec.name, target.name(), prof.path)
+		}
+		if prof.split {
+			var err error
+			if res.Split, err = splitProfile(prof.data, res.ServerCPUPerOpUS); err != nil {
+				pr.logf("%s: %s profile: %v", spec.name, target.name(), err)
+			}
+		}
 	}
 	res.AckedPerSec = float64(res.Acked) / secs
 	if len(sh.errs) > 0 {
@@ -646,7 +665,7 @@ func runPeer(ctx context.Context, cfg Config, progress io.Writer) (*Report, erro
 		binc <- built{bin, err}
 	}()
 
-	if pc.HubCPUProfile != "" {
+	if pc.HubCPUProfile != "" || cfg.hubNATSEmbedded() { // the hub's profile splits its CPU (CPUSplit)
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -932,34 +951,41 @@ func peerTargets(r *Report) []Target {
 // nats-server at most the peer's CPU per write; when the relay with
 // nats-server misses that too (relayFloor), the hub alone at most the
 // peer's, out of reach in turn when the relay alone misses it. With
-// embedded, the hub's nats-server ran in its process: the hub alone is
-// not told apart, and a goal the relay misses is out of reach.
+// embedded, the hub's nats-server ran in its process, one process to
+// /proc: the hub alone is its profile's share (CPUSplit), and so is the
+// relay alone.
 func cpuTarget(s *PeerShape, embedded bool) Target {
 	t := Target{Name: "CPU per op, " + s.Name, Goal: "hub + nats-server ≤ peer (else: hub alone ≤ peer)"}
+	aloneOf := "hub alone"
 	if embedded {
-		t.Goal = "hub with its embedded nats-server ≤ peer"
+		t.Goal = "hub with its embedded nats-server ≤ peer (else: hub alone, by its profile, ≤ peer)"
+		aloneOf = "hub alone by its profile"
 	}
 	withNATS := func(m PeerRound) float64 { return m.Hub.ServerCPUPerOpUS / m.PeerRes.ServerCPUPerOpUS }
-	alone := func(m PeerRound) float64 { return cpuPerOp(m.Hub.CPU, "hub0") / m.PeerRes.ServerCPUPerOpUS }
+	alone := func(m PeerRound) float64 { return m.Hub.alone("hub0", embedded) / m.PeerRes.ServerCPUPerOpUS }
 	measured := func(m PeerRound) string {
-		if embedded {
-			return fmt.Sprintf("%.1f µs (one process) vs %.1f µs", m.Hub.ServerCPUPerOpUS, m.PeerRes.ServerCPUPerOpUS)
+		switch {
+		case !embedded:
+			return fmt.Sprintf("%.1f µs (hub %.1f + nats-server %.1f) vs %.1f µs", m.Hub.ServerCPUPerOpUS, cpuPerOp(m.Hub.CPU, "hub0"),
+				cpuPerOp(m.Hub.CPU, "nats-server"), m.PeerRes.ServerCPUPerOpUS)
+		case m.Hub.Split != nil:
+			return fmt.Sprintf("%.1f µs (one process: hub %.1f + nats-server %.1f by %d samples) vs %.1f µs", m.Hub.ServerCPUPerOpUS,
+				m.Hub.Split.OwnPerOpUS, m.Hub.Split.NATSPerOpUS, m.Hub.Split.Samples, m.PeerRes.ServerCPUPerOpUS)
 		}
-		return fmt.Sprintf("%.1f µs (hub %.1f + nats-server %.1f) vs %.1f µs", m.Hub.ServerCPUPerOpUS, cpuPerOp(m.Hub.CPU, "hub0"),
-			cpuPerOp(m.Hub.CPU, "nats-server"), m.PeerRes.ServerCPUPerOpUS)
+		return fmt.Sprintf("%.1f µs (one process) vs %.1f µs", m.Hub.ServerCPUPerOpUS, m.PeerRes.ServerCPUPerOpUS)
 	}
 	m, spread := s.medianRound(withNATS)
 	t.Measured = measured(m)
 	if m.PeerRes.ServerCPUPerOpUS > 0 {
 		t.Ratio = withNATS(m)
-		if !embedded {
-			t.Note = fmt.Sprintf("hub alone: %.2fx", alone(m))
+		if a := alone(m); a > 0 {
+			t.Note = fmt.Sprintf("%s: %.2fx", aloneOf, a)
 		}
 	}
 	if sub := m.PeerSubscribed; sub != nil && sub.ServerCPUPerOpUS > 0 {
 		t.Note = joinNote(t.Note, fmt.Sprintf("peer's writer subscribed (%.1f µs): %.2fx", sub.ServerCPUPerOpUS, m.Hub.ServerCPUPerOpUS/sub.ServerCPUPerOpUS))
-		if !embedded {
-			t.Note += fmt.Sprintf(", hub alone %.2fx", cpuPerOp(m.Hub.CPU, "hub0")/sub.ServerCPUPerOpUS)
+		if a := m.Hub.alone("hub0", embedded); a > 0 {
+			t.Note += fmt.Sprintf(", %s %.2fx", aloneOf, a/sub.ServerCPUPerOpUS)
 		}
 	}
 	t.Note = joinNote(t.Note, spread)
@@ -972,18 +998,19 @@ func cpuTarget(s *PeerShape, embedded bool) Target {
 	if floor <= 1 {
 		return t // within the floor's reach: not met
 	}
-	if embedded {
-		t.Status = StatusOutOfReach
-		t.Note = joinNote(t.Note, "the hub alone is judged with -peer-nats external")
-		return t
-	}
 	// Out of reach with nats-server: the hub alone is judged, on its own
 	// median round.
 	m, spread = s.medianRound(alone)
+	if alone(m) <= 0 {
+		t.Status = StatusOutOfReach
+		t.Note = joinNote(t.Note, "no profile told the hub alone apart")
+		return t
+	}
 	t.Ratio, t.Measured = alone(m), measured(m)
-	floor, ok = s.relayFloor(func(r PeerRound) float64 { return cpuPerOp(r.Relay.CPU, "relay") / r.PeerRes.ServerCPUPerOpUS })
-	t.Status = judge(t.Ratio > 0 && t.Ratio <= 1, ok && floor > 1)
-	t.Note = joinNote(t.Note, fmt.Sprintf("judged on the hub alone: %.2fx", t.Ratio))
+	floor, ok = s.relayFloor(func(r PeerRound) float64 { return r.Relay.alone("relay", embedded) / r.PeerRes.ServerCPUPerOpUS })
+	ok = ok && floor > 0
+	t.Status = judge(t.Ratio <= 1, ok && floor > 1)
+	t.Note = joinNote(t.Note, fmt.Sprintf("judged on the %s: %.2fx", aloneOf, t.Ratio))
 	if spread != "" {
 		t.Note += " (" + spread + ")"
 	}
@@ -991,6 +1018,20 @@ func cpuTarget(s *PeerShape, embedded bool) Target {
 		t.Note = joinNote(t.Note, floorNote(floor, "alone"))
 	}
 	return t
+}
+
+// alone is the CPU per write of the server's process proc without its
+// nats-server: its own process's with the nats-server apart, the
+// profile's share when it ran in the process (embedded; 0 without a
+// profile).
+func (r *ShapeResult) alone(proc string, embedded bool) float64 {
+	switch {
+	case !embedded:
+		return cpuPerOp(r.CPU, proc)
+	case r.Split != nil:
+		return r.Split.OwnPerOpUS
+	}
+	return 0
 }
 
 // joinNote joins the parts of a target's note that are not empty.

@@ -30,14 +30,25 @@ func (h *hubTarget) name() string { return "sessionhub" }
 
 // profiled is a target whose server can be profiled per shape.
 type profiled interface {
-	profiler(shape string) (port int, path string)
+	// profiler returns the port of the server's profiler for shape (0:
+	// none to take), the file its profile goes to ("": none), and
+	// whether the profile splits the server's CPU (CPUSplit).
+	profiler(shape string) (port int, path string, split bool)
 }
 
-func (h *hubTarget) profiler(shape string) (int, string) {
-	if h.debugPort == 0 || h.profile == "" {
-		return 0, ""
+// profiler profiles the hub when the run asks for its profiles, and
+// always when its nats-server runs in its process: the profile is then
+// what tells the hub's own CPU apart.
+func (h *hubTarget) profiler(shape string) (int, string, bool) {
+	split := h.topo != nil && h.topo.cfg.hubNATSEmbedded()
+	if h.debugPort == 0 || (h.profile == "" && !split) {
+		return 0, "", false
 	}
-	return h.debugPort, h.profile + "-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
+	path := ""
+	if h.profile != "" {
+		path = h.profile + "-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
+	}
+	return h.debugPort, path, split
 }
 
 func (h *hubTarget) procs() []namedPID {

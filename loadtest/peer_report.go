@@ -29,15 +29,16 @@ func (pre *PeerReport) rows() []peerRow {
 		add("delivery p50 (ms)", s.Hub.Delivery.P50, s.PeerRes.Delivery.P50, "%.3f")
 		add("delivery p99 (ms)", s.Hub.Delivery.P99, s.PeerRes.Delivery.P99, "%.3f")
 		// With the nats-server embedded the hub's process is all of the
-		// server: nothing to tell apart.
+		// server: its profile tells the hub alone apart (CPUSplit).
 		embedded := pre.embedded()
-		hubProc := ", hub alone"
+		hubProc, aloneRow := ", hub alone", "  of which hub alone"
 		if embedded {
-			hubProc = ""
+			hubProc, aloneRow = "", "  of which hub alone, by its profile"
 		}
+		hubAlone := s.Hub.alone("hub0", embedded)
 		add("server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, s.PeerRes.ServerCPUPerOpUS, "%.1f")
-		if !embedded {
-			add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), s.PeerRes.ServerCPUPerOpUS, "%.1f")
+		if hubAlone > 0 {
+			add(aloneRow, hubAlone, s.PeerRes.ServerCPUPerOpUS, "%.1f")
 		}
 		add("load generator CPU per write (µs)", cpuPerOp(s.Hub.CPU, "loadtest"), cpuPerOp(s.PeerRes.CPU, "loadtest"), "%.1f")
 		add("frames read per write", s.Hub.framesPerWrite(), s.PeerRes.framesPerWrite(), "%.2f")
@@ -49,8 +50,8 @@ func (pre *PeerReport) rows() []peerRow {
 			// writer gets its own publications, as the hub's its changes.
 			add("peer's writer subscribed: writes answered/s", s.Hub.AckedPerSec, sub.AckedPerSec, "%.0f")
 			add("  server CPU per write (µs)", s.Hub.ServerCPUPerOpUS, sub.ServerCPUPerOpUS, "%.1f")
-			if !embedded {
-				add("  of which hub alone", cpuPerOp(s.Hub.CPU, "hub0"), sub.ServerCPUPerOpUS, "%.1f")
+			if hubAlone > 0 {
+				add(aloneRow, hubAlone, sub.ServerCPUPerOpUS, "%.1f")
 			}
 			add("  frames read per write", s.Hub.framesPerWrite(), sub.framesPerWrite(), "%.2f")
 		}
@@ -98,8 +99,11 @@ func (pre *PeerReport) floorRows() []floorRow {
 		add("answer p50 (ms)", rel.Ack.P50, s.Hub.Ack.P50, peer.Ack.P50, "%.3f")
 		add("delivery p50 (ms)", rel.Delivery.P50, s.Hub.Delivery.P50, peer.Delivery.P50, "%.3f")
 		add("server CPU per write (µs), with nats-server", rel.ServerCPUPerOpUS, s.Hub.ServerCPUPerOpUS, peer.ServerCPUPerOpUS, "%.1f")
-		if !pre.embedded() { // else the same as with nats-server
-			add("  relay alone, hub alone", cpuPerOp(rel.CPU, "relay"), cpuPerOp(s.Hub.CPU, "hub0"), peer.ServerCPUPerOpUS, "%.1f")
+		switch relayAlone, hubAlone := rel.alone("relay", pre.embedded()), s.Hub.alone("hub0", pre.embedded()); {
+		case !pre.embedded():
+			add("  relay alone, hub alone", relayAlone, hubAlone, peer.ServerCPUPerOpUS, "%.1f")
+		case relayAlone > 0 && hubAlone > 0: // told apart by their profiles
+			add("  relay alone, hub alone, by their profiles", relayAlone, hubAlone, peer.ServerCPUPerOpUS, "%.1f")
 		}
 		relay, hub, p := procOf(rel.CPU, "relay"), procOf(s.Hub.CPU, "hub0"), procOf(peer.CPU, pre.Peer)
 		add("  read/write system calls per write", relay.SyscallsPerOp, hub.SyscallsPerOp, p.SyscallsPerOp, "%.2f")
@@ -177,10 +181,18 @@ func (pre *PeerReport) spreadRows(jsP50 float64) []spreadRow {
 		add("writes answered/s, sessionhub / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.AckedPerSec / r.PeerRes.AckedPerSec })
 		add("server CPU per write, sessionhub (with nats-server) / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.ServerCPUPerOpUS / r.PeerRes.ServerCPUPerOpUS })
 		// With the nats-servers embedded, each process is its server:
-		// "alone" is the same figure with nats-server.
+		// "alone" is the same figure with nats-server, and the profiles'
+		// shares tell the hub and the relay alone apart (CPUSplit).
 		hub, rel := "hub alone", "relay alone"
-		if pre.embedded() {
+		if emb := pre.embedded(); emb {
 			hub, rel = "sessionhub", "relay"
+			add("CPU per write, hub alone by its profile / "+pre.Peer, func(r PeerRound) float64 { return r.Hub.alone("hub0", emb) / r.PeerRes.ServerCPUPerOpUS })
+			add("CPU per write, relay alone by its profile / "+pre.Peer+peerAs(s), func(r PeerRound) float64 {
+				if r.Relay == nil {
+					return 0
+				}
+				return r.Relay.alone("relay", emb) / r.peerAlike().ServerCPUPerOpUS
+			})
 		} else {
 			add("CPU per write, hub alone / "+pre.Peer, func(r PeerRound) float64 { return cpuPerOp(r.Hub.CPU, "hub0") / r.PeerRes.ServerCPUPerOpUS })
 		}

@@ -627,11 +627,22 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 	one := func(name string, rate, cpu float64) ShapeResult {
 		return ShapeResult{AckedPerSec: rate, Acked: 10, ServerCPUPerOpUS: cpu, CPU: []ProcCPU{{Name: name, PerOpUS: cpu}}}
 	}
-	shape := func(hubCPU, relayCPU float64) PeerShape {
+	// hubOwn and relayOwn are the processes' own CPU by their profiles
+	// (CPUSplit): 0, no profile.
+	shape := func(hubCPU, relayCPU, hubOwn, relayOwn float64) PeerShape {
+		split := func(cpu, own, f float64) *CPUSplit {
+			if own == 0 {
+				return nil
+			}
+			return &CPUSplit{Samples: 500, NATSShare: 1 - own/cpu, OwnPerOpUS: own * f, NATSPerOpUS: (cpu - own) * f}
+		}
 		var rounds []PeerRound
 		for _, f := range []float64{0.9, 1, 1.1} {
 			rel := one("relay", 120*f, relayCPU*f)
-			rounds = append(rounds, PeerRound{Hub: one("hub0", 50*f, hubCPU*f), PeerRes: one("centrifugo", 100, 30), Relay: &rel})
+			rel.Split = split(relayCPU, relayOwn, f)
+			hub := one("hub0", 50*f, hubCPU*f)
+			hub.Split = split(hubCPU, hubOwn, f)
+			rounds = append(rounds, PeerRound{Hub: hub, PeerRes: one("centrifugo", 100, 30), Relay: &rel})
 		}
 		return PeerShape{Name: "window 1", Pairs: 100, Window: 1, PeerRound: rounds[0], Rounds: rounds}
 	}
@@ -649,43 +660,64 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 		t.Fatalf("no CPU target in %+v", r.Targets)
 		return Target{}
 	}
+	const goal = "hub with its embedded nats-server ≤ peer (else: hub alone, by its profile, ≤ peer)"
 	for _, c := range []struct {
 		name             string
 		hub, relay       float64
+		hubOwn, relayOwn float64
 		status, inNote   string
 		measured, noNote string
 	}{
-		{"the relay's process over the peer", 40, 35, StatusOutOfReach, "the hub alone is judged with -peer-nats external", "40.0 µs (one process) vs 30.0 µs", "judged on"},
-		{"the relay's process within reach", 40, 25, StatusNotMet, "floor: the relay 0.83x (median), with nats-server", "40.0 µs (one process) vs 30.0 µs", "judged"},
-		{"the hub's process within the goal", 27, 35, StatusMet, "median of 3 rounds", "27.0 µs (one process) vs 30.0 µs", "floor:"},
+		{"the relay's process over the peer, no profile", 40, 35, 0, 0, StatusOutOfReach, "no profile told the hub alone apart",
+			"40.0 µs (one process) vs 30.0 µs", "judged on"},
+		{"the relay's process over the peer, the hub alone within", 40, 35, 27, 20, StatusMet, "judged on the hub alone by its profile: 0.90x (median of 3 rounds",
+			"40.0 µs (one process: hub 27.0 + nats-server 13.0 by 500 samples) vs 30.0 µs", "out of reach"},
+		{"the relay's process over the peer, the hub alone over the relay alone", 40, 35, 36, 20, StatusNotMet, "floor: the relay 0.67x (median), alone",
+			"40.0 µs (one process: hub 36.0 + nats-server 4.0 by 500 samples) vs 30.0 µs", "out of reach"},
+		{"the relay alone over the peer too", 40, 35, 36, 33, StatusOutOfReach, "judged on the hub alone by its profile: 1.20x",
+			"40.0 µs (one process: hub 36.0 + nats-server 4.0 by 500 samples) vs 30.0 µs", "no profile"},
+		{"the relay's process within reach", 40, 25, 30, 20, StatusNotMet, "floor: the relay 0.83x (median), with nats-server",
+			"40.0 µs (one process: hub 30.0 + nats-server 10.0 by 500 samples) vs 30.0 µs", "judged"},
+		{"the hub's process within the goal", 27, 35, 0, 0, StatusMet, "median of 3 rounds", "27.0 µs (one process) vs 30.0 µs", "floor:"},
 	} {
-		tg := cpu(report(natsEmbedded, shape(c.hub, c.relay)))
-		if tg.Status != c.status || tg.Goal != "hub with its embedded nats-server ≤ peer" || tg.Measured != c.measured ||
+		tg := cpu(report(natsEmbedded, shape(c.hub, c.relay, c.hubOwn, c.relayOwn)))
+		if tg.Status != c.status || tg.Goal != goal || tg.Measured != c.measured ||
 			!strings.Contains(tg.Note, c.inNote) || strings.Contains(tg.Note, c.noNote) {
 			t.Errorf("%s: %+v", c.name, tg)
 		}
 	}
 	// The same figures from separate processes judge the hub alone (the
 	// relay alone over the peer too: out of reach on the hub's own CPU).
-	if tg := cpu(report(natsExternal, shape(40, 35))); tg.Status != StatusOutOfReach || !strings.Contains(tg.Note, "judged on the hub alone: 1.33x") ||
-		strings.Contains(tg.Note, "-peer-nats external") || tg.Goal == "hub with its embedded nats-server ≤ peer" {
+	if tg := cpu(report(natsExternal, shape(40, 35, 0, 0))); tg.Status != StatusOutOfReach || !strings.Contains(tg.Note, "judged on the hub alone: 1.33x") ||
+		strings.Contains(tg.Note, "profile") || tg.Goal == goal {
 		t.Errorf("external: %+v", tg)
 	}
 
-	r := report(natsEmbedded, shape(40, 25))
-	var sb strings.Builder
-	if err := r.WriteText(&sb); err != nil {
-		t.Fatal(err)
+	text := func(r *Report) string {
+		var sb strings.Builder
+		if err := r.WriteText(&sb); err != nil {
+			t.Fatal(err)
+		}
+		return sb.String()
 	}
-	text := sb.String()
+	r := report(natsEmbedded, shape(40, 25, 0, 0))
+	plain := text(r)
 	for _, want := range []string{"sessionhub (1 hub instance with its nats-server embedded, one process, ",
 		"CPU per write, sessionhub / relay", "CPU per write, relay / centrifugo"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("text lacks %q:\n%s", want, text)
+		if !strings.Contains(plain, want) {
+			t.Errorf("text lacks %q:\n%s", want, plain)
 		}
 	}
-	if strings.Contains(strings.ReplaceAll(text, "the hub alone is judged with -peer-nats external", ""), "alone") {
-		t.Errorf("an \"alone\" figure with the nats-servers embedded:\n%s", text)
+	if strings.Contains(strings.ReplaceAll(plain, goal, ""), "alone") {
+		t.Errorf("an \"alone\" figure with the nats-servers embedded and no profile:\n%s", plain)
+	}
+	// With their profiles, the hub and the relay alone are reported.
+	split := text(report(natsEmbedded, shape(40, 35, 27, 20)))
+	for _, want := range []string{"  of which hub alone, by its profile ", "  relay alone, hub alone, by their profiles ",
+		"CPU per write, hub alone by its profile / centrifugo ", "CPU per write, relay alone by its profile / centrifugo "} {
+		if !strings.Contains(split, want) {
+			t.Errorf("text lacks %q:\n%s", want, split)
+		}
 	}
 	if h := r.peerHTML(); !strings.Contains(h, "<p>sessionhub: 1 hub instance with its nats-server embedded, one process</p>") {
 		t.Errorf("HTML: %s", h)
@@ -695,7 +727,7 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 // A -peer run's hub with -peer-nats embedded is started without -nats: it
 // serves every shape on the nats-server in its process (the run's own,
 // here at a port where none listens, is not needed), and its process
-// alone is measured.
+// alone is measured, told apart from its nats-server by its profile.
 func TestHubEmbedsNATS(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
@@ -707,6 +739,11 @@ func TestHubEmbedsNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	debug, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.debugPorts = []int{debug}
 	topo := &topology{cfg: &cfg, dir: t.TempDir(), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 	t.Cleanup(topo.close)
 	if err := topo.prepareHubs([]string{self, serveHubCmd}); err != nil {
@@ -719,8 +756,8 @@ func TestHubEmbedsNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
-	h := &hubTarget{l: l, topo: topo, key: "language"}
-	spec := shapeSpec{name: "window 32", pairs: 2, window: 32, duration: 300 * time.Millisecond}
+	h := &hubTarget{l: l, topo: topo, key: "language", debugPort: debug}
+	spec := shapeSpec{name: "window 32", pairs: 2, window: 32, duration: time.Second}
 	r, pairs, err := runShape(context.Background(), h, spec, 0, newProgress(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -729,7 +766,20 @@ func TestHubEmbedsNATS(t *testing.T) {
 	if p := procOf(r.CPU, "hub0"); p.PID != topo.hubs[0].pid() || p.Ops != r.Acked || procOf(r.CPU, "nats-server").PID != 0 {
 		t.Errorf("measured %+v, want the hub's process and no nats-server", r.CPU)
 	}
+	checkSplit(t, r)
 	if v := Verify(h.sessionLogs(context.Background(), pairs)); !v.OK() || v.Acked == 0 {
 		t.Errorf("verdict: %+v", v)
+	}
+}
+
+// checkSplit checks that r's server CPU per write is told apart by a
+// profile (CPUSplit) between its own code and its nats-server, both at
+// work in every shape.
+func checkSplit(t *testing.T, r ShapeResult) {
+	t.Helper()
+	s := r.Split
+	if s == nil || s.Samples == 0 || s.NATSShare <= 0 || s.NATSShare >= 1 || s.OwnPerOpUS <= 0 ||
+		math.Abs(s.OwnPerOpUS+s.NATSPerOpUS-r.ServerCPUPerOpUS) > 1e-6*r.ServerCPUPerOpUS {
+		t.Errorf("split %+v of %.1f µs per write", s, r.ServerCPUPerOpUS)
 	}
 }

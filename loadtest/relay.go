@@ -349,11 +349,16 @@ type relayTarget struct {
 	profile string // PeerConfig.HubCPUProfile: path prefix of a profile per shape
 }
 
-func (t *relayTarget) profiler(shape string) (int, string) {
-	if t.profile == "" {
-		return 0, ""
+func (t *relayTarget) profiler(shape string) (int, string, bool) {
+	split := t.nats == 0 // its nats-server runs in its process
+	if t.profile == "" && !split {
+		return 0, "", false
 	}
-	return t.port, t.profile + "-relay-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
+	path := ""
+	if t.profile != "" {
+		path = t.profile + "-relay-" + strings.ReplaceAll(shape, " ", "") + ".pprof"
+	}
+	return t.port, path, split
 }
 
 // startRelay starts the bare relay (this binary, serve-relay) against

@@ -159,7 +159,8 @@ func FuzzRelayAckSeq(f *testing.F) {
 }
 
 // With no nats-server URL the relay runs its own in its process, its
-// store in the run's directory, and its process alone is measured.
+// store in the run's directory, and its process alone is measured, told
+// apart from its nats-server by its profile.
 func TestRelayEmbedsNATS(t *testing.T) {
 	self, err := os.Executable()
 	if err != nil {
@@ -171,7 +172,7 @@ func TestRelayEmbedsNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rel.close)
-	spec := shapeSpec{name: "window 1", pairs: 2, window: 1, duration: 300 * time.Millisecond}
+	spec := shapeSpec{name: "window 1", pairs: 2, window: 1, duration: time.Second}
 	r, _, err := runShape(context.Background(), rel, spec, 0, newProgress(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +181,7 @@ func TestRelayEmbedsNATS(t *testing.T) {
 	if p := procOf(r.CPU, "relay"); p.PID != rel.p.pid() || p.Ops != r.Acked || procOf(r.CPU, "nats-server").PID != 0 {
 		t.Errorf("measured %+v, want the relay's process and no nats-server", r.CPU)
 	}
+	checkSplit(t, r)
 	if _, err := os.Stat(filepath.Join(dir, "relay-nats", "jetstream")); err != nil {
 		t.Errorf("the relay's own store: %v", err)
 	}

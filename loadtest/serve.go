@@ -82,6 +82,7 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	sessionRate := fs.Float64("session-write-rate", 0, "hub.Options.SessionWriteRate")
 	sessionBurst := fs.Int("session-write-burst", 0, "hub.Options.SessionWriteBurst")
 	replicas := fs.Int("replicas", 0, "hub.Options.Replicas")
+	debugAddr := fs.String("debug-addr", "", "the Go profiler's listen address (net/http/pprof); empty: at /debug/pprof/ on -addr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -130,8 +131,19 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/hub/", h)
 	mux.HandleFunc("GET /metrics", serveMemMetrics)
-	mux.HandleFunc("/debug/pprof/", pprof.Index) // profiling the hub's hot paths; 127.0.0.1 only
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	debug := mux // profiling the hub's hot paths; 127.0.0.1 only
+	if *debugAddr != "" {
+		ln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			return err
+		}
+		debug = http.NewServeMux()
+		srv := &http.Server{Handler: debug, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	debug.HandleFunc("/debug/pprof/", pprof.Index)
+	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	return serve(*addr, mux, "sessionhub", stdout, func(ctx context.Context) { _ = h.Shutdown(ctx); _ = h.Close() })
 }
 
