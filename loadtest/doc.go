@@ -109,11 +109,15 @@
 // floor of each target: a target that the relay's median misses too is
 // "out of reach" on this machine, not "not met". The CPU target then falls
 // back to the hub's own CPU per write against the peer's, out of reach in
-// turn when the relay alone misses that; with the nats-server embedded
-// the hub alone is not told apart, and the target is out of reach (the
-// external run judges the hub alone). At window 32 and in the open
-// loop the relay (one entry per write) is no floor, and a target is met
-// or not.
+// turn when the relay alone misses that. With the nats-server embedded,
+// one process to /proc, the hub's CPU profile over each shape (taken from
+// its profiler, -debug-addr, and the relay's likewise) tells the hub
+// alone apart (CPUSplit): a sample whose stack runs through the
+// nats-server module is the nats-server's, one through other code outside
+// the Go runtime the process's own, and the runtime's alone is shared in
+// proportion; the profiler's own cost counts against the hub. At window
+// 32 and in the open loop the relay (one entry per write) is no floor,
+// and a target is met or not.
 //
 // # Zero-loss verdict
 //
