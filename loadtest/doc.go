@@ -115,9 +115,12 @@
 // alone apart (CPUSplit): a sample whose stack runs through the
 // nats-server module is the nats-server's, one through other code outside
 // the Go runtime the process's own, and the runtime's alone is shared in
-// proportion; the profiler's own cost counts against the hub. At window
-// 32 and in the open loop the relay (one entry per write) is no floor,
-// and a target is met or not.
+// proportion. The profiler's own cost (a signal and a stack walk per 10
+// ms of CPU) counts against the hub, alone and with its nats-server, where
+// the peer runs unprofiled. A -server-bin without -debug-addr cannot be
+// profiled: a run that embeds its nats-server fails on it. At window 32
+// and in the open loop the relay (one entry per write) is no floor, and a
+// target is met or not.
 //
 // # Zero-loss verdict
 //

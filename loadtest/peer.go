@@ -72,7 +72,7 @@ func peerFlags(fs *flag.FlagSet, pc *PeerConfig) {
 	fs.IntVar(&pc.Pairs, "peer-pairs", pc.Pairs, "with -peer: sessions or channels of the throughput shapes, each 1 writer + 1 reader")
 	fs.Float64Var(&pc.Rate, "peer-rate", pc.Rate, "with -peer: total writes per second of the open loop shape")
 	fs.IntVar(&pc.RateWriters, "peer-rate-writers", pc.RateWriters, "with -peer: writers of the open loop shape")
-	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server")
+	fs.DurationVar(&pc.Duration, "peer-duration", pc.Duration, "with -peer: duration of each shape on each server (whole seconds: a server's profile over a shape takes whole seconds)")
 	fs.StringVar(&pc.NATS, "peer-nats", pc.NATS, "with -peer: the hub's nats-server: embedded (in its process, as one instance runs) or external (a separate process, as N instances share)")
 	fs.IntVar(&pc.Rounds, "peer-rounds", pc.Rounds, "with -peer: run each shape this many times on every server in turn, and report the spread of the ratios")
 	fs.StringVar(&pc.HubCPUProfile, "hub-cpuprofile", pc.HubCPUProfile, "with -peer: write a CPU profile of the hub instance per shape to PREFIX-<shape>.pprof, and of the bare relay to PREFIX-relay-<shape>.pprof")
@@ -504,15 +504,14 @@ func runShape(ctx context.Context, target pairTarget, spec shapeSpec, firstIdx i
 	switch {
 	case prof.err != nil:
 		pr.logf("%s: %s profile: %v", spec.name, target.name(), prof.err)
-	case prof.data != nil:
-		if prof.path != "" {
-			pr.logf("%s: %s profile in %s", spec.name, target.name(), prof.path)
-		}
-		if prof.split {
-			var err error
-			if res.Split, err = splitProfile(prof.data, res.ServerCPUPerOpUS); err != nil {
-				pr.logf("%s: %s profile: %v", spec.name, target.name(), err)
-			}
+	case prof.path != "":
+		pr.logf("%s: %s profile in %s", spec.name, target.name(), prof.path)
+	}
+	// A profile taken but not kept (its file failed) still splits.
+	if prof.data != nil && prof.split {
+		var err error
+		if res.Split, err = splitProfile(prof.data, res.ServerCPUPerOpUS); err != nil {
+			pr.logf("%s: %s profile: %v", spec.name, target.name(), err)
 		}
 	}
 	res.AckedPerSec = float64(res.Acked) / secs
@@ -798,18 +797,35 @@ func (s *PeerShape) rounds() []PeerRound {
 // than one round, a note of the ratio's spread over them. A target is
 // judged on that round.
 func (s *PeerShape) medianRound(ratio func(PeerRound) float64) (PeerRound, string) {
+	m, spread, _ := s.medianWhere(ratio, func(PeerRound) bool { return true })
+	return m, spread
+}
+
+// medianWhere is medianRound over the rounds of s that keep accepts (a
+// figure some rounds lack, such as a profile's), numbered as in the whole
+// run; ok is false when keep accepts none.
+func (s *PeerShape) medianWhere(ratio func(PeerRound) float64, keep func(PeerRound) bool) (m PeerRound, spread string, ok bool) {
 	rs := s.rounds()
-	if len(rs) == 1 {
-		return rs[0], ""
+	var idx []int
+	for i, r := range rs {
+		if keep(r) {
+			idx = append(idx, i)
+		}
 	}
-	idx := make([]int, len(rs))
-	for i := range idx {
-		idx[i] = i
+	switch {
+	case len(idx) == 0:
+		return PeerRound{}, "", false
+	case len(rs) == 1:
+		return rs[0], "", true
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return ratio(rs[idx[a]]) < ratio(rs[idx[b]]) })
-	m := rs[idx[(len(rs)-1)/2]]
-	return m, fmt.Sprintf("median of %d rounds (round %d); lowest %.2fx, highest %.2fx",
-		len(rs), idx[(len(rs)-1)/2]+1, ratio(rs[idx[0]]), ratio(rs[idx[len(rs)-1]]))
+	mid := idx[(len(idx)-1)/2]
+	of := fmt.Sprintf("%d rounds", len(rs))
+	if len(idx) < len(rs) {
+		of = fmt.Sprintf("%d of %d rounds", len(idx), len(rs))
+	}
+	return rs[mid], fmt.Sprintf("median of %s (round %d); lowest %.2fx, highest %.2fx",
+		of, mid+1, ratio(rs[idx[0]]), ratio(rs[idx[len(idx)-1]])), true
 }
 
 // relayFloor returns the bare relay's median, over the rounds of s, of
@@ -953,7 +969,8 @@ func peerTargets(r *Report) []Target {
 // peer's, out of reach in turn when the relay alone misses it. With
 // embedded, the hub's nats-server ran in its process, one process to
 // /proc: the hub alone is its profile's share (CPUSplit), and so is the
-// relay alone.
+// relay alone; judged over the rounds with a profile, not met when none
+// had one.
 func cpuTarget(s *PeerShape, embedded bool) Target {
 	t := Target{Name: "CPU per op, " + s.Name, Goal: "hub + nats-server ≤ peer (else: hub alone ≤ peer)"}
 	aloneOf := "hub alone"
@@ -999,23 +1016,25 @@ func cpuTarget(s *PeerShape, embedded bool) Target {
 		return t // within the floor's reach: not met
 	}
 	// Out of reach with nats-server: the hub alone is judged, on its own
-	// median round.
-	m, spread = s.medianRound(alone)
-	if alone(m) <= 0 {
-		t.Status = StatusOutOfReach
+	// median over the rounds that measured it (with the nats-server
+	// embedded, those with a profile).
+	m, spread, ok = s.medianWhere(alone, func(r PeerRound) bool { return alone(r) > 0 })
+	if !ok {
 		t.Note = joinNote(t.Note, "no profile told the hub alone apart")
-		return t
+		return t // nothing measured the fallback's bar: not met
 	}
 	t.Ratio, t.Measured = alone(m), measured(m)
 	floor, ok = s.relayFloor(func(r PeerRound) float64 { return r.Relay.alone("relay", embedded) / r.PeerRes.ServerCPUPerOpUS })
-	ok = ok && floor > 0
 	t.Status = judge(t.Ratio <= 1, ok && floor > 1)
 	t.Note = joinNote(t.Note, fmt.Sprintf("judged on the %s: %.2fx", aloneOf, t.Ratio))
 	if spread != "" {
 		t.Note += " (" + spread + ")"
 	}
-	if ok {
+	switch {
+	case ok:
 		t.Note = joinNote(t.Note, floorNote(floor, "alone"))
+	case embedded:
+		t.Note = joinNote(t.Note, "no profile told the relay alone apart")
 	}
 	return t
 }

@@ -668,7 +668,7 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 		status, inNote   string
 		measured, noNote string
 	}{
-		{"the relay's process over the peer, no profile", 40, 35, 0, 0, StatusOutOfReach, "no profile told the hub alone apart",
+		{"the relay's process over the peer, no profile", 40, 35, 0, 0, StatusNotMet, "no profile told the hub alone apart",
 			"40.0 µs (one process) vs 30.0 µs", "judged on"},
 		{"the relay's process over the peer, the hub alone within", 40, 35, 27, 20, StatusMet, "judged on the hub alone by its profile: 0.90x (median of 3 rounds",
 			"40.0 µs (one process: hub 27.0 + nats-server 13.0 by 500 samples) vs 30.0 µs", "out of reach"},
@@ -685,6 +685,23 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 			!strings.Contains(tg.Note, c.inNote) || strings.Contains(tg.Note, c.noNote) {
 			t.Errorf("%s: %+v", c.name, tg)
 		}
+	}
+	// A round without the hub's profile does not count for the hub alone:
+	// its median is over the rounds with one.
+	mixed := shape(40, 35, 24, 33)
+	mixed.Rounds[0].Hub.Split, mixed.Rounds[2].Hub.Split = nil, nil
+	mixed.Rounds[1].Hub.Split.OwnPerOpUS = 36
+	if tg := cpu(report(natsEmbedded, mixed)); tg.Status != StatusOutOfReach || tg.Ratio != 1.2 ||
+		!strings.Contains(tg.Note, "judged on the hub alone by its profile: 1.20x (median of 1 of 3 rounds (round 2); lowest 1.20x, highest 1.20x)") ||
+		strings.Contains(tg.Note, "0.00x") {
+		t.Errorf("rounds without the hub's profile: %+v", tg)
+	}
+	// Without the relay's profile, the hub alone over the peer has no
+	// floor to be out of reach by.
+	norelay := shape(40, 35, 36, 0)
+	if tg := cpu(report(natsEmbedded, norelay)); tg.Status != StatusNotMet || !strings.Contains(tg.Note, "judged on the hub alone by its profile: 1.20x") ||
+		!strings.Contains(tg.Note, "no profile told the relay alone apart") || strings.Contains(tg.Note, ", alone") {
+		t.Errorf("no relay profile: %+v", tg)
 	}
 	// The same figures from separate processes judge the hub alone (the
 	// relay alone over the peer too: out of reach on the hub's own CPU).
@@ -756,9 +773,12 @@ func TestHubEmbedsNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
-	h := &hubTarget{l: l, topo: topo, key: "language", debugPort: debug}
+	// The profile is asked to be kept where no file can be written: the
+	// failure is said, and the profile still splits the hub's CPU.
+	h := &hubTarget{l: l, topo: topo, key: "language", debugPort: debug, profile: filepath.Join(t.TempDir(), "missing", "hub")}
 	spec := shapeSpec{name: "window 32", pairs: 2, window: 32, duration: time.Second}
-	r, pairs, err := runShape(context.Background(), h, spec, 0, newProgress(nil))
+	var log strings.Builder
+	r, pairs, err := runShape(context.Background(), h, spec, 0, newProgress(&log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -767,6 +787,9 @@ func TestHubEmbedsNATS(t *testing.T) {
 		t.Errorf("measured %+v, want the hub's process and no nats-server", r.CPU)
 	}
 	checkSplit(t, r)
+	if !strings.Contains(log.String(), "window 32: sessionhub profile: open ") {
+		t.Errorf("the profile's failed file not said:\n%s", log.String())
+	}
 	if v := Verify(h.sessionLogs(context.Background(), pairs)); !v.OK() || v.Acked == 0 {
 		t.Errorf("verdict: %+v", v)
 	}

@@ -96,6 +96,21 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
+	// Profiling the hub's hot paths (127.0.0.1 only): on its own address
+	// when asked, taken first so that a taken one fails before the hub
+	// starts.
+	var debug *http.ServeMux
+	if *debugAddr != "" {
+		ln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			return err
+		}
+		debug = http.NewServeMux()
+		srv := &http.Server{Handler: debug, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+
 	var nc *nats.Conn
 	if *natsURL == "" {
 		ns, err := natsserver.Start(natsserver.Options{StoreDir: *data, DontListen: true, Durability: dur})
@@ -131,16 +146,8 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/hub/", h)
 	mux.HandleFunc("GET /metrics", serveMemMetrics)
-	debug := mux // profiling the hub's hot paths; 127.0.0.1 only
-	if *debugAddr != "" {
-		ln, err := net.Listen("tcp", *debugAddr)
-		if err != nil {
-			return err
-		}
-		debug = http.NewServeMux()
-		srv := &http.Server{Handler: debug, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+	if debug == nil {
+		debug = mux
 	}
 	debug.HandleFunc("/debug/pprof/", pprof.Index)
 	debug.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -17,13 +17,17 @@ import (
 // rest (the scheduler, the garbage collector's workers) serves both and is
 // shared in proportion.
 type CPUSplit struct {
-	// Samples is the profile's samples: its resolution (at 100 a second,
-	// a share is known within about 1/sqrt(Samples)).
+	// Samples is the profile's samples (its "samples" values; a profile
+	// without them counts its stacks): its resolution (at 100 a second, a
+	// share is known within about 1/sqrt(Samples)).
 	Samples int64 `json:"samples"`
 	// NATSShare is the nats-server's share of the samples told apart.
 	NATSShare float64 `json:"nats_server_share"`
-	// OwnPerOpUS and NATSPerOpUS divide the process's CPU per write
-	// (/proc) by NATSShare.
+	// OwnPerOpUS and NATSPerOpUS are the process's CPU per write (/proc,
+	// over the shape) split by NATSShare. Only the profile's shares are
+	// used: it covers the shape's writing time rounded to whole seconds,
+	// at least one (pprof takes whole seconds), where /proc covers the
+	// writing and the drain after it.
 	OwnPerOpUS  float64 `json:"own_cpu_per_op_us"`
 	NATSPerOpUS float64 `json:"nats_server_cpu_per_op_us"`
 }
