@@ -741,6 +741,33 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 	}
 }
 
+// A hub server that does not know -debug-addr (a -server-bin older than
+// the profiler's flag) cannot be profiled: a run that embeds its
+// nats-server fails to start it, and says why.
+func TestHubWithoutDebugAddrFails(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old-sessionhub")
+	script := "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = -debug-addr ]; then echo 'flag provided but not defined: -debug-addr' >&2; exit 2; fi\ndone\nsleep 60\n"
+	if err := os.WriteFile(old, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Instances, cfg.Peer.Name = 1, peerCentrifugo // PeerConfig.NATS: embedded by default
+	debug, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.debugPorts = []int{debug}
+	topo := &topology{cfg: &cfg, dir: dir, natsURL: "nats://127.0.0.1:1"}
+	t.Cleanup(topo.close)
+	if err := topo.prepareHubs([]string{old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.startHub(0); err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -debug-addr") {
+		t.Fatalf("started a hub without -debug-addr: %v", err)
+	}
+}
+
 // A -peer run's hub with -peer-nats embedded is started without -nats: it
 // serves every shape on the nats-server in its process (the run's own,
 // here at a port where none listens, is not needed), and its process

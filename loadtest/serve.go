@@ -97,8 +97,8 @@ func serveHub(args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	// Profiling the hub's hot paths (127.0.0.1 only): on its own address
-	// when asked, taken first so that a taken one fails before the hub
-	// starts.
+	// when asked, listened on first, so that an address in use fails
+	// before the hub starts.
 	var debug *http.ServeMux
 	if *debugAddr != "" {
 		ln, err := net.Listen("tcp", *debugAddr)
