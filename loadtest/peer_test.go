@@ -741,6 +741,29 @@ func TestPeerTargetsEmbedded(t *testing.T) {
 	}
 }
 
+// embeddedHub prepares one hub instance of a -peer run with its
+// nats-server embedded (the run's own at a port where none listens) and
+// its profiler on debug, started with hubArgv.
+func embeddedHub(t *testing.T, hubArgv []string) (topo *topology, debug int) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Instances, cfg.Peer.Name = 1, peerCentrifugo // PeerConfig.NATS: embedded by default
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if debug, err = freePort(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.debugPorts = []int{debug}
+	topo = &topology{cfg: &cfg, dir: t.TempDir(), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	t.Cleanup(topo.close)
+	if err := topo.prepareHubs(hubArgv); err != nil {
+		t.Fatal(err)
+	}
+	return topo, debug
+}
+
 // A hub server that does not know -debug-addr (a -server-bin older than
 // the profiler's flag) cannot be profiled: a run that embeds its
 // nats-server fails to start it, and says why.
@@ -751,18 +774,7 @@ func TestHubWithoutDebugAddrFails(t *testing.T) {
 	if err := os.WriteFile(old, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Instances, cfg.Peer.Name = 1, peerCentrifugo // PeerConfig.NATS: embedded by default
-	debug, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.debugPorts = []int{debug}
-	topo := &topology{cfg: &cfg, dir: dir, natsURL: "nats://127.0.0.1:1"}
-	t.Cleanup(topo.close)
-	if err := topo.prepareHubs([]string{old}); err != nil {
-		t.Fatal(err)
-	}
+	topo, _ := embeddedHub(t, []string{old})
 	if err := topo.startHub(0); err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -debug-addr") {
 		t.Fatalf("started a hub without -debug-addr: %v", err)
 	}
@@ -777,29 +789,14 @@ func TestHubEmbedsNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Instances, cfg.Peer.Name = 1, peerCentrifugo // PeerConfig.NATS: embedded by default
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	debug, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.debugPorts = []int{debug}
-	topo := &topology{cfg: &cfg, dir: t.TempDir(), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	t.Cleanup(topo.close)
-	if err := topo.prepareHubs([]string{self, serveHubCmd}); err != nil {
-		t.Fatal(err)
-	}
+	topo, debug := embeddedHub(t, []string{self, serveHubCmd})
 	if argv := topo.hubs[0].argv; slices.Contains(argv, "-nats") || slices.Contains(argv, "-replicas") {
 		t.Fatalf("hub argv %q", argv)
 	}
 	if err := topo.startHub(0); err != nil {
 		t.Fatal(err)
 	}
-	l := &load{cfg: &cfg, urls: topo.urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
+	l := &load{cfg: topo.cfg, urls: topo.urls, httpc: newHTTPClient(8), dialc: newHTTPClient(8), start: time.Now()}
 	// The profile is asked to be kept where no file can be written: the
 	// failure is said, and the profile still splits the hub's CPU.
 	h := &hubTarget{l: l, topo: topo, key: "language", debugPort: debug, profile: filepath.Join(t.TempDir(), "missing", "hub")}
