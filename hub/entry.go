@@ -78,6 +78,19 @@ func validateOps(ops []session.Op) error {
 	return nil
 }
 
+// validateDecoded is validateOps for the ops of a client frame, whose
+// values protocol.DecodeClientMessage read as JSON already (its fuzz
+// target holds them to json.Valid): it checks the rest without scanning
+// a value again.
+func validateDecoded(ops []session.Op) error {
+	for _, op := range ops {
+		if err := op.ValidateDecoded(); err != nil {
+			return Errorf(CodeInvalid, "%v", err)
+		}
+	}
+	return nil
+}
+
 // encodeValid is encodeEntry for ops validateOps passed.
 func encodeValid(ops []session.Op) []byte {
 	var small [4]protocol.WireOp // a socket's entry of one write: no allocation

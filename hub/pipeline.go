@@ -205,7 +205,7 @@ func (c *conn) pipelineWrite(m protocol.ClientMessage) {
 		return
 	}
 	start := time.Now() // read again below when the write waited
-	if err := validateOps(ops); err != nil {
+	if err := validateDecoded(ops); err != nil {
 		c.answer(m.ID, err)
 		return
 	}
