@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/sessionhub/sessionhub/hub"
 	"github.com/sessionhub/sessionhub/hub/natsserver"
@@ -33,6 +34,11 @@ func TestHealthz(t *testing.T) {
 	}
 	if body["nats"] != "embedded, connected" || body["durability"] != "default" {
 		t.Fatalf("healthz: %v", body)
+	}
+	// The in-process connection's writes take no deadline (a timer per
+	// publish); the shutdown below still ends them.
+	if d := s.nc.Opts.FlusherTimeout; d != 0 {
+		t.Errorf("embedded connection's flusher timeout %v, want none", d)
 	}
 
 	// NATS gone: 503 with a JSON body, and the page still renders (a plain
@@ -354,6 +360,9 @@ func TestExternalNATS(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.NATS = []string{ns.ClientURL()} })
 	if s.ns != nil {
 		t.Fatal("an embedded server was started")
+	}
+	if d := s.nc.Opts.FlusherTimeout; d != nats.DefaultFlusherTimeout {
+		t.Errorf("external connection's flusher timeout %v, want nats.go's %v", d, nats.DefaultFlusherTimeout)
 	}
 	b := newBrowser(t, s.URL())
 	if _, body := b.doJSON("GET", "/healthz", ""); body["status"] != "ok" || body["nats"] != "external, connected" {
