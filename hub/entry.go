@@ -69,22 +69,21 @@ func encodeEntry(ops []session.Op) ([]byte, error) {
 }
 
 // validateOps checks ops as encodeEntry does.
-func validateOps(ops []session.Op) error {
-	for _, op := range ops {
-		if err := op.Validate(); err != nil {
-			return Errorf(CodeInvalid, "%v", err)
-		}
-	}
-	return nil
-}
+func validateOps(ops []session.Op) error { return validateEach(ops, session.Op.Validate) }
 
 // validateDecoded is validateOps for the ops of a client frame, whose
 // values protocol.DecodeClientMessage read as JSON already (its fuzz
 // target holds them to json.Valid): it checks the rest without scanning
 // a value again.
 func validateDecoded(ops []session.Op) error {
+	return validateEach(ops, session.Op.ValidateDecoded)
+}
+
+// validateEach checks each op with check, the first failure an invalid
+// error.
+func validateEach(ops []session.Op, check func(session.Op) error) error {
 	for _, op := range ops {
-		if err := op.ValidateDecoded(); err != nil {
+		if err := check(op); err != nil {
 			return Errorf(CodeInvalid, "%v", err)
 		}
 	}

@@ -94,7 +94,7 @@ func serveRelay(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer ns.Close()
-		opts = append(opts, nats.InProcessServer(ns), natsserver.InProcessFlush) // as the hub's
+		opts = append(opts, ns.InProcess()...) // as the hub's
 	}
 	nc, js, err := connectJetStream(*natsURL, opts...)
 	if err != nil {

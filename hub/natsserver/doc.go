@@ -15,5 +15,8 @@
 //
 // Start listens on 127.0.0.1 and a random port unless told otherwise;
 // with DontListen the server takes in-process connections only, and
-// Connect uses them.
+// Connect uses them. Server.InProcess gives the options of such a
+// connection to a nats.Connect with options of its own; it writes
+// without nats.go's write deadline, which the in-process pipe pays for
+// with a timer per publish.
 package natsserver

@@ -98,24 +98,25 @@ func Start(o Options) (*Server, error) {
 func (s *Server) Connect(name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
 	if s.Server.ClientURL() == "" || s.Server.Addr() == nil {
-		opts = append(opts, nats.InProcessServer(s.Server), InProcessFlush)
-		return nats.Connect("", opts...)
+		return nats.Connect("", append(opts, s.InProcess()...)...)
 	}
 	return nats.Connect(s.ClientURL(), opts...)
 }
 
-// InProcessFlush is the write timeout of a client's in-process
-// connection (nats.InProcessServer): none. nats.go bounds each write of
-// its flusher by setting the connection's write deadline before it and
-// clearing it after (nats.FlusherTimeout, a minute by default), which on
-// the in-process connection, a net.Pipe, starts and stops a runtime
-// timer per write: an allocation, and a timer whose start wakes a
-// sleeping thread of the runtime, on every publish. The pipe's other end
-// is the server's read loop in the same process, which never stops
+// InProcess returns the options of a client connection in s's process
+// (nats.InProcessServer), with no write timeout: nats.go bounds each
+// write of its flusher by setting the connection's write deadline before
+// it and clearing it after (nats.FlusherTimeout, a minute by default),
+// which on the in-process connection, a net.Pipe, starts and stops a
+// runtime timer per write: an allocation, and a timer whose start wakes
+// a sleeping thread of the runtime, on every publish. The pipe's other
+// end is the server's read loop in the same process, which never stops
 // reading while the server runs and ends the pipe when it shuts down: a
 // deadline there bounds nothing a TCP connection's does (a peer gone
 // without a word), so the in-process connection goes without.
-var InProcessFlush = nats.FlusherTimeout(0)
+func (s *Server) InProcess() []nats.Option {
+	return []nats.Option{nats.InProcessServer(s.Server), nats.FlusherTimeout(0)}
+}
 
 // Close shuts the server down and waits for it.
 func (s *Server) Close() {

@@ -52,8 +52,9 @@ func TestConnectFlusherTimeout(t *testing.T) {
 	}
 }
 
-// Closing the server ends a connection whose writes have no deadline:
-// its publishes fail rather than wait.
+// Closing the server ends an in-process connection, whose writes have no
+// deadline: the client sees the pipe close, and a flush fails rather
+// than waits.
 func TestInProcessConnectionEndsWithTheServer(t *testing.T) {
 	s, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), DontListen: true})
 	if err != nil {

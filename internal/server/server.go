@@ -259,7 +259,7 @@ func (s *Server) startNATS() error {
 		return err
 	}
 	s.ns = ns
-	nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns), natsserver.InProcessFlush)...)
+	nc, err := nats.Connect("", append(opts, ns.InProcess()...)...)
 	if err != nil {
 		s.ncClosed()
 		return fmt.Errorf("nats: in-process connection: %w", err)
